@@ -1,0 +1,119 @@
+//! SQL engines chosen by URL: `sqlite://path` (embedded) or `postgres://…` (a database per
+//! service, created when missing). A service opens its pool here, then runs its own
+//! migrations through its store adapter.
+
+use std::{path::Path, str::FromStr, time::Duration};
+
+use sqlx::{
+    ConnectOptions, Connection, PgPool, SqlitePool,
+    postgres::{PgConnectOptions, PgConnection, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::engine::{EngineError, EngineUrl};
+
+/// An open pool on one of the supported engines.
+#[derive(Debug, Clone)]
+pub enum SqlPool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl SqlPool {
+    /// Opens the database `url` names. A PostgreSQL URL without a database name gets
+    /// `default_database` (e.g. `tonearm_auth`), which is created if it does not exist.
+    pub async fn connect(url: &EngineUrl, default_database: &str) -> Result<Self, EngineError> {
+        match url.scheme() {
+            "sqlite" => Ok(Self::Sqlite(open_sqlite(url).await?)),
+            "postgres" | "postgresql" => Ok(Self::Postgres(open_postgres(url, default_database).await?)),
+            scheme => Err(EngineError::UnsupportedScheme {
+                url: url.redacted(),
+                scheme: scheme.to_owned(),
+                supported: "sqlite://, postgres://",
+            }),
+        }
+    }
+
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+async fn open_sqlite(url: &EngineUrl) -> Result<SqlitePool, EngineError> {
+    let invalid = |reason: String| EngineError::Invalid { url: url.redacted(), reason };
+    let options = SqliteConnectOptions::from_str(url.expose())
+        .map_err(|e| invalid(e.to_string()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10))
+        .log_statements(tracing::log::LevelFilter::Trace);
+    if let Some(parent) = Path::new(options.get_filename()).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| invalid(format!("cannot create {}: {e}", parent.display())))?;
+        }
+    }
+    SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .map_err(|e| EngineError::Unreachable { engine: "sqlite", url: url.redacted(), reason: e.to_string() })
+}
+
+async fn open_postgres(url: &EngineUrl, default_database: &str) -> Result<PgPool, EngineError> {
+    let unreachable = |reason: String| EngineError::Unreachable {
+        engine: "postgres",
+        url: url.redacted(),
+        reason,
+    };
+    let mut options = PgConnectOptions::from_str(url.expose())
+        .map_err(|e| EngineError::Invalid { url: url.redacted(), reason: e.to_string() })?
+        .log_statements(tracing::log::LevelFilter::Trace);
+    let named = url::Url::parse(url.expose())
+        .ok()
+        .map(|parsed| parsed.path().trim_start_matches('/').to_owned())
+        .filter(|name| !name.is_empty());
+    let database = match named {
+        Some(name) => name,
+        None => {
+            options = options.database(default_database);
+            default_database.to_owned()
+        }
+    };
+    create_database_if_missing(&options, &database).await.map_err(unreachable)?;
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .map_err(|e| unreachable(e.to_string()))
+}
+
+async fn create_database_if_missing(options: &PgConnectOptions, database: &str) -> Result<(), String> {
+    let maintenance = options.clone().database("postgres");
+    let mut connection = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&maintenance))
+        .await
+        .map_err(|_| "timed out connecting".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(database)
+        .fetch_one(&mut connection)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !exists {
+        let quoted = format!("\"{}\"", database.replace('"', "\"\""));
+        match sqlx::query(&format!("CREATE DATABASE {quoted}")).execute(&mut connection).await {
+            Ok(_) => tracing::info!(database, "created postgres database"),
+            // Another replica created it between our check and our create.
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P04") => {}
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    let _ = connection.close().await;
+    Ok(())
+}

@@ -1,0 +1,355 @@
+//! HTTP plumbing every service mounts the same way: problem-aware extractors, request
+//! ids, per-route metrics, request logs, panic capture, health and readiness probes,
+//! Prometheus exposition, and a server that drains in-flight requests on shutdown.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use axum::{
+    Router,
+    extract::{FromRequest, FromRequestParts, MatchedPath, Request, State},
+    http::{HeaderName, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use tokio::{net::TcpListener, sync::Notify};
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
+
+use crate::{cache::Cache, db::SqlPool, problem::Problem};
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// `axum::Json` whose rejections are problem+json (400 syntax, 415 type, 422 shape, 413 size).
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(Problem))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Path` whose rejections are problem+json.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(Problem))]
+pub struct Path<T>(pub T);
+
+/// `axum::extract::Query` whose rejections are problem+json.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(Problem))]
+pub struct Query<T>(pub T);
+
+/// Wraps a service's router in the layers every Tonearm server has. Routes added after
+/// this call are not observed, so call it last.
+pub fn observe(router: Router) -> Router {
+    router
+        .fallback(|| async { Problem::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+        })
+        .layer(middleware::from_fn(record_metrics))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request| {
+                            let request_id = request
+                                .headers()
+                                .get(REQUEST_ID)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default();
+                            tracing::info_span!(
+                                "request",
+                                method = %request.method(),
+                                path = %request.uri().path(),
+                                request_id,
+                            )
+                        })
+                        .on_request(())
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(CatchPanicLayer::custom(|_panic| {
+                    tracing::error!("handler panicked");
+                    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "an internal error occurred")
+                        .into_response()
+                })),
+        )
+}
+
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let buckets = [
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        match builder.install_recorder() {
+            Ok(handle) => handle,
+            // Another recorder is already installed (an embedding program chose its own):
+            // keep ours private so /metrics still answers.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+}
+
+/// Something `/readyz` checks: a database, a cache, a broker, an upstream.
+#[async_trait]
+pub trait Probe: Send + Sync + 'static {
+    fn name(&self) -> String;
+    async fn check(&self) -> Result<(), String>;
+}
+
+pub struct SqlProbe {
+    pub name: String,
+    pub pool: SqlPool,
+}
+
+#[async_trait]
+impl Probe for SqlProbe {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        let result = match &self.pool {
+            SqlPool::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            SqlPool::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        };
+        result.map_err(|e| e.to_string())
+    }
+}
+
+pub struct CacheProbe {
+    pub name: String,
+    pub cache: Arc<dyn Cache>,
+}
+
+#[async_trait]
+impl Probe for CacheProbe {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.cache.ping().await.map_err(|e| e.to_string())
+    }
+}
+
+type Probes = Arc<Vec<Arc<dyn Probe>>>;
+
+/// `/healthz` (the process answers), `/readyz` (every probe passes) and `/metrics`.
+pub fn ops_router(probes: Vec<Arc<dyn Probe>>) -> Router {
+    let probes: Probes = Arc::new(probes);
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .with_state(probes)
+}
+
+async fn readyz(State(probes): State<Probes>) -> Result<axum::Json<serde_json::Value>, Problem> {
+    let checks = futures_like_join(&probes).await;
+    let failing: Vec<String> = checks
+        .iter()
+        .filter_map(|(name, result)| result.as_ref().err().map(|e| format!("{name}: {e}")))
+        .collect();
+    if failing.is_empty() {
+        let names: serde_json::Map<String, serde_json::Value> =
+            checks.into_iter().map(|(name, _)| (name, "ok".into())).collect();
+        Ok(axum::Json(serde_json::json!({"status": "ready", "checks": names})))
+    } else {
+        Err(Problem::unavailable(format!("not ready: {}", failing.join("; "))))
+    }
+}
+
+async fn futures_like_join(probes: &Probes) -> Vec<(String, Result<(), String>)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, probe) in probes.iter().cloned().enumerate() {
+        tasks.spawn(async move {
+            let outcome = tokio::time::timeout(Duration::from_secs(2), probe.check())
+                .await
+                .unwrap_or_else(|_| Err("timed out".into()));
+            (index, probe.name(), outcome)
+        });
+    }
+    let mut results = tasks.join_all().await;
+    results.sort_by_key(|(index, _, _)| *index);
+    results.into_iter().map(|(_, name, outcome)| (name, outcome)).collect()
+}
+
+async fn render_metrics() -> Response {
+    let handle = prometheus();
+    handle.run_upkeep();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render())
+        .into_response()
+}
+
+/// A bound listener; binding first lets tests ask for port 0 and read the real port.
+pub struct Server {
+    listener: TcpListener,
+    grace: Duration,
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr, grace: Duration) -> std::io::Result<Self> {
+        Ok(Self { listener: TcpListener::bind(addr).await?, grace })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish for at most
+    /// the grace period.
+    pub async fn run(
+        self,
+        app: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let stopping = Arc::new(Notify::new());
+        let notifier = stopping.clone();
+        let serve = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            notifier.notify_one();
+        });
+        let mut server = tokio::spawn(async move { serve.await });
+        tokio::select! {
+            finished = &mut server => return finished.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            () = stopping.notified() => tracing::info!(grace_secs = self.grace.as_secs(), "shutting down; draining requests"),
+        }
+        match tokio::time::timeout(self.grace, &mut server).await {
+            Ok(finished) => finished.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            Err(_) => {
+                tracing::warn!("grace period over; dropping the requests still running");
+                server.abort();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[tokio::test]
+    async fn shutdown_lets_a_slow_request_finish() {
+        let app = observe(Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                "done"
+            }),
+        ));
+        let server = Server::bind((Ipv4Addr::LOCALHOST, 0).into(), Duration::from_secs(10))
+            .await
+            .unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(app, async {
+            let _ = stopped.await;
+        }));
+        let request = tokio::spawn(reqwest::get(format!("http://{addr}/slow")));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        let response = request.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "done");
+        running.await.unwrap().unwrap();
+        assert!(
+            reqwest::get(format!("http://{addr}/slow")).await.is_err(),
+            "a stopped server accepts no new requests"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_and_panics_answer_problem_json_with_a_request_id() {
+        use tower::ServiceExt;
+        let app = observe(Router::new().route("/boom", get(|| async {
+            panic!("kaboom");
+            #[allow(unreachable_code)]
+            ""
+        })))
+            .merge(Router::new());
+        for path in ["/nope", "/boom"] {
+            let response = app
+                .clone()
+                .oneshot(Request::get(path).body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                crate::problem::CONTENT_TYPE,
+                "{path}"
+            );
+            assert!(response.headers().contains_key(REQUEST_ID), "{path}");
+        }
+    }
+}
