@@ -1,1 +1,154 @@
-fn main() {}
+//! `tonearm`: run the platform, one service, or an operator task.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kernel::{cache, grant::{Role, Tier}};
+use tonearm::{App, ServiceName, Settings, compose, settings::DEFAULT_CONFIG};
+
+#[derive(Debug, Parser)]
+#[command(name = "tonearm", version, about = "Tonearm: a self-hosted music streaming platform")]
+struct Cli {
+    /// Configuration file (TOML); environment variables TONEARM_* override it.
+    #[arg(long, global = true, env = "TONEARM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where embedded stores live (default ./tonearm-data).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every service in one process on embedded defaults.
+    Up {
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Run one service alone on the engines its configuration names.
+    Serve {
+        service: ServiceName,
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Bring a service's database schema up to date (all services when none is named).
+    Migrate { service: Option<ServiceName> },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Operator tasks on accounts.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Access-token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the documented default configuration file.
+    Default,
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Set a user's tier: premium or free.
+    SetTier { email: String, tier: String },
+    /// Set a user's role: admin or user.
+    SetRole { email: String, role: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key; each replica signs with it from its next start, and tokens
+    /// signed with the previous key keep verifying.
+    Rotate,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Config { command: ConfigCommand::Default } = cli.command {
+        #[allow(clippy::print_stdout)]
+        {
+            print!("{DEFAULT_CONFIG}");
+        }
+        return Ok(());
+    }
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(data_dir) = cli.data_dir {
+        settings.data_dir = data_dir;
+    }
+    let service_name = match &cli.command {
+        Command::Serve { service, .. } => format!("tonearm-{service:?}").to_lowercase(),
+        _ => "tonearm".to_owned(),
+    };
+    let _telemetry = kernel::telemetry::init(&settings.telemetry, &service_name)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(run(cli.command, settings))
+}
+
+async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Up { port } => {
+            settings.server.port = port.unwrap_or(settings.server.port);
+            let app = App::up(&settings).await?;
+            let addr = app.local_addr()?;
+            tracing::info!(data_dir = %settings.data_dir.display(), "tonearm is up");
+            announce(&format!("Tonearm is up on http://{addr} (API docs: http://{addr}/docs)"));
+            app.run_until(kernel::http::shutdown_signal()).await
+        }
+        Command::Serve { service, port } => {
+            settings.server.port = port.unwrap_or(settings.server.port);
+            let app = App::serve(&settings, service).await?;
+            tracing::info!(service = ?service, addr = %app.local_addr()?, "serving");
+            app.run_until(kernel::http::shutdown_signal()).await
+        }
+        Command::Migrate { service: None | Some(ServiceName::Auth) } => {
+            let url = settings.auth_database_url();
+            let pool = kernel::db::SqlPool::connect(&url, auth::DATABASE_NAME).await?;
+            auth::store::open(pool).await.context("migrating the auth database")?;
+            announce(&format!("auth: migrated {url}"));
+            Ok(())
+        }
+        Command::Migrate { service: Some(ServiceName::Gateway) } => {
+            announce("gateway: no database to migrate");
+            Ok(())
+        }
+        Command::Users { command } => {
+            let cache = cache::connect(&settings.auth_cache_url()).await?;
+            let (auth, _) = compose::open_auth(&settings, cache).await?;
+            let (email, tier, role) = match command {
+                UsersCommand::SetTier { email, tier } => (email, Some(tier.parse::<Tier>()?), None),
+                UsersCommand::SetRole { email, role } => (email, None, Some(role.parse::<Role>()?)),
+            };
+            let user = auth.set_access(&email, tier, role).await?;
+            announce(&format!("{}: tier {}, role {}", user.email, user.tier, user.role));
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::Rotate } => {
+            let pool = kernel::db::SqlPool::connect(&settings.auth_database_url(), auth::DATABASE_NAME).await?;
+            let store = auth::store::open(pool).await?;
+            let kid = auth::keys::KeyRing::rotate(store.as_ref()).await?;
+            announce(&format!("new signing key {kid}; restart auth replicas to sign with it"));
+            Ok(())
+        }
+        Command::Config { command: ConfigCommand::Default } => Ok(()),
+    }
+}
+
+/// Operator-facing output goes to stdout, apart from the logs.
+#[allow(clippy::print_stdout)]
+fn announce(line: &str) {
+    println!("{line}");
+}

@@ -56,6 +56,8 @@ pub struct Query<T>(pub T);
 /// Wraps a service's router in the layers every Tonearm server has. Routes added after
 /// this call are not observed, so call it last.
 pub fn observe(router: Router) -> Router {
+    // Install the recorder before the first request records anything.
+    prometheus();
     router
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -179,12 +181,37 @@ type Probes = Arc<Vec<Arc<dyn Probe>>>;
 pub fn ops_router(probes: Vec<Arc<dyn Probe>>) -> Router {
     let probes: Probes = Arc::new(probes);
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .with_state(probes)
 }
 
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(healthz, readyz, render_metrics),
+    tags((name = "operations", description = "Health, readiness and metrics"))
+)]
+struct OpsApi;
+
+/// The OpenAPI description of the operations endpoints.
+pub fn ops_openapi() -> utoipa::openapi::OpenApi {
+    <OpsApi as utoipa::OpenApi>::openapi()
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", content_type = "application/json")))]
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Every store, cache and upstream this process needs answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", content_type = "application/json"),
+        (status = 503, body = Problem, description = "A dependency is unavailable"),
+    ))]
 async fn readyz(State(probes): State<Probes>) -> Result<axum::Json<serde_json::Value>, Problem> {
     let checks = futures_like_join(&probes).await;
     let failing: Vec<String> = checks
@@ -215,6 +242,9 @@ async fn futures_like_join(probes: &Probes) -> Vec<(String, Result<(), String>)>
     results.into_iter().map(|(_, name, outcome)| (name, outcome)).collect()
 }
 
+/// Prometheus text exposition: request counts and latency histograms by route and status.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn render_metrics() -> Response {
     let handle = prometheus();
     handle.run_upkeep();

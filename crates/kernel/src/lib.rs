@@ -6,6 +6,7 @@
 //! gateway and the auth service read, the cache port, and the choice of SQL engine by URL.
 //! Anything that belongs to a single service lives in that service's crate instead.
 
+pub mod api;
 pub mod cache;
 pub mod caller;
 pub mod config;

@@ -1,1 +1,240 @@
-//! placeholder
+//! The gateway is Tonearm's only public entry. It routes each documented path to the
+//! service that owns it (in this process or across the network), verifies access tokens
+//! and the live session behind them, hands the caller's identity to services, spends
+//! per-tier rate budgets, limits request bodies, answers CORS, and serves the API docs.
+
+pub mod config;
+pub mod limiter;
+pub mod upstream;
+pub mod verifier;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{ConnectInfo, Request, State},
+    http::{HeaderMap, HeaderName, HeaderValue, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{any, get},
+};
+use http_body_util::Limited;
+use kernel::{
+    Problem,
+    cache::Cache,
+    caller::{self, Caller},
+    grant::{SessionDirectory, SessionGrant},
+    http::Probe,
+};
+use tower::ServiceExt;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use utoipa::openapi::OpenApi;
+use utoipa_scalar::{Scalar, Servable};
+
+pub use config::{GatewayConfig, RateLimits};
+use limiter::{Budget, Decision, RateLimiter};
+pub use upstream::{RemoteDirectory, RemoteService, Upstream, UpstreamProbe};
+use verifier::{TokenError, TokenVerifier};
+
+/// A service the gateway fronts: its public paths are those its OpenAPI document lists,
+/// so an endpoint is routable exactly when it is documented.
+pub struct Route {
+    pub upstream: Upstream,
+    pub api: OpenApi,
+}
+
+pub struct GatewayParts {
+    pub config: GatewayConfig,
+    pub directory: Arc<dyn SessionDirectory>,
+    pub cache: Arc<dyn Cache>,
+    pub routes: Vec<Route>,
+    /// The whole public API, served at `/v1/openapi.json` and browsable at `/docs`.
+    pub api: OpenApi,
+    pub probes: Vec<Arc<dyn Probe>>,
+}
+
+struct Gateway {
+    verifier: TokenVerifier,
+    limiter: RateLimiter,
+    trust_forwarded_for: bool,
+    body_limit: usize,
+}
+
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// Builds the gateway's router; serve it with [`kernel::http::Server`].
+pub fn router(parts: GatewayParts) -> Router {
+    let gateway = Arc::new(Gateway {
+        verifier: TokenVerifier::new(parts.directory, &parts.config.issuer, &parts.config.audience),
+        limiter: RateLimiter::new(parts.cache, parts.config.rate_limits),
+        trust_forwarded_for: parts.config.trust_forwarded_for,
+        body_limit: parts.config.body_limit_bytes,
+    });
+    let mut api = Router::new();
+    for route in parts.routes {
+        for path in route.api.paths.paths.keys() {
+            api = match &route.upstream {
+                Upstream::Local(service) => {
+                    // axum refuses a bare `Router` here (it would have us nest), but the
+                    // service must see the full path, so hand it over as a plain service.
+                    let service = service.clone();
+                    api.route_service(
+                        path,
+                        tower::service_fn(move |request: Request| service.clone().oneshot(request)),
+                    )
+                }
+                Upstream::Remote(service) => {
+                    api.route(path, any(upstream::proxy).with_state(service.clone()))
+                }
+            };
+        }
+    }
+    let document = Arc::new(parts.api);
+    let served = document.clone();
+    let api = api
+        .route("/v1/openapi.json", get(move || async move { axum::Json(served.as_ref().clone()) }))
+        .merge(Scalar::with_url("/docs", document.as_ref().clone()))
+        .layer(middleware::from_fn_with_state(gateway, admit));
+    kernel::http::observe(api.merge(kernel::http::ops_router(parts.probes)).layer(cors(&parts.config)))
+}
+
+fn cors(config: &GatewayConfig) -> CorsLayer {
+    let origins = if config.cors_allowed_origins.is_empty() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(config.cors_allowed_origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers([
+            RATELIMIT_LIMIT,
+            RATELIMIT_REMAINING,
+            RATELIMIT_RESET,
+            header::RETRY_AFTER,
+            kernel::http::REQUEST_ID,
+        ])
+}
+
+/// Who is calling, as far as the token says.
+enum Identity {
+    Anonymous,
+    User(SessionGrant),
+    Refused(Problem),
+}
+
+/// Every API request passes here: identity, budget, body limit, then the service.
+async fn admit(State(gateway): State<Arc<Gateway>>, mut request: Request, next: Next) -> Response {
+    for name in caller::IDENTITY_HEADERS {
+        request.headers_mut().remove(name);
+    }
+    let client_ip = gateway.client_ip(&request);
+    let identity = gateway.identify(request.headers()).await;
+    let budget = match &identity {
+        Identity::User(grant) => Budget::User { id: grant.user_id.to_string(), tier: grant.tier },
+        Identity::Anonymous | Identity::Refused(_) => Budget::Address(client_ip.clone()),
+    };
+    let decision = gateway.limiter.spend(&budget).await;
+    let mut response = if !decision.allowed {
+        Problem::too_many_requests(decision.reset_secs).into_response()
+    } else if let Some(problem) = gateway.oversized(request.headers()) {
+        problem.into_response()
+    } else {
+        match identity {
+            Identity::Refused(problem) => problem.into_response(),
+            Identity::Anonymous => next.run(gateway.prepare(request, None, &client_ip)).await,
+            Identity::User(grant) => next.run(gateway.prepare(request, Some(&grant), &client_ip)).await,
+        }
+    };
+    stamp(response.headers_mut(), decision);
+    response
+}
+
+fn stamp(headers: &mut HeaderMap, decision: Decision) {
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(decision.reset_secs));
+}
+
+impl Gateway {
+    async fn identify(&self, headers: &HeaderMap) -> Identity {
+        let Some(authorization) = headers.get(header::AUTHORIZATION) else {
+            return Identity::Anonymous;
+        };
+        let token = authorization
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")));
+        let Some(token) = token.map(str::trim) else {
+            return Identity::Refused(Problem::unauthorized("the Authorization header must be `Bearer <token>`"));
+        };
+        let claims = match self.verifier.verify(token).await {
+            Ok(claims) => claims,
+            Err(TokenError::KeysUnavailable(reason)) => {
+                tracing::warn!(%reason, "cannot verify tokens");
+                return Identity::Refused(Problem::unavailable("sign-in is unavailable; try again shortly"));
+            }
+            Err(error) => return Identity::Refused(Problem::unauthorized(error.to_string())),
+        };
+        match self.verifier.directory().grant(claims.sid).await {
+            Ok(Some(grant)) if grant.user_id == claims.sub => Identity::User(grant),
+            Ok(_) => Identity::Refused(Problem::unauthorized("the session has ended; sign in again")),
+            Err(error) => {
+                tracing::warn!(%error, "cannot check sessions");
+                Identity::Refused(Problem::unavailable("sign-in is unavailable; try again shortly"))
+            }
+        }
+    }
+
+    fn client_ip(&self, request: &Request) -> String {
+        let forwarded = self
+            .trust_forwarded_for
+            .then(|| request.headers().get("x-forwarded-for"))
+            .flatten()
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(',').next())
+            .map(|ip| ip.trim().to_owned());
+        forwarded
+            .or_else(|| {
+                request
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|info| info.0.ip().to_string())
+            })
+            .unwrap_or_else(|| "unknown".to_owned())
+    }
+
+    fn oversized(&self, headers: &HeaderMap) -> Option<Problem> {
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<usize>().ok())?;
+        (declared > self.body_limit).then(|| {
+            Problem::new(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {} bytes", self.body_limit),
+            )
+        })
+    }
+
+    /// Sets the identity headers services trust and bounds the body even when its
+    /// length was not declared.
+    fn prepare(&self, request: Request, grant: Option<&SessionGrant>, client_ip: &str) -> Request {
+        let (mut parts, body) = request.into_parts();
+        if let Some(grant) = grant {
+            for (name, value) in Caller::headers(grant) {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    parts.headers.insert(name, value);
+                }
+            }
+        }
+        if let Ok(value) = HeaderValue::from_str(client_ip) {
+            parts.headers.insert(caller::CLIENT_IP, value);
+        }
+        Request::from_parts(parts, Body::new(Limited::new(body, self.body_limit)))
+    }
+}

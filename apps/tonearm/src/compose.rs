@@ -1,0 +1,168 @@
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use auth::AuthService;
+use axum::Router;
+use gateway::{GatewayParts, RemoteDirectory, RemoteService, Route, Upstream, UpstreamProbe};
+use kernel::{
+    cache::{self, Cache},
+    db::SqlPool,
+    http::{CacheProbe, Probe, Server, SqlProbe},
+};
+use utoipa::openapi::{
+    OpenApi,
+    security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use crate::settings::Settings;
+
+/// A service `tonearm serve` can run alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceName {
+    Gateway,
+    Auth,
+}
+
+/// A bound server with its router, ready to run.
+pub struct App {
+    server: Server,
+    router: Router,
+}
+
+impl App {
+    /// Every service in this process on embedded defaults, behind the gateway.
+    pub async fn up(settings: &Settings) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+        // One in-process cache serves the session grants and the rate-limit windows.
+        let shared = open_cache(&settings.auth_cache_url()).await?;
+        let (auth, auth_pool) = open_auth(settings, shared.clone()).await?;
+        let (auth_router, auth_api) = auth::router(auth.clone());
+        let probes: Vec<Arc<dyn Probe>> = vec![
+            Arc::new(SqlProbe { name: "auth.database".into(), pool: auth_pool }),
+            Arc::new(CacheProbe { name: "cache".into(), cache: shared.clone() }),
+        ];
+        let router = gateway::router(GatewayParts {
+            config: settings.gateway.clone(),
+            directory: auth,
+            cache: shared,
+            api: public_api([&auth_api]),
+            routes: vec![Route { upstream: Upstream::Local(auth_router), api: auth_api }],
+            probes,
+        });
+        Self::bind(settings, router).await
+    }
+
+    /// One service alone, on the engines its configuration names.
+    pub async fn serve(settings: &Settings, service: ServiceName) -> anyhow::Result<Self> {
+        let router = match service {
+            ServiceName::Auth => {
+                let cache = open_cache(&settings.auth_cache_url()).await?;
+                let (auth, pool) = open_auth(settings, cache.clone()).await?;
+                let (public, _) = auth::router(auth.clone());
+                let probes: Vec<Arc<dyn Probe>> = vec![
+                    Arc::new(SqlProbe { name: "auth.database".into(), pool }),
+                    Arc::new(CacheProbe { name: "auth.cache".into(), cache }),
+                ];
+                kernel::http::observe(
+                    public
+                        .merge(auth::internal_router(auth))
+                        .merge(kernel::http::ops_router(probes)),
+                )
+            }
+            ServiceName::Gateway => gateway_alone(settings).await?,
+        };
+        Self::bind(settings, router).await
+    }
+
+    async fn bind(settings: &Settings, router: Router) -> anyhow::Result<Self> {
+        let addr = settings.server.addr()?;
+        let server = Server::bind(addr, settings.server.grace())
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        Ok(Self { server, router })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.server.local_addr()
+    }
+
+    /// The router, for tests that call it without a socket.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        self.server.run(self.router, shutdown).await.context("serving")
+    }
+}
+
+async fn open_cache(url: &kernel::engine::EngineUrl) -> anyhow::Result<Arc<dyn Cache>> {
+    let cache = cache::connect(url).await?;
+    tracing::info!(engine = cache.engine(), url = %url, "cache ready");
+    Ok(cache)
+}
+
+/// Opens the auth store (migrated) and builds the service.
+pub async fn open_auth(
+    settings: &Settings,
+    cache: Arc<dyn Cache>,
+) -> anyhow::Result<(Arc<AuthService>, SqlPool)> {
+    let url = settings.auth_database_url();
+    let pool = SqlPool::connect(&url, auth::DATABASE_NAME).await?;
+    let store = auth::store::open(pool.clone()).await.context("migrating the auth database")?;
+    tracing::info!(engine = pool.engine(), url = %url, "auth store ready");
+    let service = AuthService::new(store, cache, settings.auth.clone()).await?;
+    Ok((Arc::new(service), pool))
+}
+
+async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
+    let config = &settings.gateway;
+    let timeout = Duration::from_secs(config.upstream_timeout_secs);
+    let auth_url = config
+        .upstreams
+        .get("auth")
+        .context("`tonearm serve gateway` needs gateway.upstreams.auth (TONEARM_GATEWAY__UPSTREAMS__AUTH)")?;
+    let auth = RemoteService::new("auth", auth_url, timeout)?;
+    let cache = open_cache(&settings.gateway_cache_url()).await?;
+    let auth_api = auth::openapi();
+    let probes: Vec<Arc<dyn Probe>> = vec![
+        Arc::new(CacheProbe { name: "gateway.cache".into(), cache: cache.clone() }),
+        Arc::new(UpstreamProbe(auth.clone())),
+    ];
+    let directory = Arc::new(RemoteDirectory::new(
+        auth.clone(),
+        cache.clone(),
+        Duration::from_secs(config.grant_max_age_secs),
+    ));
+    Ok(gateway::router(GatewayParts {
+        config: config.clone(),
+        directory,
+        cache,
+        api: public_api([&auth_api]),
+        routes: vec![Route { upstream: Upstream::Remote(auth), api: auth_api }],
+        probes,
+    }))
+}
+
+/// The public API document: every service's paths, the operations endpoints, and the
+/// bearer scheme protected paths refer to.
+pub fn public_api<'a>(services: impl IntoIterator<Item = &'a OpenApi>) -> OpenApi {
+    let mut document = kernel::http::ops_openapi();
+    document.info.title = "Tonearm".to_owned();
+    document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    document.info.description = Some(
+        "The Tonearm music streaming API. Every endpoint is served by the gateway; see \
+         shared/API.md for conventions (errors are application/problem+json)."
+            .to_owned(),
+    );
+    for service in services {
+        document.merge(service.clone());
+    }
+    let components = document.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+    );
+    document
+}

@@ -1,0 +1,107 @@
+//! The whole configuration: one section per service plus what the process itself needs.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use auth::AuthConfig;
+use gateway::GatewayConfig;
+use kernel::{engine::EngineUrl, telemetry::TelemetryConfig};
+use serde::Deserialize;
+
+/// The documented default configuration file, printed by `tonearm config default`.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub telemetry: TelemetryConfig,
+    pub auth: AuthConfig,
+    pub gateway: GatewayConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./tonearm-data"),
+            server: ServerConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            auth: AuthConfig::default(),
+            gateway: GatewayConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { host: "127.0.0.1".to_owned(), port: 8080, shutdown_grace_secs: 30 }
+    }
+}
+
+impl ServerConfig {
+    pub fn addr(&self) -> anyhow::Result<SocketAddr> {
+        let ip: std::net::IpAddr = self
+            .host
+            .parse()
+            .map_err(|_| anyhow::anyhow!("server.host `{}` is not an IP address", self.host))?;
+        Ok(SocketAddr::new(ip, self.port))
+    }
+
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+impl Settings {
+    pub fn load(file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        Ok(kernel::config::load(file)?)
+    }
+
+    /// The auth database: as configured, else a SQLite file in the data directory.
+    pub fn auth_database_url(&self) -> EngineUrl {
+        self.auth.database_url.clone().unwrap_or_else(|| self.sqlite_in_data_dir("auth.db"))
+    }
+
+    pub fn auth_cache_url(&self) -> EngineUrl {
+        self.auth.cache_url.clone().unwrap_or_else(memory)
+    }
+
+    pub fn gateway_cache_url(&self) -> EngineUrl {
+        self.gateway.cache_url.clone().unwrap_or_else(memory)
+    }
+
+    fn sqlite_in_data_dir(&self, file: &str) -> EngineUrl {
+        EngineUrl::new(format!("sqlite://{}", self.data_dir.join(file).display()))
+    }
+}
+
+fn memory() -> EngineUrl {
+    EngineUrl::new("memory://")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_default_file_parses_and_matches_the_built_in_defaults() {
+        let shipped: Settings = kernel::config::from_toml(DEFAULT_CONFIG).unwrap();
+        let built_in = Settings::default();
+        assert_eq!(format!("{shipped:?}"), format!("{built_in:?}"));
+    }
+
+    #[test]
+    fn embedded_stores_default_to_the_data_dir() {
+        let settings = Settings { data_dir: PathBuf::from("/var/lib/tonearm"), ..Settings::default() };
+        assert_eq!(settings.auth_database_url().expose(), "sqlite:///var/lib/tonearm/auth.db");
+        assert_eq!(settings.auth_cache_url().expose(), "memory://");
+    }
+}

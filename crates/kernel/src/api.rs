@@ -1,0 +1,76 @@
+//! Shapes every API shares: paged lists and millisecond timestamps.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::problem::Problem;
+
+/// `?limit=` (default 20, at most 100) and `?offset=`.
+#[derive(Debug, Clone, Copy, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1 to 100.
+    pub limit: Option<u32>,
+    /// Items to skip.
+    pub offset: Option<u32>,
+}
+
+impl PageQuery {
+    pub const DEFAULT_LIMIT: u32 = 20;
+    pub const MAX_LIMIT: u32 = 100;
+
+    /// The validated `(limit, offset)`.
+    pub fn resolve(self) -> Result<(u32, u32), Problem> {
+        let limit = self.limit.unwrap_or(Self::DEFAULT_LIMIT);
+        if !(1..=Self::MAX_LIMIT).contains(&limit) {
+            return Err(Problem::bad_request(format!("limit must be 1 to {}", Self::MAX_LIMIT)));
+        }
+        Ok((limit, self.offset.unwrap_or(0)))
+    }
+}
+
+/// `{"items":[…],"total":N,"limit":L,"offset":O}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+impl<T> Page<T> {
+    /// Pages a list that is already complete in memory.
+    pub fn slice(all: Vec<T>, limit: u32, offset: u32) -> Self {
+        let total = all.len() as u64;
+        let items = all.into_iter().skip(offset as usize).take(limit as usize).collect();
+        Self { items, total, limit, offset }
+    }
+}
+
+/// Serializes a time as RFC 3339 UTC with milliseconds: `2026-01-02T03:04:05.678Z`.
+pub fn millis<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_default_and_bound_their_limit() {
+        assert_eq!(PageQuery { limit: None, offset: None }.resolve().unwrap(), (20, 0));
+        assert!(PageQuery { limit: Some(101), offset: None }.resolve().is_err());
+        assert!(PageQuery { limit: Some(0), offset: None }.resolve().is_err());
+        let page = Page::slice((0..5).collect(), 2, 3);
+        assert_eq!((page.items, page.total), (vec![3, 4], 5));
+    }
+
+    #[test]
+    fn times_have_millisecond_precision() {
+        #[derive(Serialize)]
+        struct At(#[serde(serialize_with = "millis")] DateTime<Utc>);
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678901Z").unwrap().to_utc();
+        assert_eq!(serde_json::to_string(&At(at)).unwrap(), "\"2026-01-02T03:04:05.678Z\"");
+    }
+}

@@ -1,0 +1,59 @@
+use std::collections::BTreeMap;
+
+use kernel::engine::EngineUrl;
+use serde::Deserialize;
+
+/// `[gateway]` in the config file; `TONEARM_GATEWAY__*` in the environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// Where rate-limit windows live: `memory://` (one process) or `redis://…` (shared by
+    /// every gateway replica). Unset means `memory://`.
+    pub cache_url: Option<EngineUrl>,
+    /// Base URLs of the services under `tonearm serve gateway`, e.g. `auth = "http://auth:8081"`.
+    pub upstreams: BTreeMap<String, String>,
+    pub upstream_timeout_secs: u64,
+    pub rate_limits: RateLimits,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// Origins allowed by CORS; empty allows any origin (tokens travel in headers, not cookies).
+    pub cors_allowed_origins: Vec<String>,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    pub issuer: String,
+    pub audience: String,
+    /// How long a session grant read from the shared cache is trusted.
+    pub grant_max_age_secs: u64,
+}
+
+/// Requests per minute.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct RateLimits {
+    pub free_per_minute: u64,
+    pub premium_per_minute: u64,
+    pub anonymous_per_minute: u64,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self { free_per_minute: 100, premium_per_minute: 1000, anonymous_per_minute: 100 }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            cache_url: None,
+            upstreams: BTreeMap::new(),
+            upstream_timeout_secs: 30,
+            rate_limits: RateLimits::default(),
+            body_limit_bytes: 1024 * 1024,
+            cors_allowed_origins: Vec::new(),
+            trust_forwarded_for: false,
+            issuer: kernel::grant::DEFAULT_ISSUER.to_owned(),
+            audience: kernel::grant::DEFAULT_AUDIENCE.to_owned(),
+            grant_max_age_secs: 60,
+        }
+    }
+}
