@@ -60,10 +60,8 @@ pub fn observe(router: Router) -> Router {
     prometheus();
     router
         .fallback(|| async { Problem::not_found("no such endpoint") })
-        .method_not_allowed_fallback(|| async {
-            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
-        })
         .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn(bare_errors_as_problems))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -92,6 +90,27 @@ pub fn observe(router: Router) -> Router {
                         .into_response()
                 })),
         )
+}
+
+/// Error responses made by layers or a framework (a 405, a 408, a 413 without a body)
+/// become problem+json too, so clients meet one error shape.
+async fn bare_errors_as_problems(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        let (parts, _) = response.into_parts();
+        let mut problem = Problem::new(status, status.canonical_reason().unwrap_or("error").to_lowercase())
+            .into_response();
+        for (name, value) in &parts.headers {
+            if name != header::CONTENT_LENGTH {
+                problem.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        return problem;
+    }
+    response
 }
 
 async fn record_metrics(request: Request, next: Next) -> Response {

@@ -27,7 +27,6 @@ use kernel::{
     grant::{SessionDirectory, SessionGrant},
     http::Probe,
 };
-use tower::ServiceExt;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use utoipa::openapi::OpenApi;
 use utoipa_scalar::{Scalar, Servable};
@@ -37,8 +36,8 @@ use limiter::{Budget, Decision, RateLimiter};
 pub use upstream::{RemoteDirectory, RemoteService, Upstream, UpstreamProbe};
 use verifier::{TokenError, TokenVerifier};
 
-/// A service the gateway fronts: its public paths are those its OpenAPI document lists,
-/// so an endpoint is routable exactly when it is documented.
+/// A service the gateway fronts. A remote service's public paths are those its OpenAPI
+/// document lists, so an endpoint is routable exactly when it is documented.
 pub struct Route {
     pub upstream: Upstream,
     pub api: OpenApi,
@@ -75,22 +74,13 @@ pub fn router(parts: GatewayParts) -> Router {
     });
     let mut api = Router::new();
     for route in parts.routes {
-        for path in route.api.paths.paths.keys() {
-            api = match &route.upstream {
-                Upstream::Local(service) => {
-                    // axum refuses a bare `Router` here (it would have us nest), but the
-                    // service must see the full path, so hand it over as a plain service.
-                    let service = service.clone();
-                    api.route_service(
-                        path,
-                        tower::service_fn(move |request: Request| service.clone().oneshot(request)),
-                    )
-                }
-                Upstream::Remote(service) => {
-                    api.route(path, any(upstream::proxy).with_state(service.clone()))
-                }
-            };
-        }
+        api = match route.upstream {
+            // In one process the service's own router serves its paths directly.
+            Upstream::Local(service) => api.merge(service),
+            Upstream::Remote(service) => route.api.paths.paths.keys().fold(api, |api, path| {
+                api.route(path, any(upstream::proxy).with_state(service.clone()))
+            }),
+        };
     }
     let document = Arc::new(parts.api);
     let served = document.clone();

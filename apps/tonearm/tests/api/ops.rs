@@ -1,0 +1,210 @@
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::support::{TestApp, token, unique_email};
+
+/// Checks one line of the Prometheus text format: `# HELP|TYPE …` or
+/// `name{label="value",…} number`.
+fn valid_prometheus_line(line: &str) -> bool {
+    if line.is_empty() {
+        return true;
+    }
+    if let Some(comment) = line.strip_prefix("# ") {
+        return comment.starts_with("HELP ") || comment.starts_with("TYPE ");
+    }
+    let Some((series, value)) = line.rsplit_once(' ') else { return false };
+    let value_ok = value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value);
+    let (name, labels) = match series.split_once('{') {
+        Some((name, rest)) => (name, Some(rest)),
+        None => (series, None),
+    };
+    let name_ok = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    let labels_ok = labels.is_none_or(|labels| {
+        labels.ends_with('}')
+            && labels.trim_end_matches('}').split("\",").all(|pair| {
+                pair.split_once("=\"").is_some_and(|(key, _)| {
+                    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
+            })
+    });
+    value_ok && name_ok && labels_ok
+}
+
+#[tokio::test]
+async fn metrics_are_valid_prometheus_text_by_route_and_status() {
+    let app = TestApp::up().await;
+    let access = token(&app.register(&unique_email()).await, "access_token");
+    assert_eq!(app.get("/v1/me", Some(&access)).await.status(), StatusCode::OK);
+    assert_eq!(app.get("/v1/me", None).await.status(), StatusCode::UNAUTHORIZED);
+
+    let response = app.get("/metrics", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = response.text().await.unwrap();
+    for line in text.lines() {
+        assert!(valid_prometheus_line(line), "not Prometheus text: {line:?}");
+    }
+    assert!(text.contains("# TYPE http_requests_total counter"), "{text}");
+    assert!(text.contains("# TYPE http_request_duration_seconds histogram"), "{text}");
+    for wanted in [
+        r#"http_requests_total{method="GET",route="/v1/me",status="200"}"#,
+        r#"http_requests_total{method="GET",route="/v1/me",status="401"}"#,
+        r#"http_request_duration_seconds_bucket{method="POST",route="/v1/auth/register",status="201",le="+Inf"}"#,
+    ] {
+        assert!(text.contains(wanted), "missing {wanted} in\n{text}");
+    }
+}
+
+#[test]
+fn the_prometheus_line_check_can_fail() {
+    assert!(valid_prometheus_line(r#"a_total{route="/v1/me",status="200"} 3"#));
+    assert!(!valid_prometheus_line("a_total three"));
+    assert!(!valid_prometheus_line("1abc 3"));
+    assert!(!valid_prometheus_line("// comment"));
+}
+
+#[tokio::test]
+async fn health_readiness_request_ids_and_docs() {
+    let app = TestApp::up().await;
+    let health = app.get("/healthz", None).await;
+    assert_eq!(health.status(), StatusCode::OK);
+    assert!(health.headers().contains_key("x-request-id"));
+
+    let ready: Value = app.get("/readyz", None).await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["auth.database"], "ok");
+
+    let echoed = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
+
+    let api: Value = app.get("/v1/openapi.json", None).await.json().await.unwrap();
+    let paths = api["paths"].as_object().unwrap();
+    for path in [
+        "/v1/auth/register",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/auth/logout",
+        "/v1/me",
+        "/v1/me/password",
+        "/v1/me/sessions",
+        "/v1/me/sessions/{id}",
+        "/.well-known/jwks.json",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(path), "{path} is not documented");
+    }
+    for method in ["get", "patch", "delete"] {
+        assert!(paths["/v1/me"].get(method).is_some(), "/v1/me {method}");
+    }
+    assert_eq!(api["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+
+    let docs = app.get("/docs", None).await;
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.unwrap().contains("<html"));
+
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/v1/me"))
+        .header("origin", "https://player.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success());
+    assert!(preflight.headers().contains_key("access-control-allow-origin"));
+}
+
+#[test]
+fn config_default_prints_the_documented_file() {
+    let output = Command::new(env!("CARGO_BIN_EXE_tonearm")).args(["config", "default"]).output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("[auth]") && text.contains("free_per_minute = 100"), "{text}");
+}
+
+#[test]
+fn migrate_prepares_the_database_without_serving() {
+    let dir = TempDir::new().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_tonearm"))
+        .args(["migrate", "auth", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(dir.path().join("auth.db").exists());
+}
+
+/// SIGTERM while a client is still sending its request: the request completes, then the
+/// process exits cleanly.
+#[tokio::test]
+async fn sigterm_lets_a_slow_request_finish() {
+    let dir = TempDir::new().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tonearm"))
+        .args(["up", "--port", "0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let url = banner
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+        .to_owned();
+
+    let body = format!(
+        r#"{{"email":"{}","password":"correct horse battery","display_name":"Slow"}}"#,
+        unique_email()
+    );
+    let (first, rest) = body.split_at(10);
+    let chunks = vec![first.to_owned(), rest.to_owned()];
+    let slow_body = futures::stream::iter(chunks).then(|chunk| async move {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let request = tokio::spawn(
+        reqwest::Client::new()
+            .post(format!("{url}/v1/auth/register"))
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(slow_body))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+
+    let response = request.await.unwrap().expect("the in-flight request is answered");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "clean exit after draining: {status}");
+}
+
+use futures::StreamExt as _;

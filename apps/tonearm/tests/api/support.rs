@@ -1,0 +1,230 @@
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Once},
+    time::Duration,
+};
+
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonearm::{App, ServiceName, Settings};
+use uuid::Uuid;
+
+pub fn postgres_url() -> String {
+    std::env::var("TONEARM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TONEARM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A fresh PostgreSQL database for one test (created on first connect).
+pub fn fresh_postgres_database() -> String {
+    format!("{}/tonearm_test_{}", postgres_url().trim_end_matches('/'), Uuid::now_v7().simple())
+}
+
+pub fn unique_email() -> String {
+    format!("listener-{}@example.com", Uuid::now_v7().simple())
+}
+
+fn init_logs() {
+    static LOGS: Once = Once::new();
+    LOGS.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = kernel::telemetry::init(&Default::default(), "tonearm-test");
+        }
+    });
+}
+
+/// Settings for a test: a private data dir and a random port.
+pub fn test_settings(data_dir: &Path) -> Settings {
+    let mut settings = Settings { data_dir: data_dir.to_owned(), ..Settings::default() };
+    settings.server.port = 0;
+    settings.server.shutdown_grace_secs = 5;
+    settings
+}
+
+/// Settings whose caches live in the shared Redis. Several tests share its anonymous
+/// budget (all come from 127.0.0.1), so that budget is lifted unless a test sets it.
+pub fn redis_settings(data_dir: &Path) -> Settings {
+    let mut settings = test_settings(data_dir);
+    settings.auth.cache_url = Some(kernel::engine::EngineUrl::new(redis_url()));
+    settings.gateway.cache_url = Some(kernel::engine::EngineUrl::new(redis_url()));
+    settings.gateway.rate_limits.anonymous_per_minute = 1_000_000;
+    settings
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    _dir: Option<Arc<TempDir>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// `tonearm up` on a fresh data dir.
+    pub async fn up() -> Self {
+        let dir = Arc::new(TempDir::new().unwrap());
+        let settings = test_settings(dir.path());
+        Self::start(settings, None, Some(dir)).await
+    }
+
+    pub async fn up_with(settings: Settings, dir: Option<Arc<TempDir>>) -> Self {
+        Self::start(settings, None, dir).await
+    }
+
+    pub async fn serve(settings: Settings, service: ServiceName) -> Self {
+        Self::start(settings, Some(service), None).await
+    }
+
+    async fn start(settings: Settings, service: Option<ServiceName>, dir: Option<Arc<TempDir>>) -> Self {
+        init_logs();
+        let app = match service {
+            None => App::up(&settings).await,
+            Some(service) => App::serve(&settings, service).await,
+        }
+        .expect("the app starts");
+        let addr = app.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            data_dir: settings.data_dir.clone(),
+            _dir: dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        let mut request = self.client.post(self.url(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Registers a new listener; returns the register response body.
+    pub async fn register(&self, email: &str) -> Value {
+        let response = self
+            .post(
+                "/v1/auth/register",
+                None,
+                json!({"email": email, "password": "correct horse battery", "display_name": "Listener"}),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        response.json().await.unwrap()
+    }
+
+    pub async fn login(&self, email: &str) -> Value {
+        let response = self
+            .post("/v1/auth/login", None, json!({"email": email, "password": "correct horse battery"}))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Stops the app the way SIGTERM would, and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+pub fn token(body: &Value, field: &str) -> String {
+    body[field].as_str().unwrap_or_else(|| panic!("no {field} in {body}")).to_owned()
+}
+
+/// Asserts the response is problem+json with `status`; returns its body.
+pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(), "{body}");
+    body
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A Redis of the test's own, on a random port, so stopping it disturbs no other test.
+pub struct OwnRedis {
+    pub port: u16,
+    child: Child,
+}
+
+impl OwnRedis {
+    pub async fn start() -> Self {
+        Self::start_on(free_port()).await
+    }
+
+    pub async fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let redis = Self { port, child };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return redis;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
