@@ -1,1 +1,124 @@
-fn main() {}
+//! Load generator for Tonearm's HTTP API: signs listeners up, then drives one endpoint at
+//! a fixed concurrency for a fixed time and reports throughput and latency percentiles.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+#[derive(Debug, Parser)]
+#[command(about = "Drive Tonearm's API and report throughput and latency")]
+struct Args {
+    /// What to measure.
+    scenario: Scenario,
+    /// Base URL of a running gateway.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Concurrent clients, each signed in as its own listener.
+    #[arg(long, default_value_t = 50)]
+    concurrency: usize,
+    /// How long to measure, after a short warm-up.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Scenario {
+    /// `GET /v1/me` with a bearer token: token check, session check, rate limit, handler.
+    Me,
+    /// `POST /v1/auth/login`: argon2id verification, session creation, token signing.
+    Login,
+}
+
+const PASSWORD: &str = "benchmark password";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let mut listeners = Vec::with_capacity(args.concurrency);
+    for index in 0..args.concurrency {
+        let email = format!("bench-{run}-{index}@example.com");
+        let response = client
+            .post(format!("{}/v1/auth/register", args.url))
+            .json(&json!({"email": email, "password": PASSWORD, "display_name": "Bench"}))
+            .send()
+            .await
+            .context("registering a listener")?;
+        if !response.status().is_success() {
+            bail!("register answered {}: {}", response.status(), response.text().await?);
+        }
+        let body: Value = response.json().await?;
+        let token = body["access_token"].as_str().context("no access token")?.to_owned();
+        listeners.push((email, token));
+    }
+
+    let warm_up = Duration::from_secs(2);
+    let measure = Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let mut workers = Vec::new();
+    for (email, token) in listeners {
+        let client = client.clone();
+        let url = args.url.clone();
+        let histogram = histogram.clone();
+        let scenario = args.scenario;
+        workers.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+            let mut failures = 0_u64;
+            while started.elapsed() < warm_up + measure {
+                let sent = Instant::now();
+                let request = match scenario {
+                    Scenario::Me => client.get(format!("{url}/v1/me")).bearer_auth(&token),
+                    Scenario::Login => client
+                        .post(format!("{url}/v1/auth/login"))
+                        .json(&json!({"email": email, "password": PASSWORD})),
+                };
+                let ok = match request.send().await {
+                    Ok(response) => {
+                        let ok = response.status().is_success();
+                        let _ = response.bytes().await;
+                        ok
+                    }
+                    Err(_) => false,
+                };
+                if started.elapsed() < warm_up {
+                    continue;
+                }
+                if ok {
+                    let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    local.saturating_record(micros.max(1));
+                } else {
+                    failures += 1;
+                }
+            }
+            histogram.lock().await.add(&local).expect("same bounds");
+            failures
+        }));
+    }
+    let mut failures = 0;
+    for worker in workers {
+        failures += worker.await?;
+    }
+    let histogram = histogram.lock().await;
+    let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
+    report(&args, histogram.len(), failures, measure, [ms(0.5), ms(0.9), ms(0.99), histogram.max() as f64 / 1000.0]);
+    Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn report(args: &Args, ok: u64, failures: u64, measured: Duration, [p50, p90, p99, max]: [f64; 4]) {
+    let throughput = ok as f64 / measured.as_secs_f64();
+    println!(
+        "{:?}: {} clients, {} s: {ok} ok, {failures} failed, {throughput:.0} req/s, \
+         p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
+        args.scenario, args.concurrency, args.seconds
+    );
+}
