@@ -39,15 +39,24 @@ impl App {
         let (auth, auth_pool) = open_auth(settings, shared.clone()).await?;
         let (auth_router, auth_api) = auth::router(auth.clone());
         let probes: Vec<Arc<dyn Probe>> = vec![
-            Arc::new(SqlProbe { name: "auth.database".into(), pool: auth_pool }),
-            Arc::new(CacheProbe { name: "cache".into(), cache: shared.clone() }),
+            Arc::new(SqlProbe {
+                name: "auth.database".into(),
+                pool: auth_pool,
+            }),
+            Arc::new(CacheProbe {
+                name: "cache".into(),
+                cache: shared.clone(),
+            }),
         ];
         let router = gateway::router(GatewayParts {
             config: settings.gateway.clone(),
             directory: auth,
             cache: shared,
             api: public_api([&auth_api]),
-            routes: vec![Route { upstream: Upstream::Local(auth_router), api: auth_api }],
+            routes: vec![Route {
+                upstream: Upstream::Local(auth_router),
+                api: auth_api,
+            }],
             probes,
         });
         Self::bind(settings, router).await
@@ -61,8 +70,14 @@ impl App {
                 let (auth, pool) = open_auth(settings, cache.clone()).await?;
                 let (public, _) = auth::router(auth.clone());
                 let probes: Vec<Arc<dyn Probe>> = vec![
-                    Arc::new(SqlProbe { name: "auth.database".into(), pool }),
-                    Arc::new(CacheProbe { name: "auth.cache".into(), cache }),
+                    Arc::new(SqlProbe {
+                        name: "auth.database".into(),
+                        pool,
+                    }),
+                    Arc::new(CacheProbe {
+                        name: "auth.cache".into(),
+                        cache,
+                    }),
                 ];
                 kernel::http::observe(
                     public
@@ -92,8 +107,14 @@ impl App {
         self.router.clone()
     }
 
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        self.server.run(self.router, shutdown).await.context("serving")
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.server
+            .run(self.router, shutdown)
+            .await
+            .context("serving")
     }
 }
 
@@ -110,7 +131,9 @@ pub async fn open_auth(
 ) -> anyhow::Result<(Arc<AuthService>, SqlPool)> {
     let url = settings.auth_database_url();
     let pool = SqlPool::connect(&url, auth::DATABASE_NAME).await?;
-    let store = auth::store::open(pool.clone()).await.context("migrating the auth database")?;
+    let store = auth::store::open(pool.clone())
+        .await
+        .context("migrating the auth database")?;
     tracing::info!(engine = pool.engine(), url = %url, "auth store ready");
     let service = AuthService::new(store, cache, settings.auth.clone()).await?;
     Ok((Arc::new(service), pool))
@@ -119,15 +142,17 @@ pub async fn open_auth(
 async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
     let config = &settings.gateway;
     let timeout = Duration::from_secs(config.upstream_timeout_secs);
-    let auth_url = config
-        .upstreams
-        .get("auth")
-        .context("`tonearm serve gateway` needs gateway.upstreams.auth (TONEARM_GATEWAY__UPSTREAMS__AUTH)")?;
+    let auth_url = config.upstreams.get("auth").context(
+        "`tonearm serve gateway` needs gateway.upstreams.auth (TONEARM_GATEWAY__UPSTREAMS__AUTH)",
+    )?;
     let auth = RemoteService::new("auth", auth_url, timeout)?;
     let cache = open_cache(&settings.gateway_cache_url()).await?;
     let auth_api = auth::openapi();
     let probes: Vec<Arc<dyn Probe>> = vec![
-        Arc::new(CacheProbe { name: "gateway.cache".into(), cache: cache.clone() }),
+        Arc::new(CacheProbe {
+            name: "gateway.cache".into(),
+            cache: cache.clone(),
+        }),
         Arc::new(UpstreamProbe(auth.clone())),
     ];
     let directory = Arc::new(RemoteDirectory::new(
@@ -140,7 +165,10 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
         directory,
         cache,
         api: public_api([&auth_api]),
-        routes: vec![Route { upstream: Upstream::Remote(auth), api: auth_api }],
+        routes: vec![Route {
+            upstream: Upstream::Remote(auth),
+            api: auth_api,
+        }],
         probes,
     }))
 }
@@ -162,7 +190,12 @@ pub fn public_api<'a>(services: impl IntoIterator<Item = &'a OpenApi>) -> OpenAp
     let components = document.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
     );
     document
 }

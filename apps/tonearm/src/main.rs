@@ -4,11 +4,18 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kernel::{cache, grant::{Role, Tier}};
+use kernel::{
+    cache,
+    grant::{Role, Tier},
+};
 use tonearm::{App, ServiceName, Settings, compose, settings::DEFAULT_CONFIG};
 
 #[derive(Debug, Parser)]
-#[command(name = "tonearm", version, about = "Tonearm: a self-hosted music streaming platform")]
+#[command(
+    name = "tonearm",
+    version,
+    about = "Tonearm: a self-hosted music streaming platform"
+)]
 struct Cli {
     /// Configuration file (TOML); environment variables TONEARM_* override it.
     #[arg(long, global = true, env = "TONEARM_CONFIG")]
@@ -75,7 +82,10 @@ enum KeysCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Config { command: ConfigCommand::Default } = cli.command {
+    if let Command::Config {
+        command: ConfigCommand::Default,
+    } = cli.command
+    {
         #[allow(clippy::print_stdout)]
         {
             print!("{DEFAULT_CONFIG}");
@@ -105,7 +115,9 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             let app = App::up(&settings).await?;
             let addr = app.local_addr()?;
             tracing::info!(data_dir = %settings.data_dir.display(), "tonearm is up");
-            announce(&format!("Tonearm is up on http://{addr} (API docs: http://{addr}/docs)"));
+            announce(&format!(
+                "Tonearm is up on http://{addr} (API docs: http://{addr}/docs)"
+            ));
             app.run_until(kernel::http::shutdown_signal()).await
         }
         Command::Serve { service, port } => {
@@ -114,14 +126,20 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             tracing::info!(service = ?service, addr = %app.local_addr()?, "serving");
             app.run_until(kernel::http::shutdown_signal()).await
         }
-        Command::Migrate { service: None | Some(ServiceName::Auth) } => {
+        Command::Migrate {
+            service: None | Some(ServiceName::Auth),
+        } => {
             let url = settings.auth_database_url();
             let pool = kernel::db::SqlPool::connect(&url, auth::DATABASE_NAME).await?;
-            auth::store::open(pool).await.context("migrating the auth database")?;
+            auth::store::open(pool)
+                .await
+                .context("migrating the auth database")?;
             announce(&format!("auth: migrated {url}"));
             Ok(())
         }
-        Command::Migrate { service: Some(ServiceName::Gateway) } => {
+        Command::Migrate {
+            service: Some(ServiceName::Gateway),
+        } => {
             announce("gateway: no database to migrate");
             Ok(())
         }
@@ -133,17 +151,28 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
                 UsersCommand::SetRole { email, role } => (email, None, Some(role.parse::<Role>()?)),
             };
             let user = auth.set_access(&email, tier, role).await?;
-            announce(&format!("{}: tier {}, role {}", user.email, user.tier, user.role));
+            announce(&format!(
+                "{}: tier {}, role {}",
+                user.email, user.tier, user.role
+            ));
             Ok(())
         }
-        Command::Keys { command: KeysCommand::Rotate } => {
-            let pool = kernel::db::SqlPool::connect(&settings.auth_database_url(), auth::DATABASE_NAME).await?;
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
+            let pool =
+                kernel::db::SqlPool::connect(&settings.auth_database_url(), auth::DATABASE_NAME)
+                    .await?;
             let store = auth::store::open(pool).await?;
             let kid = auth::keys::KeyRing::rotate(store.as_ref()).await?;
-            announce(&format!("new signing key {kid}; restart auth replicas to sign with it"));
+            announce(&format!(
+                "new signing key {kid}; restart auth replicas to sign with it"
+            ));
             Ok(())
         }
-        Command::Config { command: ConfigCommand::Default } => Ok(()),
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => Ok(()),
     }
 }
 

@@ -42,7 +42,11 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { host: "127.0.0.1".to_owned(), port: 8080, shutdown_grace_secs: 30 }
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 8080,
+            shutdown_grace_secs: 30,
+        }
     }
 }
 
@@ -67,7 +71,10 @@ impl Settings {
 
     /// The auth database: as configured, else a SQLite file in the data directory.
     pub fn auth_database_url(&self) -> EngineUrl {
-        self.auth.database_url.clone().unwrap_or_else(|| self.sqlite_in_data_dir("auth.db"))
+        self.auth
+            .database_url
+            .clone()
+            .unwrap_or_else(|| self.sqlite_in_data_dir("auth.db"))
     }
 
     pub fn auth_cache_url(&self) -> EngineUrl {
@@ -100,8 +107,14 @@ mod tests {
 
     #[test]
     fn embedded_stores_default_to_the_data_dir() {
-        let settings = Settings { data_dir: PathBuf::from("/var/lib/tonearm"), ..Settings::default() };
-        assert_eq!(settings.auth_database_url().expose(), "sqlite:///var/lib/tonearm/auth.db");
+        let settings = Settings {
+            data_dir: PathBuf::from("/var/lib/tonearm"),
+            ..Settings::default()
+        };
+        assert_eq!(
+            settings.auth_database_url().expose(),
+            "sqlite:///var/lib/tonearm/auth.db"
+        );
         assert_eq!(settings.auth_cache_url().expose(), "memory://");
     }
 }

@@ -90,20 +90,37 @@ impl Expiry<String, Arc<MemoryEntry>> for PerEntryTtl {
     ) -> Option<Duration> {
         Some(value.ttl)
     }
+
+    /// A `set` over an existing key starts the new entry's own TTL, as Redis `PSETEX` does;
+    /// moka's default would keep the replaced entry's expiry.
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Arc<MemoryEntry>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
 }
 
 impl MemoryCache {
     pub fn new(max_entries: u64) -> Self {
-        Self { entries: MokaCache::builder().max_capacity(max_entries).expire_after(PerEntryTtl).build() }
+        Self {
+            entries: MokaCache::builder()
+                .max_capacity(max_entries)
+                .expire_after(PerEntryTtl)
+                .build(),
+        }
     }
 }
 
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
-        Ok(self.entries.get(key).and_then(|entry| match &entry.value {
-            Some(value) => Some(value.clone()),
-            None => Some(entry.hits.load(Ordering::Acquire).to_string()),
+        Ok(self.entries.get(key).map(|entry| match &entry.value {
+            Some(value) => value.clone(),
+            None => entry.hits.load(Ordering::Acquire).to_string(),
         }))
     }
 
@@ -145,7 +162,11 @@ impl Cache for MemoryCache {
 
     async fn peek(&self, key: &str) -> Result<Option<WindowHit>, CacheError> {
         let now = Instant::now();
-        Ok(self.entries.get(key).filter(|entry| entry.value.is_none()).map(|e| e.window(now)))
+        Ok(self
+            .entries
+            .get(key)
+            .filter(|entry| entry.value.is_none())
+            .map(|e| e.window(now)))
     }
 
     async fn ping(&self) -> Result<(), CacheError> {
@@ -185,6 +206,15 @@ impl RedisCache {
             url: url.redacted(),
             reason: e.to_string(),
         })?;
+        // A direct first connection reports why Redis is unreachable (refused, unknown
+        // host) at once; the manager's own retries would only report a timeout.
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            client.get_multiplexed_tokio_connection(),
+        )
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
         let timeout = Duration::from_millis(500);
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(timeout)
@@ -198,7 +228,11 @@ impl RedisCache {
         .await
         .map_err(|_| unreachable("timed out".into()))?
         .map_err(|e| unreachable(e.to_string()))?;
-        let cache = Self { connection, prefix: "tonearm:".to_owned(), timeout };
+        let cache = Self {
+            connection,
+            prefix: "tonearm:".to_owned(),
+            timeout,
+        };
         cache.ping().await.map_err(|e| unreachable(e.to_string()))?;
         Ok(cache)
     }
@@ -220,7 +254,9 @@ impl RedisCache {
 }
 
 fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 #[async_trait]
@@ -232,7 +268,8 @@ impl Cache for RedisCache {
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
         let mut connection = self.connection.clone();
-        self.run(connection.pset_ex(self.key(key), value, millis(ttl))).await
+        self.run(connection.pset_ex(self.key(key), value, millis(ttl)))
+            .await
     }
 
     async fn delete(&self, keys: &[String]) -> Result<(), CacheError> {
@@ -251,14 +288,23 @@ impl Cache for RedisCache {
         invocation.arg(millis(window));
         let (count, ttl_ms): (u64, i64) =
             self.run(invocation.invoke_async(&mut connection)).await?;
-        Ok(WindowHit { count, resets_in: Duration::from_millis(ttl_ms.max(0).unsigned_abs()) })
+        Ok(WindowHit {
+            count,
+            resets_in: Duration::from_millis(ttl_ms.max(0).unsigned_abs()),
+        })
     }
 
     async fn peek(&self, key: &str) -> Result<Option<WindowHit>, CacheError> {
         let mut connection = self.connection.clone();
         let key = self.key(key);
-        let (count, ttl_ms): (Option<u64>, i64) =
-            self.run(redis::pipe().get(&key).pttl(&key).query_async(&mut connection)).await?;
+        let (count, ttl_ms): (Option<u64>, i64) = self
+            .run(
+                redis::pipe()
+                    .get(&key)
+                    .pttl(&key)
+                    .query_async(&mut connection),
+            )
+            .await?;
         Ok(count.map(|count| WindowHit {
             count,
             resets_in: Duration::from_millis(ttl_ms.max(0).unsigned_abs()),
@@ -267,7 +313,9 @@ impl Cache for RedisCache {
 
     async fn ping(&self) -> Result<(), CacheError> {
         let mut connection = self.connection.clone();
-        self.run(redis::cmd("PING").query_async::<String>(&mut connection)).await.map(drop)
+        self.run(redis::cmd("PING").query_async::<String>(&mut connection))
+            .await
+            .map(drop)
     }
 
     fn engine(&self) -> &'static str {

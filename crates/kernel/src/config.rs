@@ -37,7 +37,10 @@ fn load_from<T: DeserializeOwned>(file: Option<&Path>, env: Env) -> Result<T, Co
     }
     // `TONEARM_CONFIG` names the file itself, not a setting.
     let env = env.ignore(&["config"]);
-    figment.merge(env).extract().map_err(|error| ConfigError::Invalid(Box::new(error)))
+    figment
+        .merge(env)
+        .extract()
+        .map_err(|error| ConfigError::Invalid(Box::new(error)))
 }
 
 /// Parses a TOML document over the defaults (used to check the shipped default file).
@@ -49,6 +52,8 @@ pub fn from_toml<T: DeserializeOwned>(toml: &str) -> Result<T, ConfigError> {
 }
 
 #[cfg(test)]
+// `figment::Jail` closures must return its large `figment::Error`.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use serde::Deserialize;
@@ -69,14 +74,20 @@ mod tests {
 
     impl Default for Server {
         fn default() -> Self {
-            Self { port: 8080, grace_secs: 30 }
+            Self {
+                port: 8080,
+                grace_secs: 30,
+            }
         }
     }
 
     #[test]
     fn environment_overrides_file_which_overrides_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("tonearm.toml", "name = \"from-file\"\n[server]\nport = 9000\n")?;
+            jail.create_file(
+                "tonearm.toml",
+                "name = \"from-file\"\n[server]\nport = 9000\n",
+            )?;
             jail.set_env("TONEARM_SERVER__GRACE_SECS", "5");
             jail.set_env("TONEARM_NAME", "from-env");
             let root: Root = load(Some(Path::new("tonearm.toml"))).map_err(|e| e.to_string())?;

@@ -65,7 +65,11 @@ impl FromStr for Tier {
         match value {
             "free" => Ok(Self::Free),
             "premium" => Ok(Self::Premium),
-            _ => Err(UnknownVariant { kind: "tier", value: value.into(), expected: "free|premium" }),
+            _ => Err(UnknownVariant {
+                kind: "tier",
+                value: value.into(),
+                expected: "free|premium",
+            }),
         }
     }
 }
@@ -76,7 +80,11 @@ impl FromStr for Role {
         match value {
             "user" => Ok(Self::User),
             "admin" => Ok(Self::Admin),
-            _ => Err(UnknownVariant { kind: "role", value: value.into(), expected: "user|admin" }),
+            _ => Err(UnknownVariant {
+                kind: "role",
+                value: value.into(),
+                expected: "user|admin",
+            }),
         }
     }
 }
@@ -130,10 +138,17 @@ pub fn session_key(session_id: Uuid) -> String {
     format!("session:{session_id}")
 }
 
-/// Reads a grant from the shared cache; a cache fault reads as a miss.
-pub async fn cached_grant(cache: &dyn Cache, session_id: Uuid) -> Option<SessionGrant> {
+/// Reads a grant from the shared cache if it is younger than `max_age`; a stale entry or
+/// a cache fault reads as a miss.
+pub async fn fresh_cached_grant(
+    cache: &dyn Cache,
+    session_id: Uuid,
+    max_age: Duration,
+) -> Option<SessionGrant> {
     match cache.get(&session_key(session_id)).await {
-        Ok(Some(raw)) => serde_json::from_str(&raw).ok(),
+        Ok(Some(raw)) => serde_json::from_str::<SessionGrant>(&raw)
+            .ok()
+            .filter(|grant| grant.is_fresh(Utc::now(), max_age)),
         Ok(None) => None,
         Err(error) => {
             tracing::warn!(%error, "session cache unavailable; asking the session directory");

@@ -86,8 +86,11 @@ pub fn observe(router: Router) -> Router {
                 )
                 .layer(CatchPanicLayer::custom(|_panic| {
                     tracing::error!("handler panicked");
-                    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "an internal error occurred")
-                        .into_response()
+                    Problem::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "an internal error occurred",
+                    )
+                    .into_response()
                 })),
         )
 }
@@ -101,8 +104,11 @@ async fn bare_errors_as_problems(request: Request, next: Next) -> Response {
         && !response.headers().contains_key(header::CONTENT_TYPE)
     {
         let (parts, _) = response.into_parts();
-        let mut problem = Problem::new(status, status.canonical_reason().unwrap_or("error").to_lowercase())
-            .into_response();
+        let mut problem = Problem::new(
+            status,
+            status.canonical_reason().unwrap_or("error").to_lowercase(),
+        )
+        .into_response();
         for (name, value) in &parts.headers {
             if name != header::CONTENT_LENGTH {
                 problem.headers_mut().insert(name.clone(), value.clone());
@@ -238,11 +244,18 @@ async fn readyz(State(probes): State<Probes>) -> Result<axum::Json<serde_json::V
         .filter_map(|(name, result)| result.as_ref().err().map(|e| format!("{name}: {e}")))
         .collect();
     if failing.is_empty() {
-        let names: serde_json::Map<String, serde_json::Value> =
-            checks.into_iter().map(|(name, _)| (name, "ok".into())).collect();
-        Ok(axum::Json(serde_json::json!({"status": "ready", "checks": names})))
+        let names: serde_json::Map<String, serde_json::Value> = checks
+            .into_iter()
+            .map(|(name, _)| (name, "ok".into()))
+            .collect();
+        Ok(axum::Json(
+            serde_json::json!({"status": "ready", "checks": names}),
+        ))
     } else {
-        Err(Problem::unavailable(format!("not ready: {}", failing.join("; "))))
+        Err(Problem::unavailable(format!(
+            "not ready: {}",
+            failing.join("; ")
+        )))
     }
 }
 
@@ -258,7 +271,10 @@ async fn futures_like_join(probes: &Probes) -> Vec<(String, Result<(), String>)>
     }
     let mut results = tasks.join_all().await;
     results.sort_by_key(|(index, _, _)| *index);
-    results.into_iter().map(|(_, name, outcome)| (name, outcome)).collect()
+    results
+        .into_iter()
+        .map(|(_, name, outcome)| (name, outcome))
+        .collect()
 }
 
 /// Prometheus text exposition: request counts and latency histograms by route and status.
@@ -267,7 +283,13 @@ async fn futures_like_join(probes: &Probes) -> Vec<(String, Result<(), String>)>
 async fn render_metrics() -> Response {
     let handle = prometheus();
     handle.run_upkeep();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
         .into_response()
 }
 
@@ -279,7 +301,10 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(addr: SocketAddr, grace: Duration) -> std::io::Result<Self> {
-        Ok(Self { listener: TcpListener::bind(addr).await?, grace })
+        Ok(Self {
+            listener: TcpListener::bind(addr).await?,
+            grace,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -381,12 +406,15 @@ mod tests {
     #[tokio::test]
     async fn unknown_routes_and_panics_answer_problem_json_with_a_request_id() {
         use tower::ServiceExt;
-        let app = observe(Router::new().route("/boom", get(|| async {
-            panic!("kaboom");
-            #[allow(unreachable_code)]
-            ""
-        })))
-            .merge(Router::new());
+        let app = observe(Router::new().route(
+            "/boom",
+            get(|| async {
+                panic!("kaboom");
+                #[allow(unreachable_code)]
+                ""
+            }),
+        ))
+        .merge(Router::new());
         for path in ["/nope", "/boom"] {
             let response = app
                 .clone()

@@ -20,7 +20,10 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self { log_format: LogFormat::Auto, otlp_endpoint: None }
+        Self {
+            log_format: LogFormat::Auto,
+            otlp_endpoint: None,
+        }
     }
 }
 
@@ -57,7 +60,11 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
     let fmt_layer = if pretty {
         tracing_subscriber::fmt::layer().compact().boxed()
     } else {
-        tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).boxed()
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .boxed()
     };
     let (otel_layer, provider) = match &config.otlp_endpoint {
         Some(endpoint) => {
@@ -67,13 +74,24 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
                 .build()?;
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
-                .with_resource(Resource::builder().with_service_name(service_name.to_owned()).build())
+                .with_resource(
+                    Resource::builder()
+                        .with_service_name(service_name.to_owned())
+                        .build(),
+                )
                 .build();
             let tracer = provider.tracer("tonearm");
-            (Some(tracing_opentelemetry::layer().with_tracer(tracer)), Some(provider))
+            (
+                Some(tracing_opentelemetry::layer().with_tracer(tracer)),
+                Some(provider),
+            )
         }
         None => (None, None),
     };
-    tracing_subscriber::registry().with(filter).with(fmt_layer).with(otel_layer).try_init()?;
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .with(otel_layer)
+        .try_init()?;
     Ok(TelemetryGuard { provider })
 }

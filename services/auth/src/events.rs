@@ -35,11 +35,26 @@ pub fn user_registered(user: &User) -> OutboxEvent {
         tier: user.tier.as_str(),
         registered_at: user.created_at,
     };
-    OutboxEvent::new(USER_REGISTERED, 1, user.id.to_string(), &payload, user.created_at)
+    OutboxEvent::new(
+        USER_REGISTERED,
+        1,
+        user.id.to_string(),
+        &payload,
+        user.created_at,
+    )
 }
 
 pub fn user_deleted(user_id: Uuid, at: DateTime<Utc>) -> OutboxEvent {
-    OutboxEvent::new(USER_DELETED, 1, user_id.to_string(), &UserDeleted { user_id, deleted_at: at }, at)
+    OutboxEvent::new(
+        USER_DELETED,
+        1,
+        user_id.to_string(),
+        &UserDeleted {
+            user_id,
+            deleted_at: at,
+        },
+        at,
+    )
 }
 
 /// Maps a stored type name back to its constant.

@@ -20,7 +20,9 @@ pub struct PasswordHasher {
 impl Default for PasswordHasher {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        Self { permits: Arc::new(Semaphore::new(cores * 2)) }
+        Self {
+            permits: Arc::new(Semaphore::new(cores * 2)),
+        }
     }
 }
 
@@ -57,7 +59,11 @@ impl PasswordHasher {
 
     /// Checks `password` against `stored`, or against the dummy hash when there is no
     /// account, so both cases cost the same.
-    pub async fn verify(&self, password: &Password, stored: Option<&str>) -> Result<bool, AuthError> {
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<&str>,
+    ) -> Result<bool, AuthError> {
         let secret = password.expose().to_owned();
         let known = stored.is_some();
         let stored = stored.map_or_else(|| dummy_hash().to_owned(), str::to_owned);
@@ -94,7 +100,10 @@ mod tests {
         let hasher = PasswordHasher::default();
         let password = Password::parse("correct horse", "password").unwrap();
         let hash = hasher.hash(&password).await.unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert!(hasher.verify(&password, Some(&hash)).await.unwrap());
         let wrong = Password::parse("wrong horse", "password").unwrap();
         assert!(!hasher.verify(&wrong, Some(&hash)).await.unwrap());

@@ -50,7 +50,8 @@ pub struct AuthService {
 /// Times are kept at millisecond precision, as the API shows them.
 fn now() -> DateTime<Utc> {
     let now = Utc::now();
-    now.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(now)
+    now.duration_trunc(TimeDelta::milliseconds(1))
+        .unwrap_or(now)
 }
 
 fn after(start: DateTime<Utc>, span: Duration) -> DateTime<Utc> {
@@ -64,8 +65,17 @@ impl AuthService {
         config: AuthConfig,
     ) -> Result<Self, AuthError> {
         let keys = KeyRing::load(store.as_ref(), config.signing_key_pem.as_ref()).await?;
-        tracing::info!(kid = keys.active_kid(), "access tokens signed with ed25519 key");
-        Ok(Self { store, cache, keys, hasher: PasswordHasher::default(), config })
+        tracing::info!(
+            kid = keys.active_kid(),
+            "access tokens signed with ed25519 key"
+        );
+        Ok(Self {
+            store,
+            cache,
+            keys,
+            hasher: PasswordHasher::default(),
+            config,
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn AuthStore> {
@@ -91,7 +101,13 @@ impl AuthService {
         let password_hash = self.hasher.hash(&password).await?;
         let event = events::user_registered(&user);
         self.store
-            .create_user(&NewUser { user: user.clone(), password_hash }, &event)
+            .create_user(
+                &NewUser {
+                    user: user.clone(),
+                    password_hash,
+                },
+                &event,
+            )
             .await
             .map_err(|error| match error {
                 StoreError::Conflict => AuthError::EmailTaken,
@@ -136,7 +152,8 @@ impl AuthService {
         match judge_refresh(&record, now) {
             RefreshVerdict::Refuse => Err(AuthError::InvalidRefreshToken),
             RefreshVerdict::Reused => {
-                self.revoke_family(record.user_id, record.session_id, now).await?;
+                self.revoke_family(record.user_id, record.session_id, now)
+                    .await?;
                 Err(AuthError::InvalidRefreshToken)
             }
             RefreshVerdict::Rotate => {
@@ -154,10 +171,15 @@ impl AuthService {
                 if !rotated {
                     // Another request rotated this token a moment ago: the same token was
                     // presented twice, which is reuse.
-                    self.revoke_family(record.user_id, record.session_id, now).await?;
+                    self.revoke_family(record.user_id, record.session_id, now)
+                        .await?;
                     return Err(AuthError::InvalidRefreshToken);
                 }
-                let user = self.store.user(record.user_id).await?.ok_or(AuthError::InvalidRefreshToken)?;
+                let user = self
+                    .store
+                    .user(record.user_id)
+                    .await?
+                    .ok_or(AuthError::InvalidRefreshToken)?;
                 let access_token = self.sign_access(&user, record.session_id, now)?;
                 Ok(SignedIn {
                     user,
@@ -169,7 +191,12 @@ impl AuthService {
         }
     }
 
-    async fn revoke_family(&self, user_id: Uuid, session_id: Uuid, now: DateTime<Utc>) -> Result<(), AuthError> {
+    async fn revoke_family(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
         tracing::warn!(%user_id, %session_id, "refresh token reused; revoking its session");
         self.store.revoke_session(user_id, session_id, now).await?;
         self.forget_grants(&[session_id]).await;
@@ -181,25 +208,34 @@ impl AuthService {
         let now = now();
         let presented = RefreshSecret::from_client(refresh_token);
         let mut ended = vec![caller.session_id];
-        if let Some(record) = self.store.refresh_record(&presented.hash()).await? {
-            if record.user_id == caller.user_id && record.session_id != caller.session_id {
-                ended.push(record.session_id);
-            }
+        if let Some(record) = self.store.refresh_record(&presented.hash()).await?
+            && record.user_id == caller.user_id
+            && record.session_id != caller.session_id
+        {
+            ended.push(record.session_id);
         }
         for session_id in &ended {
-            self.store.revoke_session(caller.user_id, *session_id, now).await?;
+            self.store
+                .revoke_session(caller.user_id, *session_id, now)
+                .await?;
         }
         self.forget_grants(&ended).await;
         Ok(())
     }
 
     pub async fn me(&self, caller: &Caller) -> Result<User, AuthError> {
-        self.store.user(caller.user_id).await?.ok_or(AuthError::UserNotFound)
+        self.store
+            .user(caller.user_id)
+            .await?
+            .ok_or(AuthError::UserNotFound)
     }
 
     pub async fn rename(&self, caller: &Caller, display_name: &str) -> Result<User, AuthError> {
         let name = DisplayName::parse(display_name)?;
-        self.store.rename(caller.user_id, &name, now()).await?.ok_or(AuthError::UserNotFound)
+        self.store
+            .rename(caller.user_id, &name, now())
+            .await?
+            .ok_or(AuthError::UserNotFound)
     }
 
     pub async fn change_password(
@@ -211,8 +247,10 @@ impl AuthService {
         let new = Password::parse(new, "new_password")?;
         self.confirm_password(caller, current).await?;
         let hash = self.hasher.hash(&new).await?;
-        let revoked =
-            self.store.change_password(caller.user_id, &hash, caller.session_id, now()).await?;
+        let revoked = self
+            .store
+            .change_password(caller.user_id, &hash, caller.session_id, now())
+            .await?;
         self.forget_grants(&revoked).await;
         Ok(())
     }
@@ -222,7 +260,11 @@ impl AuthService {
     }
 
     pub async fn revoke_session(&self, caller: &Caller, session_id: Uuid) -> Result<(), AuthError> {
-        if !self.store.revoke_session(caller.user_id, session_id, now()).await? {
+        if !self
+            .store
+            .revoke_session(caller.user_id, session_id, now())
+            .await?
+        {
             return Err(AuthError::SessionNotFound);
         }
         self.forget_grants(&[session_id]).await;
@@ -232,7 +274,10 @@ impl AuthService {
     pub async fn delete_account(&self, caller: &Caller, password: &str) -> Result<(), AuthError> {
         self.confirm_password(caller, password).await?;
         let at = now();
-        let sessions = self.store.delete_user(caller.user_id, &events::user_deleted(caller.user_id, at)).await?;
+        let sessions = self
+            .store
+            .delete_user(caller.user_id, &events::user_deleted(caller.user_id, at))
+            .await?;
         self.forget_grants(&sessions).await;
         tracing::info!(user_id = %caller.user_id, "account deleted");
         Ok(())
@@ -247,8 +292,11 @@ impl AuthService {
         role: Option<Role>,
     ) -> Result<User, AuthError> {
         let email = Email::parse(email)?;
-        let (user, sessions) =
-            self.store.set_access(&email, tier, role, now()).await?.ok_or(AuthError::UserNotFound)?;
+        let (user, sessions) = self
+            .store
+            .set_access(&email, tier, role, now())
+            .await?
+            .ok_or(AuthError::UserNotFound)?;
         self.forget_grants(&sessions).await;
         Ok(user)
     }
@@ -256,10 +304,11 @@ impl AuthService {
     /// The grant of a live session: from the cache while fresh, else from the store.
     pub async fn grant(&self, session_id: Uuid) -> Result<Option<SessionGrant>, AuthError> {
         let now = now();
-        if let Some(cached) = grant::cached_grant(self.cache.as_ref(), session_id).await {
-            if cached.is_fresh(now, self.config.grant_max_age()) {
-                return Ok(Some(cached));
-            }
+        let cache = self.cache.as_ref();
+        if let Some(cached) =
+            grant::fresh_cached_grant(cache, session_id, self.config.grant_max_age()).await
+        {
+            return Ok(Some(cached));
         }
         match self.store.grant(session_id, now).await? {
             Some(grant) => {
@@ -301,7 +350,11 @@ impl AuthService {
         };
         let refresh = RefreshSecret::generate();
         self.store
-            .create_session(&NewSession { session: session.clone(), refresh: refresh.clone(), refresh_expires_at })
+            .create_session(&NewSession {
+                session: session.clone(),
+                refresh: refresh.clone(),
+                refresh_expires_at,
+            })
             .await?;
         self.remember(&SessionGrant {
             user_id: user.id,
@@ -312,10 +365,20 @@ impl AuthService {
         })
         .await;
         let access_token = self.sign_access(&user, session.id, now)?;
-        Ok(SignedIn { user, access_token, refresh_token: refresh, expires_in: self.config.access_token_ttl() })
+        Ok(SignedIn {
+            user,
+            access_token,
+            refresh_token: refresh,
+            expires_in: self.config.access_token_ttl(),
+        })
     }
 
-    fn sign_access(&self, user: &User, session_id: Uuid, now: DateTime<Utc>) -> Result<String, AuthError> {
+    fn sign_access(
+        &self,
+        user: &User,
+        session_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<String, AuthError> {
         let issued = now.timestamp();
         let ttl = i64::try_from(self.config.access_token_ttl_secs).unwrap_or(i64::MAX);
         self.keys.sign(&AccessClaims {
@@ -331,15 +394,25 @@ impl AuthService {
     }
 
     async fn remember(&self, grant: &SessionGrant) {
-        let Ok(value) = serde_json::to_string(grant) else { return };
+        let Ok(value) = serde_json::to_string(grant) else {
+            return;
+        };
         let key = grant::session_key(grant.session_id);
-        if let Err(error) = self.cache.set(&key, &value, self.config.session_cache_ttl()).await {
+        if let Err(error) = self
+            .cache
+            .set(&key, &value, self.config.session_cache_ttl())
+            .await
+        {
             tracing::warn!(%error, "could not cache session grant");
         }
     }
 
     async fn forget_grants(&self, session_ids: &[Uuid]) {
-        let keys: Vec<String> = session_ids.iter().copied().map(grant::session_key).collect();
+        let keys: Vec<String> = session_ids
+            .iter()
+            .copied()
+            .map(grant::session_key)
+            .collect();
         if let Err(error) = self.cache.delete(&keys).await {
             // The grant's max age bounds how long the stale entry can be trusted.
             tracing::warn!(%error, "could not drop cached session grants");
@@ -348,9 +421,15 @@ impl AuthService {
 
     fn throttle_keys(&self, email: &Email, client: &ClientInfo) -> Vec<(String, u64)> {
         let limits = &self.config.login_throttle;
-        let mut keys = vec![(format!("login-failures:email:{}", email.as_str()), limits.max_failures_per_email)];
+        let mut keys = vec![(
+            format!("login-failures:email:{}", email.as_str()),
+            limits.max_failures_per_email,
+        )];
         if let Some(ip) = client.ip {
-            keys.push((format!("login-failures:ip:{ip}"), limits.max_failures_per_ip));
+            keys.push((
+                format!("login-failures:ip:{ip}"),
+                limits.max_failures_per_ip,
+            ));
         }
         keys
     }
@@ -359,7 +438,9 @@ impl AuthService {
         for (key, limit) in keys {
             match self.cache.peek(key).await {
                 Ok(Some(window)) if window.count >= *limit => {
-                    return Err(AuthError::Throttled { retry_after: window.resets_in });
+                    return Err(AuthError::Throttled {
+                        retry_after: window.resets_in,
+                    });
                 }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "login throttle unavailable"),
@@ -381,7 +462,9 @@ impl AuthService {
 #[async_trait]
 impl SessionDirectory for AuthService {
     async fn grant(&self, session_id: Uuid) -> Result<Option<SessionGrant>, DirectoryError> {
-        AuthService::grant(self, session_id).await.map_err(|e| DirectoryError(e.to_string()))
+        AuthService::grant(self, session_id)
+            .await
+            .map_err(|e| DirectoryError(e.to_string()))
     }
 
     async fn jwks(&self) -> Result<serde_json::Value, DirectoryError> {

@@ -42,7 +42,11 @@ impl RemoteService {
             .connect_timeout(Duration::from_secs(3))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
-        Ok(Self { name: name.to_owned(), base_url: base_url.trim_end_matches('/').to_owned(), client })
+        Ok(Self {
+            name: name.to_owned(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            client,
+        })
     }
 }
 
@@ -91,7 +95,8 @@ pub async fn proxy(State(service): State<RemoteService>, request: Request) -> Re
         }
         Err(error) => {
             tracing::warn!(service = %service.name, %error, "upstream unavailable");
-            Problem::unavailable(format!("the {} service is unavailable", service.name)).into_response()
+            Problem::unavailable(format!("the {} service is unavailable", service.name))
+                .into_response()
         }
     }
 }
@@ -105,24 +110,36 @@ pub struct RemoteDirectory {
 
 impl RemoteDirectory {
     pub fn new(auth: RemoteService, cache: Arc<dyn Cache>, grant_max_age: Duration) -> Self {
-        Self { auth, cache, grant_max_age }
+        Self {
+            auth,
+            cache,
+            grant_max_age,
+        }
     }
 }
 
 #[async_trait]
 impl SessionDirectory for RemoteDirectory {
     async fn grant(&self, session_id: Uuid) -> Result<Option<SessionGrant>, DirectoryError> {
-        if let Some(cached) = grant::cached_grant(self.cache.as_ref(), session_id).await {
-            if cached.is_fresh(chrono::Utc::now(), self.grant_max_age) {
-                return Ok(Some(cached));
-            }
+        if let Some(cached) =
+            grant::fresh_cached_grant(self.cache.as_ref(), session_id, self.grant_max_age).await
+        {
+            return Ok(Some(cached));
         }
         let url = format!("{}/internal/v1/sessions/{session_id}", self.auth.base_url);
-        let reply = self.auth.client.get(url).send().await.map_err(|e| DirectoryError(e.to_string()))?;
+        let reply = self
+            .auth
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| DirectoryError(e.to_string()))?;
         match reply.status() {
-            status if status.is_success() => {
-                reply.json().await.map(Some).map_err(|e| DirectoryError(e.to_string()))
-            }
+            status if status.is_success() => reply
+                .json()
+                .await
+                .map(Some)
+                .map_err(|e| DirectoryError(e.to_string())),
             reqwest::StatusCode::NOT_FOUND => Ok(None),
             status => Err(DirectoryError(format!("auth answered {status}"))),
         }
@@ -130,8 +147,16 @@ impl SessionDirectory for RemoteDirectory {
 
     async fn jwks(&self) -> Result<serde_json::Value, DirectoryError> {
         let url = format!("{}/.well-known/jwks.json", self.auth.base_url);
-        let reply = self.auth.client.get(url).send().await.map_err(|e| DirectoryError(e.to_string()))?;
-        reply.error_for_status().map_err(|e| DirectoryError(e.to_string()))?
+        let reply = self
+            .auth
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| DirectoryError(e.to_string()))?;
+        reply
+            .error_for_status()
+            .map_err(|e| DirectoryError(e.to_string()))?
             .json()
             .await
             .map_err(|e| DirectoryError(e.to_string()))

@@ -11,7 +11,10 @@ async fn register_login_me_refresh_logout_as_the_contract_says() {
     let registered = app.register(&format!("  {}  ", email.to_uppercase())).await;
     assert_eq!(registered["token_type"], "Bearer");
     assert_eq!(registered["expires_in"], 7 * 24 * 3600);
-    assert_eq!(registered["user"]["email"], email, "emails are trimmed and lower-cased");
+    assert_eq!(
+        registered["user"]["email"], email,
+        "emails are trimmed and lower-cased"
+    );
     assert_eq!(registered["user"]["tier"], "free");
     assert_eq!(registered["user"]["role"], "user");
 
@@ -26,27 +29,54 @@ async fn register_login_me_refresh_logout_as_the_contract_says() {
         assert!(!me[field].is_null(), "{field} missing from {me}");
     }
     let created_at = me["created_at"].as_str().unwrap();
-    assert!(created_at.ends_with('Z') && created_at.len() == 24, "millisecond RFC 3339: {created_at}");
+    assert!(
+        created_at.ends_with('Z') && created_at.len() == 24,
+        "millisecond RFC 3339: {created_at}"
+    );
 
-    let refreshed = app.post("/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
+    let refreshed = app
+        .post("/v1/auth/refresh", None, json!({"refresh_token": refresh}))
+        .await;
     assert_eq!(refreshed.status(), StatusCode::OK);
     let refreshed: Value = refreshed.json().await.unwrap();
     let new_access = token(&refreshed, "access_token");
     let new_refresh = token(&refreshed, "refresh_token");
     assert_ne!(new_refresh, refresh, "a new refresh token every time");
-    assert_eq!(app.get("/v1/me", Some(&new_access)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/v1/me", Some(&new_access)).await.status(),
+        StatusCode::OK
+    );
 
-    let logout = app.post("/v1/auth/logout", Some(&new_access), json!({"refresh_token": new_refresh})).await;
+    let logout = app
+        .post(
+            "/v1/auth/logout",
+            Some(&new_access),
+            json!({"refresh_token": new_refresh}),
+        )
+        .await;
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
     for access in [&access, &new_access] {
-        assert_problem(app.get("/v1/me", Some(access)).await, StatusCode::UNAUTHORIZED).await;
+        assert_problem(
+            app.get("/v1/me", Some(access)).await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
     }
-    let after = app.post("/v1/auth/refresh", None, json!({"refresh_token": new_refresh})).await;
+    let after = app
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({"refresh_token": new_refresh}),
+        )
+        .await;
     assert_problem(after, StatusCode::UNAUTHORIZED).await;
 
     // The registration session is separate and still alive.
     let first = token(&registered, "access_token");
-    assert_eq!(app.get("/v1/me", Some(&first)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/v1/me", Some(&first)).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -64,15 +94,31 @@ async fn replaying_a_rotated_refresh_token_kills_the_family() {
     let latest_access = token(&rotated, "access_token");
     let latest_refresh = token(&rotated, "refresh_token");
 
-    let replay = app.post("/v1/auth/refresh", None, json!({"refresh_token": original})).await;
+    let replay = app
+        .post("/v1/auth/refresh", None, json!({"refresh_token": original}))
+        .await;
     assert_problem(replay, StatusCode::UNAUTHORIZED).await;
 
     // Everything the family issued is dead: the newest refresh token and access tokens.
-    let newest = app.post("/v1/auth/refresh", None, json!({"refresh_token": latest_refresh})).await;
+    let newest = app
+        .post(
+            "/v1/auth/refresh",
+            None,
+            json!({"refresh_token": latest_refresh}),
+        )
+        .await;
     assert_problem(newest, StatusCode::UNAUTHORIZED).await;
-    assert_problem(app.get("/v1/me", Some(&latest_access)).await, StatusCode::UNAUTHORIZED).await;
+    assert_problem(
+        app.get("/v1/me", Some(&latest_access)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
     let first_access = token(&signed_in, "access_token");
-    assert_problem(app.get("/v1/me", Some(&first_access)).await, StatusCode::UNAUTHORIZED).await;
+    assert_problem(
+        app.get("/v1/me", Some(&first_access)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -100,19 +146,43 @@ async fn bad_input_gets_problem_json_and_changes_nothing() {
         .unwrap();
     assert_problem(malformed, StatusCode::BAD_REQUEST).await;
 
-    let not_json = app.client.post(app.url("/v1/auth/login")).body("email=a").send().await.unwrap();
+    let not_json = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .body("email=a")
+        .send()
+        .await
+        .unwrap();
     assert_problem(not_json, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 
     for (body, why) in [
-        (json!({"email": "not-an-email", "password": "long enough", "display_name": "X"}), "email"),
-        (json!({"email": unique_email(), "password": "short", "display_name": "X"}), "password"),
-        (json!({"email": unique_email(), "password": "x".repeat(129), "display_name": "X"}), "password"),
-        (json!({"email": unique_email(), "password": "long enough", "display_name": "  "}), "display_name"),
-        (json!({"email": unique_email(), "password": "long enough"}), "display_name"),
+        (
+            json!({"email": "not-an-email", "password": "long enough", "display_name": "X"}),
+            "email",
+        ),
+        (
+            json!({"email": unique_email(), "password": "short", "display_name": "X"}),
+            "password",
+        ),
+        (
+            json!({"email": unique_email(), "password": "x".repeat(129), "display_name": "X"}),
+            "password",
+        ),
+        (
+            json!({"email": unique_email(), "password": "long enough", "display_name": "  "}),
+            "display_name",
+        ),
+        (
+            json!({"email": unique_email(), "password": "long enough"}),
+            "display_name",
+        ),
     ] {
         let response = app.post("/v1/auth/register", None, body).await;
         let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert!(problem["detail"].as_str().unwrap().contains(why), "{problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(why),
+            "{problem}"
+        );
     }
 
     let unknown = app.get("/v1/nothing-here", None).await;
@@ -125,7 +195,10 @@ async fn bad_input_gets_problem_json_and_changes_nothing() {
         .client
         .post(app.url("/v1/auth/login"))
         .header("content-type", "application/json")
-        .body(format!("{{\"email\": \"{}\"}}", "a".repeat(2 * 1024 * 1024)))
+        .body(format!(
+            "{{\"email\": \"{}\"}}",
+            "a".repeat(2 * 1024 * 1024)
+        ))
         .send()
         .await
         .unwrap();
@@ -138,11 +211,19 @@ async fn login_answers_alike_whether_or_not_the_email_exists() {
     let email = unique_email();
     app.register(&email).await;
     let wrong_password = app
-        .post("/v1/auth/login", None, json!({"email": email, "password": "not the password"}))
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": email, "password": "not the password"}),
+        )
         .await;
     let wrong = assert_problem(wrong_password, StatusCode::UNAUTHORIZED).await;
     let no_account = app
-        .post("/v1/auth/login", None, json!({"email": unique_email(), "password": "not the password"}))
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": unique_email(), "password": "not the password"}),
+        )
         .await;
     let unknown = assert_problem(no_account, StatusCode::UNAUTHORIZED).await;
     assert_eq!(wrong, unknown);
@@ -154,12 +235,21 @@ async fn repeated_failed_logins_are_throttled_per_email() {
     let email = unique_email();
     app.register(&email).await;
     for _ in 0..10 {
-        let response =
-            app.post("/v1/auth/login", None, json!({"email": email, "password": "guess guess"})).await;
+        let response = app
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"email": email, "password": "guess guess"}),
+            )
+            .await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
     let throttled = app
-        .post("/v1/auth/login", None, json!({"email": email, "password": "correct horse battery"}))
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": email, "password": "correct horse battery"}),
+        )
         .await;
     assert!(throttled.headers().contains_key("retry-after"));
     assert_problem(throttled, StatusCode::TOO_MANY_REQUESTS).await;
@@ -174,10 +264,18 @@ async fn sessions_can_be_listed_and_revoked() {
     let laptop_access = token(&laptop, "access_token");
     let phone_access = token(&phone, "access_token");
 
-    let sessions: Value = app.get("/v1/me/sessions", Some(&laptop_access)).await.json().await.unwrap();
+    let sessions: Value = app
+        .get("/v1/me/sessions", Some(&laptop_access))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(sessions["total"], 2);
     let items = sessions["items"].as_array().unwrap();
-    assert_eq!(items[0]["current"], true, "newest first, and it is this one");
+    assert_eq!(
+        items[0]["current"], true,
+        "newest first, and it is this one"
+    );
     assert_eq!(items[1]["current"], false);
     let phone_session = items[1]["id"].as_str().unwrap().to_owned();
 
@@ -189,8 +287,15 @@ async fn sessions_can_be_listed_and_revoked() {
         .await
         .unwrap();
     assert_eq!(revoke.status(), StatusCode::NO_CONTENT);
-    assert_problem(app.get("/v1/me", Some(&phone_access)).await, StatusCode::UNAUTHORIZED).await;
-    assert_eq!(app.get("/v1/me", Some(&laptop_access)).await.status(), StatusCode::OK);
+    assert_problem(
+        app.get("/v1/me", Some(&phone_access)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(
+        app.get("/v1/me", Some(&laptop_access)).await.status(),
+        StatusCode::OK
+    );
 
     let again = app
         .client
@@ -227,13 +332,32 @@ async fn password_change_revokes_every_other_session() {
         )
         .await;
     assert_eq!(changed.status(), StatusCode::NO_CONTENT);
-    assert_eq!(app.get("/v1/me", Some(&access)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/v1/me", Some(&access)).await.status(),
+        StatusCode::OK
+    );
     let other_access = token(&other, "access_token");
-    assert_problem(app.get("/v1/me", Some(&other_access)).await, StatusCode::UNAUTHORIZED).await;
+    assert_problem(
+        app.get("/v1/me", Some(&other_access)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 
-    let old = app.post("/v1/auth/login", None, json!({"email": email, "password": "correct horse battery"})).await;
+    let old = app
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": email, "password": "correct horse battery"}),
+        )
+        .await;
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
-    let new = app.post("/v1/auth/login", None, json!({"email": email, "password": "a brand new secret"})).await;
+    let new = app
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": email, "password": "a brand new secret"}),
+        )
+        .await;
     assert_eq!(new.status(), StatusCode::OK);
 }
 
@@ -265,7 +389,11 @@ async fn profile_update_and_account_deletion() {
         .await
         .unwrap();
     assert_problem(refused, StatusCode::UNAUTHORIZED).await;
-    assert_eq!(app.get("/v1/me", Some(&access)).await.status(), StatusCode::OK, "nothing changed");
+    assert_eq!(
+        app.get("/v1/me", Some(&access)).await.status(),
+        StatusCode::OK,
+        "nothing changed"
+    );
 
     let deleted = app
         .client
@@ -276,14 +404,27 @@ async fn profile_update_and_account_deletion() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    assert_problem(app.get("/v1/me", Some(&access)).await, StatusCode::UNAUTHORIZED).await;
-    let login = app.post("/v1/auth/login", None, json!({"email": email, "password": "correct horse battery"})).await;
+    assert_problem(
+        app.get("/v1/me", Some(&access)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let login = app
+        .post(
+            "/v1/auth/login",
+            None,
+            json!({"email": email, "password": "correct horse battery"}),
+        )
+        .await;
     assert_problem(login, StatusCode::UNAUTHORIZED).await;
 
     // The deletion was recorded for the other services, in the same transaction.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.data_dir.join("auth.db").display()))
-        .await
-        .unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.data_dir.join("auth.db").display()
+    ))
+    .await
+    .unwrap();
     let types: Vec<String> = sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY id")
         .fetch_all(&pool)
         .await

@@ -1,6 +1,10 @@
 //! Tonearm end to end: the app runs on a random port and the tests speak HTTP to it like
 //! any client, against real SQLite, PostgreSQL and Redis.
 
+// Tests may unwrap (see clippy.toml); helpers shared by the tests are plain functions
+// that clippy does not recognise as tests, so the allowance is spelled out here.
+#![allow(clippy::unwrap_used)]
+
 mod accounts;
 mod faults;
 mod limits;

@@ -24,7 +24,11 @@ pub fn redis_url() -> String {
 
 /// A fresh PostgreSQL database for one test (created on first connect).
 pub fn fresh_postgres_database() -> String {
-    format!("{}/tonearm_test_{}", postgres_url().trim_end_matches('/'), Uuid::now_v7().simple())
+    format!(
+        "{}/tonearm_test_{}",
+        postgres_url().trim_end_matches('/'),
+        Uuid::now_v7().simple()
+    )
 }
 
 pub fn unique_email() -> String {
@@ -42,7 +46,10 @@ fn init_logs() {
 
 /// Settings for a test: a private data dir and a random port.
 pub fn test_settings(data_dir: &Path) -> Settings {
-    let mut settings = Settings { data_dir: data_dir.to_owned(), ..Settings::default() };
+    let mut settings = Settings {
+        data_dir: data_dir.to_owned(),
+        ..Settings::default()
+    };
     settings.server.port = 0;
     settings.server.shutdown_grace_secs = 5;
     settings
@@ -83,7 +90,11 @@ impl TestApp {
         Self::start(settings, Some(service), None).await
     }
 
-    async fn start(settings: Settings, service: Option<ServiceName>, dir: Option<Arc<TempDir>>) -> Self {
+    async fn start(
+        settings: Settings,
+        service: Option<ServiceName>,
+        dir: Option<Arc<TempDir>>,
+    ) -> Self {
         init_logs();
         let app = match service {
             None => App::up(&settings).await,
@@ -140,7 +151,11 @@ impl TestApp {
 
     pub async fn login(&self, email: &str) -> Value {
         let response = self
-            .post("/v1/auth/login", None, json!({"email": email, "password": "correct horse battery"}))
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"email": email, "password": "correct horse battery"}),
+            )
             .await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
@@ -166,22 +181,35 @@ impl Drop for TestApp {
 }
 
 pub fn token(body: &Value, field: &str) -> String {
-    body[field].as_str().unwrap_or_else(|| panic!("no {field} in {body}")).to_owned()
+    body[field]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {field} in {body}"))
+        .to_owned()
 }
 
 /// Asserts the response is problem+json with `status`; returns its body.
 pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(content_type, "application/problem+json");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], status.as_u16());
-    assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(), "{body}");
+    assert!(
+        body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
     body
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A Redis of the test's own, on a random port, so stopping it disturbs no other test.
@@ -197,14 +225,26 @@ impl OwnRedis {
 
     pub async fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed");
         let redis = Self { port, child };
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return redis;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -27,9 +27,10 @@ async fn access_tokens_verify_with_a_standard_library_against_the_jwks() {
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.set_audience(&["tonearm-api"]);
     validation.set_issuer(&["tonearm"]);
-    let claims = jsonwebtoken::decode::<Value>(&access, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
-        .unwrap()
-        .claims;
+    let claims =
+        jsonwebtoken::decode::<Value>(&access, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
+            .unwrap()
+            .claims;
     assert_eq!(claims["sub"], signed_in["user"]["id"]);
     assert_eq!(claims["tier"], "free");
     assert_eq!(claims["role"], "user");
@@ -41,17 +42,26 @@ async fn access_tokens_verify_with_a_standard_library_against_the_jwks() {
 /// Signs claims with the server's own key, read from its data dir, to make tokens the
 /// server would have issued but for one detail.
 async fn server_signed(app: &TestApp, claims: &Value) -> String {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.data_dir.join("auth.db").display()))
-        .await
-        .unwrap();
-    let (kid, pem): (String, String) =
-        sqlx::query_as("SELECT kid, private_key_pem FROM signing_keys ORDER BY created_at DESC LIMIT 1")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.data_dir.join("auth.db").display()
+    ))
+    .await
+    .unwrap();
+    let (kid, pem): (String, String) = sqlx::query_as(
+        "SELECT kid, private_key_pem FROM signing_keys ORDER BY created_at DESC LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(kid);
-    jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_pem(pem.as_bytes()).unwrap()).unwrap()
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
 }
 
 fn claims_of(access: &str) -> Value {
@@ -65,28 +75,52 @@ async fn expired_forged_and_malformed_tokens_get_401_problem_json() {
     let signed_in = app.register(&unique_email()).await;
     let access = token(&signed_in, "access_token");
     let claims = claims_of(&access);
-    assert_eq!(app.get("/v1/me", Some(&server_signed(&app, &claims).await)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/v1/me", Some(&server_signed(&app, &claims).await))
+            .await
+            .status(),
+        StatusCode::OK
+    );
 
     let mut expired = claims.clone();
     expired["iat"] = json!(claims["iat"].as_i64().unwrap() - 8 * 24 * 3600);
     expired["exp"] = json!(claims["iat"].as_i64().unwrap() - 24 * 3600);
     let expired = server_signed(&app, &expired).await;
-    let problem = assert_problem(app.get("/v1/me", Some(&expired)).await, StatusCode::UNAUTHORIZED).await;
-    assert!(problem["detail"].as_str().unwrap().contains("expired"), "{problem}");
+    let problem = assert_problem(
+        app.get("/v1/me", Some(&expired)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("expired"),
+        "{problem}"
+    );
 
     let mut wrong_audience = claims.clone();
     wrong_audience["aud"] = json!("someone-else");
     let wrong_audience = server_signed(&app, &wrong_audience).await;
-    assert_problem(app.get("/v1/me", Some(&wrong_audience)).await, StatusCode::UNAUTHORIZED).await;
+    assert_problem(
+        app.get("/v1/me", Some(&wrong_audience)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 
     // The same claims and kid, signed by a key that is not the server's.
     let forger = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
     let pem = forger.to_pkcs8_pem(LineEnding::LF).unwrap();
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = jsonwebtoken::decode_header(&access).unwrap().kid;
-    let forged =
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_pem(pem.as_bytes()).unwrap()).unwrap();
-    assert_problem(app.get("/v1/me", Some(&forged)).await, StatusCode::UNAUTHORIZED).await;
+    let forged = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    assert_problem(
+        app.get("/v1/me", Some(&forged)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 
     // A payload edited after signing.
     let mut elevated = claims.clone();
@@ -98,10 +132,24 @@ async fn expired_forged_and_malformed_tokens_get_401_problem_json() {
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&elevated).unwrap()),
         parts[2]
     );
-    assert_problem(app.get("/v1/me", Some(&tampered)).await, StatusCode::UNAUTHORIZED).await;
+    assert_problem(
+        app.get("/v1/me", Some(&tampered)).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 
-    assert_problem(app.get("/v1/me", Some("not-a-jwt")).await, StatusCode::UNAUTHORIZED).await;
-    let basic = app.client.get(app.url("/v1/me")).basic_auth("ada", Some("pw")).send().await.unwrap();
+    assert_problem(
+        app.get("/v1/me", Some("not-a-jwt")).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let basic = app
+        .client
+        .get(app.url("/v1/me"))
+        .basic_auth("ada", Some("pw"))
+        .send()
+        .await
+        .unwrap();
     assert_problem(basic, StatusCode::UNAUTHORIZED).await;
 }
 
@@ -112,8 +160,14 @@ async fn identity_headers_from_clients_are_ignored() {
     let response = app
         .client
         .get(app.url("/v1/me"))
-        .header("x-tonearm-user-id", signed_in["user"]["id"].as_str().unwrap())
-        .header("x-tonearm-session-id", "01a213fb-606a-7695-9269-66babb0798d6")
+        .header(
+            "x-tonearm-user-id",
+            signed_in["user"]["id"].as_str().unwrap(),
+        )
+        .header(
+            "x-tonearm-session-id",
+            "01a213fb-606a-7695-9269-66babb0798d6",
+        )
         .header("x-tonearm-tier", "premium")
         .header("x-tonearm-role", "admin")
         .send()

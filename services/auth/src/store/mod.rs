@@ -83,10 +83,14 @@ pub trait AuthStore: Send + Sync + 'static {
 
     async fn create_session(&self, new: &NewSession) -> Result<(), StoreError>;
     /// The grant of a session that is neither revoked nor expired at `now`.
-    async fn grant(&self, session_id: Uuid, now: DateTime<Utc>)
-    -> Result<Option<SessionGrant>, StoreError>;
+    async fn grant(
+        &self,
+        session_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionGrant>, StoreError>;
     /// A user's live sessions, newest first.
-    async fn sessions(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>, StoreError>;
+    async fn sessions(&self, user_id: Uuid, now: DateTime<Utc>)
+    -> Result<Vec<Session>, StoreError>;
     /// Revokes a live session of `user_id`; false when there was none to revoke.
     async fn revoke_session(
         &self,
@@ -126,9 +130,11 @@ pub async fn open(pool: SqlPool) -> Result<std::sync::Arc<dyn AuthStore>, StoreE
 }
 
 fn parse_tier(raw: &str) -> Result<Tier, StoreError> {
-    raw.parse().map_err(|e: kernel::grant::UnknownVariant| StoreError::Corrupt(e.to_string()))
+    raw.parse()
+        .map_err(|e: kernel::grant::UnknownVariant| StoreError::Corrupt(e.to_string()))
 }
 
 fn parse_role(raw: &str) -> Result<Role, StoreError> {
-    raw.parse().map_err(|e: kernel::grant::UnknownVariant| StoreError::Corrupt(e.to_string()))
+    raw.parse()
+        .map_err(|e: kernel::grant::UnknownVariant| StoreError::Corrupt(e.to_string()))
 }

@@ -1,0 +1,11 @@
+//! The auth service against real engines: its store contract on SQLite and PostgreSQL, and
+//! its operations on SQLite with the in-process cache. PostgreSQL must be running (see
+//! `support`); the PostgreSQL cases fail, never skip, when it is unreachable.
+
+// Tests may unwrap (see clippy.toml); the contract cases are plain async functions that
+// clippy does not recognise as tests, so the allowance is spelled out here.
+#![allow(clippy::unwrap_used)]
+
+mod service;
+mod store_contract;
+mod support;
