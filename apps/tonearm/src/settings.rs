@@ -106,6 +106,22 @@ mod tests {
     }
 
     #[test]
+    fn secrets_never_reach_debug_output() {
+        let mut settings = Settings::default();
+        settings.auth.database_url = Some(EngineUrl::new(
+            "postgres://tonearm:hunter2@db:5432/tonearm_auth",
+        ));
+        settings.auth.signing_key_pem = Some("-----BEGIN PRIVATE KEY-----sekrit".into());
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("sekrit"), "{printed}");
+        assert!(
+            printed.contains("db:5432"),
+            "the rest stays readable: {printed}"
+        );
+    }
+
+    #[test]
     fn embedded_stores_default_to_the_data_dir() {
         let settings = Settings {
             data_dir: PathBuf::from("/var/lib/tonearm"),

@@ -116,6 +116,16 @@ impl RemoteDirectory {
             grant_max_age,
         }
     }
+
+    async fn call(&self, path: &str) -> Result<reqwest::Response, DirectoryError> {
+        let url = format!("{}{path}", self.auth.base_url);
+        self.auth
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| DirectoryError(e.to_string()))
+    }
 }
 
 #[async_trait]
@@ -126,37 +136,26 @@ impl SessionDirectory for RemoteDirectory {
         {
             return Ok(Some(cached));
         }
-        let url = format!("{}/internal/v1/sessions/{session_id}", self.auth.base_url);
         let reply = self
-            .auth
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| DirectoryError(e.to_string()))?;
+            .call(&format!("/internal/v1/sessions/{session_id}"))
+            .await?;
         match reply.status() {
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => reply
                 .json()
                 .await
                 .map(Some)
                 .map_err(|e| DirectoryError(e.to_string())),
-            reqwest::StatusCode::NOT_FOUND => Ok(None),
             status => Err(DirectoryError(format!("auth answered {status}"))),
         }
     }
 
     async fn jwks(&self) -> Result<serde_json::Value, DirectoryError> {
-        let url = format!("{}/.well-known/jwks.json", self.auth.base_url);
-        let reply = self
-            .auth
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| DirectoryError(e.to_string()))?;
+        let reply = self.call("/.well-known/jwks.json").await?;
+        if !reply.status().is_success() {
+            return Err(DirectoryError(format!("auth answered {}", reply.status())));
+        }
         reply
-            .error_for_status()
-            .map_err(|e| DirectoryError(e.to_string()))?
             .json()
             .await
             .map_err(|e| DirectoryError(e.to_string()))

@@ -1,4 +1,4 @@
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::{TestApp, assert_problem, token, unique_email};
@@ -280,12 +280,13 @@ async fn sessions_can_be_listed_and_revoked() {
     let phone_session = items[1]["id"].as_str().unwrap().to_owned();
 
     let revoke = app
-        .client
-        .delete(app.url(&format!("/v1/me/sessions/{phone_session}")))
-        .bearer_auth(&laptop_access)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::DELETE,
+            &format!("/v1/me/sessions/{phone_session}"),
+            Some(&laptop_access),
+            None,
+        )
+        .await;
     assert_eq!(revoke.status(), StatusCode::NO_CONTENT);
     assert_problem(
         app.get("/v1/me", Some(&phone_access)).await,
@@ -298,12 +299,13 @@ async fn sessions_can_be_listed_and_revoked() {
     );
 
     let again = app
-        .client
-        .delete(app.url(&format!("/v1/me/sessions/{phone_session}")))
-        .bearer_auth(&laptop_access)
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::DELETE,
+            &format!("/v1/me/sessions/{phone_session}"),
+            Some(&laptop_access),
+            None,
+        )
+        .await;
     assert_problem(again, StatusCode::NOT_FOUND).await;
 }
 
@@ -369,25 +371,25 @@ async fn profile_update_and_account_deletion() {
     let access = token(&signed_in, "access_token");
 
     let renamed = app
-        .client
-        .patch(app.url("/v1/me"))
-        .bearer_auth(&access)
-        .json(&json!({"display_name": "  DJ Ada "}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::PATCH,
+            "/v1/me",
+            Some(&access),
+            Some(json!({"display_name": "  DJ Ada "})),
+        )
+        .await;
     assert_eq!(renamed.status(), StatusCode::OK);
     let renamed: Value = renamed.json().await.unwrap();
     assert_eq!(renamed["display_name"], "DJ Ada");
 
     let refused = app
-        .client
-        .delete(app.url("/v1/me"))
-        .bearer_auth(&access)
-        .json(&json!({"password": "wrong password"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::DELETE,
+            "/v1/me",
+            Some(&access),
+            Some(json!({"password": "wrong password"})),
+        )
+        .await;
     assert_problem(refused, StatusCode::UNAUTHORIZED).await;
     assert_eq!(
         app.get("/v1/me", Some(&access)).await.status(),
@@ -396,13 +398,13 @@ async fn profile_update_and_account_deletion() {
     );
 
     let deleted = app
-        .client
-        .delete(app.url("/v1/me"))
-        .bearer_auth(&access)
-        .json(&json!({"password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            Method::DELETE,
+            "/v1/me",
+            Some(&access),
+            Some(json!({"password": "correct horse battery"})),
+        )
+        .await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     assert_problem(
         app.get("/v1/me", Some(&access)).await,

@@ -7,14 +7,14 @@ use tempfile::TempDir;
 use tonearm::ServiceName;
 
 use crate::support::{
-    TestApp, assert_problem, fresh_postgres_database, redis_settings, token, unique_email,
+    TestApp, assert_problem, fresh_postgres_url, redis_settings, token, unique_email,
 };
 
 #[tokio::test]
 async fn the_gateway_fronts_a_remote_auth_service_on_postgres_and_redis() {
     let dir = TempDir::new().unwrap();
     let mut auth_settings = redis_settings(dir.path());
-    auth_settings.auth.database_url = Some(EngineUrl::new(fresh_postgres_database()));
+    auth_settings.auth.database_url = Some(EngineUrl::new(fresh_postgres_url()));
     let auth = TestApp::serve(auth_settings, ServiceName::Auth).await;
 
     let mut gateway_settings = redis_settings(dir.path());

@@ -1,9 +1,7 @@
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{Arc, Once},
-    time::Duration,
 };
 
 use reqwest::{Response, StatusCode};
@@ -11,29 +9,8 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonearm::{App, ServiceName, Settings};
-use uuid::Uuid;
 
-pub fn postgres_url() -> String {
-    std::env::var("TONEARM_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("TONEARM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// A fresh PostgreSQL database for one test (created on first connect).
-pub fn fresh_postgres_database() -> String {
-    format!(
-        "{}/tonearm_test_{}",
-        postgres_url().trim_end_matches('/'),
-        Uuid::now_v7().simple()
-    )
-}
-
-pub fn unique_email() -> String {
-    format!("listener-{}@example.com", Uuid::now_v7().simple())
-}
+pub use testkit::{OwnRedis, fresh_postgres_url, redis_url, unique_email};
 
 fn init_logs() {
     static LOGS: Once = Once::new();
@@ -120,20 +97,31 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
-        let mut request = self.client.post(self.url(path)).json(&body);
+    /// Sends a request as a player would: optional bearer token, optional JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
         }
         request.send().await.unwrap()
     }
 
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
+        self.send(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
-        let mut request = self.client.get(self.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request.send().await.unwrap()
+        self.send(reqwest::Method::GET, path, token, None).await
     }
 
     /// Registers a new listener; returns the register response body.
@@ -202,69 +190,4 @@ pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
         "{body}"
     );
     body
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A Redis of the test's own, on a random port, so stopping it disturbs no other test.
-pub struct OwnRedis {
-    pub port: u16,
-    child: Child,
-}
-
-impl OwnRedis {
-    pub async fn start() -> Self {
-        Self::start_on(free_port()).await
-    }
-
-    pub async fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let redis = Self { port, child };
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return redis;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not start on port {port}");
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

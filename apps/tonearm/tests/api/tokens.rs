@@ -175,3 +175,53 @@ async fn identity_headers_from_clients_are_ignored() {
         .unwrap();
     assert_problem(response, StatusCode::UNAUTHORIZED).await;
 }
+
+#[tokio::test]
+async fn after_a_key_rotation_old_tokens_verify_and_new_ones_use_the_new_key() {
+    let dir = std::sync::Arc::new(tempfile::TempDir::new().unwrap());
+    let settings = crate::support::test_settings(dir.path());
+    let before = TestApp::up_with(settings.clone(), Some(dir.clone())).await;
+    let email = unique_email();
+    let old_access = token(&before.register(&email).await, "access_token");
+    let old_kid = jsonwebtoken::decode_header(&old_access)
+        .unwrap()
+        .kid
+        .unwrap();
+    before.stop().await;
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tonearm"))
+        .args(["keys", "rotate", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let after = TestApp::up_with(settings, Some(dir)).await;
+    let set = jwks(&after).await;
+    assert_eq!(
+        set.keys.len(),
+        2,
+        "the new key and its predecessor are published"
+    );
+    assert!(set.find(&old_kid).is_some());
+    assert_eq!(
+        after.get("/v1/me", Some(&old_access)).await.status(),
+        StatusCode::OK
+    );
+
+    let new_access = token(&after.login(&email).await, "access_token");
+    let new_kid = jsonwebtoken::decode_header(&new_access)
+        .unwrap()
+        .kid
+        .unwrap();
+    assert_ne!(new_kid, old_kid, "new tokens are signed with the new key");
+    assert_eq!(
+        after.get("/v1/me", Some(&new_access)).await.status(),
+        StatusCode::OK
+    );
+}

@@ -10,18 +10,8 @@ use kernel::{
     engine::EngineUrl,
     grant::{Role, Tier},
 };
-use sqlx::{Connection, PgConnection};
 use tempfile::TempDir;
 use uuid::Uuid;
-
-pub fn postgres_url() -> String {
-    std::env::var("TONEARM_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
-}
-
-fn postgres_database_url(database: &str) -> String {
-    format!("{}/{database}", postgres_url().trim_end_matches('/'))
-}
 
 /// Now at the millisecond precision the service keeps.
 pub fn now() -> DateTime<Utc> {
@@ -30,9 +20,7 @@ pub fn now() -> DateTime<Utc> {
         .expect("truncate to milliseconds")
 }
 
-pub fn unique_email() -> String {
-    format!("listener-{}@example.com", Uuid::new_v4().simple())
-}
+pub use testkit::unique_email;
 
 pub fn email(raw: &str) -> Email {
     Email::parse(raw).expect("a valid email")
@@ -58,8 +46,8 @@ impl StoreFixture {
     }
 
     pub async fn postgres() -> Self {
-        let database = format!("tonearm_test_{}", Uuid::new_v4().simple());
-        let url = postgres_database_url(&database);
+        let database = testkit::fresh_database_name();
+        let url = testkit::postgres_database_url(&database);
         Self::open(&url, Some(database), None).await
     }
 
@@ -91,18 +79,7 @@ impl StoreFixture {
             SqlPool::Postgres(pool) => pool.close().await,
         }
         if let Some(database) = self.postgres_database {
-            let url = postgres_database_url("postgres");
-            let mut connection = PgConnection::connect(&url).await.expect("reach postgres");
-            sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-            ))
-            .execute(&mut connection)
-            .await
-            .expect("drop the test database");
-            connection
-                .close()
-                .await
-                .expect("close the maintenance connection");
+            testkit::drop_database(&database).await;
         }
     }
 }

@@ -1,0 +1,135 @@
+//! Test support every crate's tests share: where the real engines are, fresh PostgreSQL
+//! databases, Redis servers a test may stop, and names no other test uses. Tests talk to
+//! real engines; `scripts/test` makes sure they run.
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use sqlx::{Connection, PgConnection};
+use uuid::Uuid;
+
+/// The test PostgreSQL server (`TONEARM_TEST_POSTGRES_URL`), without a database name.
+pub fn postgres_url() -> String {
+    std::env::var("TONEARM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+/// The shared test Redis (`TONEARM_TEST_REDIS_URL`).
+pub fn redis_url() -> String {
+    std::env::var("TONEARM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A database name no other test uses; `scripts/test` drops leftovers by this prefix.
+pub fn fresh_database_name() -> String {
+    format!("tonearm_test_{}", Uuid::now_v7().simple())
+}
+
+/// The URL of `database` on the test server.
+pub fn postgres_database_url(database: &str) -> String {
+    format!("{}/{database}", postgres_url())
+}
+
+/// The URL of a database no other test uses (created by whoever connects first).
+pub fn fresh_postgres_url() -> String {
+    postgres_database_url(&fresh_database_name())
+}
+
+/// A name no other test uses, for keys, emails and topics.
+pub fn unique(label: &str) -> String {
+    format!("{label}-{}", Uuid::now_v7().simple())
+}
+
+pub fn unique_email() -> String {
+    format!("{}@example.com", unique("listener"))
+}
+
+/// A connection to the test server's `postgres` maintenance database.
+pub async fn maintenance_connection() -> PgConnection {
+    let url = postgres_database_url("postgres");
+    PgConnection::connect(&url)
+        .await
+        .unwrap_or_else(|error| panic!("cannot reach PostgreSQL at {url}: {error}"))
+}
+
+pub async fn database_exists(database: &str) -> bool {
+    let mut connection = maintenance_connection().await;
+    let exists = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(database)
+        .fetch_one(&mut connection)
+        .await
+        .unwrap_or_else(|error| panic!("cannot query pg_database: {error}"));
+    let _ = connection.close().await;
+    exists
+}
+
+/// Drops a database a test created, with whatever connections remain to it.
+pub async fn drop_database(database: &str) {
+    let mut connection = maintenance_connection().await;
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+    ))
+    .execute(&mut connection)
+    .await
+    .unwrap_or_else(|error| panic!("cannot drop {database}: {error}"));
+    let _ = connection.close().await;
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|error| panic!("no free port: {error}"))
+}
+
+/// A Redis server of the test's own, on a random port, so stopping it disturbs no other
+/// test. Stopped when dropped.
+pub struct OwnRedis {
+    pub port: u16,
+    child: Child,
+}
+
+impl OwnRedis {
+    pub async fn start() -> Self {
+        Self::start_on(free_port()).await
+    }
+
+    pub async fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start redis-server: {error}"));
+        let redis = Self { port, child };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return redis;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(self) {}
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
