@@ -3,7 +3,9 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use tempfile::TempDir;
 
-use crate::support::{TestApp, assert_problem, redis_settings, token, unique_email};
+use crate::support::{
+    TestApp, assert_problem, redis_settings, succeeded, token, tonearm_cli, unique_email,
+};
 
 fn remaining(response: &reqwest::Response) -> u64 {
     response.headers()["ratelimit-remaining"]
@@ -111,19 +113,13 @@ async fn set_tier_premium_raises_the_budget_without_signing_in_again() {
     );
 
     // The operator command, run as its own process against the same stores.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tonearm"))
-        .args(["users", "set-tier", &email, "premium", "--data-dir"])
-        .arg(dir.path())
-        .env("TONEARM_AUTH__CACHE_URL", crate::support::redis_url())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let redis = crate::support::redis_url();
+    let output = tonearm_cli(
+        &["users", "set-tier", &email, "premium"],
+        dir.path(),
+        &[("TONEARM_AUTH__CACHE_URL", &redis)],
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("tier premium"));
+    assert!(succeeded(&output).contains("tier premium"));
 
     let response = app.get("/v1/me", Some(&access)).await;
     assert_eq!(
@@ -135,10 +131,6 @@ async fn set_tier_premium_raises_the_budget_without_signing_in_again() {
     let me: serde_json::Value = response.json().await.unwrap();
     assert_eq!(me["tier"], "premium");
 
-    let bad_tier = std::process::Command::new(env!("CARGO_BIN_EXE_tonearm"))
-        .args(["users", "set-tier", &email, "gold", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let bad_tier = tonearm_cli(&["users", "set-tier", &email, "gold"], dir.path(), &[]);
     assert!(!bad_tier.status.success());
 }

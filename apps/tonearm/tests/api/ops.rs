@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{TestApp, token, unique_email};
+use crate::support::{TestApp, succeeded, token, tonearm_cli, unique_email};
 
 /// Checks one line of the Prometheus text format: `# HELP|TYPE …` or
 /// `name{label="value",…} number`.
@@ -184,17 +184,7 @@ fn config_default_prints_the_documented_file() {
 #[test]
 fn migrate_prepares_the_database_without_serving() {
     let dir = TempDir::new().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_tonearm"))
-        .args(["migrate", "auth", "--data-dir"])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeded(&tonearm_cli(&["migrate", "auth"], dir.path(), &[]));
     assert!(dir.path().join("auth.db").exists());
 }
 

@@ -191,3 +191,25 @@ pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
     );
     body
 }
+
+/// Runs the `tonearm` binary on a data dir, as an operator would.
+pub fn tonearm_cli(args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tonearm"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// Asserts a command succeeded; returns its standard output.
+pub fn succeeded(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

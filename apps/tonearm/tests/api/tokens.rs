@@ -4,7 +4,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk:
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, assert_problem, token, unique_email};
+use crate::support::{TestApp, assert_problem, succeeded, token, tonearm_cli, unique_email};
 
 async fn jwks(app: &TestApp) -> JwkSet {
     let response = app.get("/.well-known/jwks.json", None).await;
@@ -189,17 +189,7 @@ async fn after_a_key_rotation_old_tokens_verify_and_new_ones_use_the_new_key() {
         .unwrap();
     before.stop().await;
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tonearm"))
-        .args(["keys", "rotate", "--data-dir"])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeded(&tonearm_cli(&["keys", "rotate"], dir.path(), &[]));
 
     let after = TestApp::up_with(settings, Some(dir)).await;
     let set = jwks(&after).await;
