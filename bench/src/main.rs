@@ -41,9 +41,7 @@ const PASSWORD: &str = "benchmark password";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
     let run = uuid::Uuid::now_v7().simple().to_string();
     let mut listeners = Vec::with_capacity(args.concurrency);
     for index in 0..args.concurrency {
@@ -55,26 +53,17 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("registering a listener")?;
         if !response.status().is_success() {
-            bail!(
-                "register answered {}: {}",
-                response.status(),
-                response.text().await?
-            );
+            bail!("register answered {}: {}", response.status(), response.text().await?);
         }
         let body: Value = response.json().await?;
-        let token = body["access_token"]
-            .as_str()
-            .context("no access token")?
-            .to_owned();
+        let token = body["access_token"].as_str().context("no access token")?.to_owned();
         listeners.push((email, token));
     }
 
     let warm_up = Duration::from_secs(2);
     let measure = Duration::from_secs(args.seconds);
     let started = Instant::now();
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 60_000_000, 3,
-    )?));
+    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
     let mut workers = Vec::new();
     for (email, token) in listeners {
         let client = client.clone();

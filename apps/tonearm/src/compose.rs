@@ -3,6 +3,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context;
 use auth::AuthService;
 use axum::Router;
+use bus::{
+    BusProbe, EventBus,
+    outbox::{Relay, RelayHandle, RelayOptions},
+};
 use gateway::{GatewayParts, RemoteDirectory, RemoteService, Route, Upstream, UpstreamProbe};
 use kernel::{
     cache::{self, Cache},
@@ -23,10 +27,11 @@ pub enum ServiceName {
     Auth,
 }
 
-/// A bound server with its router, ready to run.
+/// A bound server with its router and the background work of its services, ready to run.
 pub struct App {
     server: Server,
     router: Router,
+    relays: Vec<RelayHandle>,
 }
 
 impl App {
@@ -36,66 +41,62 @@ impl App {
             .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
         // One in-process cache serves the session grants and the rate-limit windows.
         let shared = open_cache(&settings.auth_cache_url()).await?;
+        let bus = open_bus(settings).await?;
         let (auth, auth_pool) = open_auth(settings, shared.clone()).await?;
+        let relays = vec![relay("auth", &auth, &bus)];
         let (auth_router, auth_api) = auth::router(auth.clone());
         let probes: Vec<Arc<dyn Probe>> = vec![
-            Arc::new(SqlProbe {
-                name: "auth.database".into(),
-                pool: auth_pool,
-            }),
-            Arc::new(CacheProbe {
-                name: "cache".into(),
-                cache: shared.clone(),
-            }),
+            Arc::new(SqlProbe { name: "auth.database".into(), pool: auth_pool }),
+            Arc::new(CacheProbe { name: "cache".into(), cache: shared.clone() }),
+            Arc::new(BusProbe(bus)),
         ];
         let router = gateway::router(GatewayParts {
             config: settings.gateway.clone(),
             directory: auth,
             cache: shared,
             api: public_api([&auth_api]),
-            routes: vec![Route {
-                upstream: Upstream::Local(auth_router),
-                api: auth_api,
-            }],
+            routes: vec![Route { upstream: Upstream::Local(auth_router), api: auth_api }],
             probes,
         });
-        Self::bind(settings, router).await
+        Self::bind(settings, router, relays).await
     }
 
     /// One service alone, on the engines its configuration names.
     pub async fn serve(settings: &Settings, service: ServiceName) -> anyhow::Result<Self> {
-        let router = match service {
+        let (router, relays) = match service {
             ServiceName::Auth => {
                 let cache = open_cache(&settings.auth_cache_url()).await?;
+                let bus = open_bus(settings).await?;
                 let (auth, pool) = open_auth(settings, cache.clone()).await?;
+                let relays = vec![relay("auth", &auth, &bus)];
                 let (public, _) = auth::router(auth.clone());
                 let probes: Vec<Arc<dyn Probe>> = vec![
-                    Arc::new(SqlProbe {
-                        name: "auth.database".into(),
-                        pool,
-                    }),
-                    Arc::new(CacheProbe {
-                        name: "auth.cache".into(),
-                        cache,
-                    }),
+                    Arc::new(SqlProbe { name: "auth.database".into(), pool }),
+                    Arc::new(CacheProbe { name: "auth.cache".into(), cache }),
+                    Arc::new(BusProbe(bus)),
                 ];
-                kernel::http::observe(
+                let router = kernel::http::observe(
                     public
                         .merge(auth::internal_router(auth))
                         .merge(kernel::http::ops_router(probes)),
-                )
+                );
+                (router, relays)
             }
-            ServiceName::Gateway => gateway_alone(settings).await?,
+            ServiceName::Gateway => (gateway_alone(settings).await?, Vec::new()),
         };
-        Self::bind(settings, router).await
+        Self::bind(settings, router, relays).await
     }
 
-    async fn bind(settings: &Settings, router: Router) -> anyhow::Result<Self> {
+    async fn bind(
+        settings: &Settings,
+        router: Router,
+        relays: Vec<RelayHandle>,
+    ) -> anyhow::Result<Self> {
         let addr = settings.server.addr()?;
         let server = Server::bind(addr, settings.server.grace())
             .await
             .with_context(|| format!("binding {addr}"))?;
-        Ok(Self { server, router })
+        Ok(Self { server, router, relays })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -107,14 +108,16 @@ impl App {
         self.router.clone()
     }
 
+    /// Serves until `shutdown`, then lets the relays publish what the last requests wrote.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        self.server
-            .run(self.router, shutdown)
-            .await
-            .context("serving")
+        let served = self.server.run(self.router, shutdown).await.context("serving");
+        for relay in self.relays {
+            relay.stop().await;
+        }
+        served
     }
 }
 
@@ -124,6 +127,18 @@ async fn open_cache(url: &kernel::engine::EngineUrl) -> anyhow::Result<Arc<dyn C
     Ok(cache)
 }
 
+async fn open_bus(settings: &Settings) -> anyhow::Result<Arc<dyn EventBus>> {
+    let bus = bus::connect(&settings.events, &settings.data_dir).await?;
+    tracing::info!(engine = bus.engine(), "event bus ready");
+    Ok(bus)
+}
+
+/// Publishes a service's outbox to the bus in the background.
+fn relay(service: &'static str, auth: &Arc<AuthService>, bus: &Arc<dyn EventBus>) -> RelayHandle {
+    let outbox: Arc<dyn bus::outbox::OutboxStore> = auth.store().clone();
+    Relay::new(service, outbox, bus.clone(), RelayOptions::default()).spawn()
+}
+
 /// Opens the auth store (migrated) and builds the service.
 pub async fn open_auth(
     settings: &Settings,
@@ -131,9 +146,7 @@ pub async fn open_auth(
 ) -> anyhow::Result<(Arc<AuthService>, SqlPool)> {
     let url = settings.auth_database_url();
     let pool = SqlPool::connect(&url, auth::DATABASE_NAME).await?;
-    let store = auth::store::open(pool.clone())
-        .await
-        .context("migrating the auth database")?;
+    let store = auth::store::open(pool.clone()).await.context("migrating the auth database")?;
     tracing::info!(engine = pool.engine(), url = %url, "auth store ready");
     let service = AuthService::new(store, cache, settings.auth.clone()).await?;
     Ok((Arc::new(service), pool))
@@ -149,10 +162,7 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
     let cache = open_cache(&settings.gateway_cache_url()).await?;
     let auth_api = auth::openapi();
     let probes: Vec<Arc<dyn Probe>> = vec![
-        Arc::new(CacheProbe {
-            name: "gateway.cache".into(),
-            cache: cache.clone(),
-        }),
+        Arc::new(CacheProbe { name: "gateway.cache".into(), cache: cache.clone() }),
         Arc::new(UpstreamProbe(auth.clone())),
     ];
     let directory = Arc::new(RemoteDirectory::new(
@@ -165,10 +175,7 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
         directory,
         cache,
         api: public_api([&auth_api]),
-        routes: vec![Route {
-            upstream: Upstream::Remote(auth),
-            api: auth_api,
-        }],
+        routes: vec![Route { upstream: Upstream::Remote(auth), api: auth_api }],
         probes,
     }))
 }
@@ -191,10 +198,7 @@ pub fn public_api<'a>(services: impl IntoIterator<Item = &'a OpenApi>) -> OpenAp
     components.add_security_scheme(
         "bearer",
         SecurityScheme::Http(
-            HttpBuilder::new()
-                .scheme(HttpAuthScheme::Bearer)
-                .bearer_format("JWT")
-                .build(),
+            HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
         ),
     );
     document

@@ -11,11 +11,7 @@ use kernel::{
 use tonearm::{App, ServiceName, Settings, compose, settings::DEFAULT_CONFIG};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "tonearm",
-    version,
-    about = "Tonearm: a self-hosted music streaming platform"
-)]
+#[command(name = "tonearm", version, about = "Tonearm: a self-hosted music streaming platform")]
 struct Cli {
     /// Configuration file (TOML); environment variables TONEARM_* override it.
     #[arg(long, global = true, env = "TONEARM_CONFIG")]
@@ -57,6 +53,39 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Inspect and replay the event bus (the embedded log also while `up` runs).
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// List topics with their partitions and retained records.
+    Topics,
+    /// Print a topic's events, one JSON envelope per line.
+    Tail {
+        topic: String,
+        /// Start at the oldest retained event instead of the end.
+        #[arg(long)]
+        from_beginning: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        max: Option<usize>,
+        /// Keep waiting for new events instead of exiting at the end of the log.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Move a consumer group back (or forward) so that it handles events again.
+    Replay {
+        topic: String,
+        #[arg(long)]
+        group: String,
+        /// An offset, `beginning`, `end`, or an RFC 3339 time.
+        #[arg(long)]
+        from: bus::Position,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,10 +111,7 @@ enum KeysCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Config {
-        command: ConfigCommand::Default,
-    } = cli.command
-    {
+    if let Command::Config { command: ConfigCommand::Default } = cli.command {
         #[allow(clippy::print_stdout)]
         {
             print!("{DEFAULT_CONFIG}");
@@ -115,9 +141,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             let app = App::up(&settings).await?;
             let addr = app.local_addr()?;
             tracing::info!(data_dir = %settings.data_dir.display(), "tonearm is up");
-            announce(&format!(
-                "Tonearm is up on http://{addr} (API docs: http://{addr}/docs)"
-            ));
+            announce(&format!("Tonearm is up on http://{addr} (API docs: http://{addr}/docs)"));
             app.run_until(kernel::http::shutdown_signal()).await
         }
         Command::Serve { service, port } => {
@@ -126,20 +150,14 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             tracing::info!(service = ?service, addr = %app.local_addr()?, "serving");
             app.run_until(kernel::http::shutdown_signal()).await
         }
-        Command::Migrate {
-            service: None | Some(ServiceName::Auth),
-        } => {
+        Command::Migrate { service: None | Some(ServiceName::Auth) } => {
             let url = settings.auth_database_url();
             let pool = kernel::db::SqlPool::connect(&url, auth::DATABASE_NAME).await?;
-            auth::store::open(pool)
-                .await
-                .context("migrating the auth database")?;
+            auth::store::open(pool).await.context("migrating the auth database")?;
             announce(&format!("auth: migrated {url}"));
             Ok(())
         }
-        Command::Migrate {
-            service: Some(ServiceName::Gateway),
-        } => {
+        Command::Migrate { service: Some(ServiceName::Gateway) } => {
             announce("gateway: no database to migrate");
             Ok(())
         }
@@ -151,28 +169,74 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
                 UsersCommand::SetRole { email, role } => (email, None, Some(role.parse::<Role>()?)),
             };
             let user = auth.set_access(&email, tier, role).await?;
-            announce(&format!(
-                "{}: tier {}, role {}",
-                user.email, user.tier, user.role
-            ));
+            announce(&format!("{}: tier {}, role {}", user.email, user.tier, user.role));
             Ok(())
         }
-        Command::Keys {
-            command: KeysCommand::Rotate,
-        } => {
+        Command::Keys { command: KeysCommand::Rotate } => {
             let pool =
                 kernel::db::SqlPool::connect(&settings.auth_database_url(), auth::DATABASE_NAME)
                     .await?;
             let store = auth::store::open(pool).await?;
             let kid = auth::keys::KeyRing::rotate(store.as_ref()).await?;
-            announce(&format!(
-                "new signing key {kid}; restart auth replicas to sign with it"
-            ));
+            announce(&format!("new signing key {kid}; restart auth replicas to sign with it"));
             Ok(())
         }
-        Command::Config {
-            command: ConfigCommand::Default,
-        } => Ok(()),
+        Command::Events { command } => events(command, &settings).await,
+        Command::Config { command: ConfigCommand::Default } => Ok(()),
+    }
+}
+
+async fn events(command: EventsCommand, settings: &Settings) -> anyhow::Result<()> {
+    let bus = bus::connect_reader(&settings.events, &settings.data_dir).await?;
+    match command {
+        EventsCommand::Topics => {
+            for topic in bus.topics().await? {
+                let records = topic.records.map_or_else(|| "-".to_owned(), |n| n.to_string());
+                announce(&format!(
+                    "{}\t{} partitions\t{records} records",
+                    topic.name, topic.partitions
+                ));
+            }
+            Ok(())
+        }
+        EventsCommand::Tail { topic, from_beginning, max, follow } => {
+            let from = if from_beginning { bus::Position::Beginning } else { bus::Position::End };
+            let mut reader = bus.read(&topic, from).await?;
+            let mut printed = 0;
+            let limit = max.unwrap_or(usize::MAX);
+            // A quiet second means the end of the log, unless following.
+            let wait = std::time::Duration::from_secs(1);
+            while printed < limit {
+                let records = reader.poll((limit - printed).min(500), wait).await?;
+                if records.is_empty() && !follow {
+                    break;
+                }
+                for record in records {
+                    announce(&tail_line(&record));
+                    printed += 1;
+                }
+            }
+            Ok(())
+        }
+        EventsCommand::Replay { topic, group, from } => {
+            bus.reset_group(&topic, &group, from).await?;
+            announce(&format!("{group} will read {topic} again from {from:?}"));
+            Ok(())
+        }
+    }
+}
+
+/// An event as one JSON line: the envelope itself, or, for bytes that are not an
+/// envelope (a dead letter), where they were and what they held.
+fn tail_line(record: &bus::Record) -> String {
+    match serde_json::from_slice::<serde_json::Value>(&record.value) {
+        Ok(value) if record.envelope().is_ok() => value.to_string(),
+        _ => serde_json::json!({
+            "undecodable": String::from_utf8_lossy(&record.value),
+            "partition": record.partition,
+            "offset": record.offset,
+        })
+        .to_string(),
     }
 }
 

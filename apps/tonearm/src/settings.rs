@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use auth::AuthConfig;
+use bus::BusConfig;
 use gateway::GatewayConfig;
 use kernel::{engine::EngineUrl, telemetry::TelemetryConfig};
 use serde::Deserialize;
@@ -16,6 +17,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub server: ServerConfig,
     pub telemetry: TelemetryConfig,
+    pub events: BusConfig,
     pub auth: AuthConfig,
     pub gateway: GatewayConfig,
 }
@@ -26,6 +28,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./tonearm-data"),
             server: ServerConfig::default(),
             telemetry: TelemetryConfig::default(),
+            events: BusConfig::default(),
             auth: AuthConfig::default(),
             gateway: GatewayConfig::default(),
         }
@@ -42,11 +45,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self {
-            host: "127.0.0.1".to_owned(),
-            port: 8080,
-            shutdown_grace_secs: 30,
-        }
+        Self { host: "127.0.0.1".to_owned(), port: 8080, shutdown_grace_secs: 30 }
     }
 }
 
@@ -71,10 +70,7 @@ impl Settings {
 
     /// The auth database: as configured, else a SQLite file in the data directory.
     pub fn auth_database_url(&self) -> EngineUrl {
-        self.auth
-            .database_url
-            .clone()
-            .unwrap_or_else(|| self.sqlite_in_data_dir("auth.db"))
+        self.auth.database_url.clone().unwrap_or_else(|| self.sqlite_in_data_dir("auth.db"))
     }
 
     pub fn auth_cache_url(&self) -> EngineUrl {
@@ -108,29 +104,20 @@ mod tests {
     #[test]
     fn secrets_never_reach_debug_output() {
         let mut settings = Settings::default();
-        settings.auth.database_url = Some(EngineUrl::new(
-            "postgres://tonearm:hunter2@db:5432/tonearm_auth",
-        ));
+        settings.auth.database_url =
+            Some(EngineUrl::new("postgres://tonearm:hunter2@db:5432/tonearm_auth"));
         settings.auth.signing_key_pem = Some("-----BEGIN PRIVATE KEY-----sekrit".into());
         let printed = format!("{settings:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("sekrit"), "{printed}");
-        assert!(
-            printed.contains("db:5432"),
-            "the rest stays readable: {printed}"
-        );
+        assert!(printed.contains("db:5432"), "the rest stays readable: {printed}");
     }
 
     #[test]
     fn embedded_stores_default_to_the_data_dir() {
-        let settings = Settings {
-            data_dir: PathBuf::from("/var/lib/tonearm"),
-            ..Settings::default()
-        };
-        assert_eq!(
-            settings.auth_database_url().expose(),
-            "sqlite:///var/lib/tonearm/auth.db"
-        );
+        let settings =
+            Settings { data_dir: PathBuf::from("/var/lib/tonearm"), ..Settings::default() };
+        assert_eq!(settings.auth_database_url().expose(), "sqlite:///var/lib/tonearm/auth.db");
         assert_eq!(settings.auth_cache_url().expose(), "memory://");
     }
 }

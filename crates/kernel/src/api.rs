@@ -24,10 +24,7 @@ impl PageQuery {
     pub fn resolve(self) -> Result<(u32, u32), Problem> {
         let limit = self.limit.unwrap_or(Self::DEFAULT_LIMIT);
         if !(1..=Self::MAX_LIMIT).contains(&limit) {
-            return Err(Problem::bad_request(format!(
-                "limit must be 1 to {}",
-                Self::MAX_LIMIT
-            )));
+            return Err(Problem::bad_request(format!("limit must be 1 to {}", Self::MAX_LIMIT)));
         }
         Ok((limit, self.offset.unwrap_or(0)))
     }
@@ -46,17 +43,8 @@ impl<T> Page<T> {
     /// Pages a list that is already complete in memory.
     pub fn slice(all: Vec<T>, limit: u32, offset: u32) -> Self {
         let total = all.len() as u64;
-        let items = all
-            .into_iter()
-            .skip(offset as usize)
-            .take(limit as usize)
-            .collect();
-        Self {
-            items,
-            total,
-            limit,
-            offset,
-        }
+        let items = all.into_iter().skip(offset as usize).take(limit as usize).collect();
+        Self { items, total, limit, offset }
     }
 }
 
@@ -71,31 +59,9 @@ mod tests {
 
     #[test]
     fn pages_default_and_bound_their_limit() {
-        assert_eq!(
-            PageQuery {
-                limit: None,
-                offset: None
-            }
-            .resolve()
-            .unwrap(),
-            (20, 0)
-        );
-        assert!(
-            PageQuery {
-                limit: Some(101),
-                offset: None
-            }
-            .resolve()
-            .is_err()
-        );
-        assert!(
-            PageQuery {
-                limit: Some(0),
-                offset: None
-            }
-            .resolve()
-            .is_err()
-        );
+        assert_eq!(PageQuery { limit: None, offset: None }.resolve().unwrap(), (20, 0));
+        assert!(PageQuery { limit: Some(101), offset: None }.resolve().is_err());
+        assert!(PageQuery { limit: Some(0), offset: None }.resolve().is_err());
         let page = Page::slice((0..5).collect(), 2, 3);
         assert_eq!((page.items, page.total), (vec![3, 4], 5));
     }
@@ -104,12 +70,7 @@ mod tests {
     fn times_have_millisecond_precision() {
         #[derive(Serialize)]
         struct At(#[serde(serialize_with = "millis")] DateTime<Utc>);
-        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678901Z")
-            .unwrap()
-            .to_utc();
-        assert_eq!(
-            serde_json::to_string(&At(at)).unwrap(),
-            "\"2026-01-02T03:04:05.678Z\""
-        );
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678901Z").unwrap().to_utc();
+        assert_eq!(serde_json::to_string(&At(at)).unwrap(), "\"2026-01-02T03:04:05.678Z\"");
     }
 }

@@ -162,11 +162,7 @@ impl Cache for MemoryCache {
 
     async fn peek(&self, key: &str) -> Result<Option<WindowHit>, CacheError> {
         let now = Instant::now();
-        Ok(self
-            .entries
-            .get(key)
-            .filter(|entry| entry.value.is_none())
-            .map(|e| e.window(now)))
+        Ok(self.entries.get(key).filter(|entry| entry.value.is_none()).map(|e| e.window(now)))
     }
 
     async fn ping(&self) -> Result<(), CacheError> {
@@ -202,19 +198,14 @@ impl RedisCache {
             url: url.redacted(),
             reason,
         };
-        let client = redis::Client::open(url.expose()).map_err(|e| EngineError::Invalid {
-            url: url.redacted(),
-            reason: e.to_string(),
-        })?;
+        let client = redis::Client::open(url.expose())
+            .map_err(|e| EngineError::Invalid { url: url.redacted(), reason: e.to_string() })?;
         // A direct first connection reports why Redis is unreachable (refused, unknown
         // host) at once; the manager's own retries would only report a timeout.
-        tokio::time::timeout(
-            Duration::from_secs(3),
-            client.get_multiplexed_tokio_connection(),
-        )
-        .await
-        .map_err(|_| unreachable("timed out".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        tokio::time::timeout(Duration::from_secs(3), client.get_multiplexed_tokio_connection())
+            .await
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
         let timeout = Duration::from_millis(500);
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(timeout)
@@ -228,11 +219,7 @@ impl RedisCache {
         .await
         .map_err(|_| unreachable("timed out".into()))?
         .map_err(|e| unreachable(e.to_string()))?;
-        let cache = Self {
-            connection,
-            prefix: "tonearm:".to_owned(),
-            timeout,
-        };
+        let cache = Self { connection, prefix: "tonearm:".to_owned(), timeout };
         cache.ping().await.map_err(|e| unreachable(e.to_string()))?;
         Ok(cache)
     }
@@ -254,9 +241,7 @@ impl RedisCache {
 }
 
 fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis())
-        .unwrap_or(u64::MAX)
-        .max(1)
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 #[async_trait]
@@ -268,8 +253,7 @@ impl Cache for RedisCache {
 
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
         let mut connection = self.connection.clone();
-        self.run(connection.pset_ex(self.key(key), value, millis(ttl)))
-            .await
+        self.run(connection.pset_ex(self.key(key), value, millis(ttl))).await
     }
 
     async fn delete(&self, keys: &[String]) -> Result<(), CacheError> {
@@ -288,23 +272,14 @@ impl Cache for RedisCache {
         invocation.arg(millis(window));
         let (count, ttl_ms): (u64, i64) =
             self.run(invocation.invoke_async(&mut connection)).await?;
-        Ok(WindowHit {
-            count,
-            resets_in: Duration::from_millis(ttl_ms.max(0).unsigned_abs()),
-        })
+        Ok(WindowHit { count, resets_in: Duration::from_millis(ttl_ms.max(0).unsigned_abs()) })
     }
 
     async fn peek(&self, key: &str) -> Result<Option<WindowHit>, CacheError> {
         let mut connection = self.connection.clone();
         let key = self.key(key);
-        let (count, ttl_ms): (Option<u64>, i64) = self
-            .run(
-                redis::pipe()
-                    .get(&key)
-                    .pttl(&key)
-                    .query_async(&mut connection),
-            )
-            .await?;
+        let (count, ttl_ms): (Option<u64>, i64) =
+            self.run(redis::pipe().get(&key).pttl(&key).query_async(&mut connection)).await?;
         Ok(count.map(|count| WindowHit {
             count,
             resets_in: Duration::from_millis(ttl_ms.max(0).unsigned_abs()),
@@ -313,9 +288,7 @@ impl Cache for RedisCache {
 
     async fn ping(&self) -> Result<(), CacheError> {
         let mut connection = self.connection.clone();
-        self.run(redis::cmd("PING").query_async::<String>(&mut connection))
-            .await
-            .map(drop)
+        self.run(redis::cmd("PING").query_async::<String>(&mut connection)).await.map(drop)
     }
 
     fn engine(&self) -> &'static str {

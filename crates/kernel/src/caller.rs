@@ -49,10 +49,7 @@ impl Caller {
 }
 
 fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
-        .get(name)
-        .and_then(|value| value.to_str().ok())
+    parts.headers.get(name).and_then(|value| value.to_str().ok())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -61,18 +58,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let missing = || Problem::unauthorized("a valid access token is required");
         Ok(Self {
-            user_id: header(parts, USER_ID)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(missing)?,
+            user_id: header(parts, USER_ID).and_then(|v| v.parse().ok()).ok_or_else(missing)?,
             session_id: header(parts, SESSION_ID)
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(missing)?,
-            tier: header(parts, TIER)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(missing)?,
-            role: header(parts, ROLE)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(missing)?,
+            tier: header(parts, TIER).and_then(|v| v.parse().ok()).ok_or_else(missing)?,
+            role: header(parts, ROLE).and_then(|v| v.parse().ok()).ok_or_else(missing)?,
         })
     }
 }

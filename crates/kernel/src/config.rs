@@ -37,10 +37,7 @@ fn load_from<T: DeserializeOwned>(file: Option<&Path>, env: Env) -> Result<T, Co
     }
     // `TONEARM_CONFIG` names the file itself, not a setting.
     let env = env.ignore(&["config"]);
-    figment
-        .merge(env)
-        .extract()
-        .map_err(|error| ConfigError::Invalid(Box::new(error)))
+    figment.merge(env).extract().map_err(|error| ConfigError::Invalid(Box::new(error)))
 }
 
 /// Parses a TOML document over the defaults (used to check the shipped default file).
@@ -74,20 +71,14 @@ mod tests {
 
     impl Default for Server {
         fn default() -> Self {
-            Self {
-                port: 8080,
-                grace_secs: 30,
-            }
+            Self { port: 8080, grace_secs: 30 }
         }
     }
 
     #[test]
     fn environment_overrides_file_which_overrides_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "tonearm.toml",
-                "name = \"from-file\"\n[server]\nport = 9000\n",
-            )?;
+            jail.create_file("tonearm.toml", "name = \"from-file\"\n[server]\nport = 9000\n")?;
             jail.set_env("TONEARM_SERVER__GRACE_SECS", "5");
             jail.set_env("TONEARM_NAME", "from-env");
             let root: Root = load(Some(Path::new("tonearm.toml"))).map_err(|e| e.to_string())?;

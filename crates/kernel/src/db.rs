@@ -45,10 +45,7 @@ impl SqlPool {
 }
 
 async fn open_sqlite(url: &EngineUrl) -> Result<SqlitePool, EngineError> {
-    let invalid = |reason: String| EngineError::Invalid {
-        url: url.redacted(),
-        reason,
-    };
+    let invalid = |reason: String| EngineError::Invalid { url: url.redacted(), reason };
     let options = SqliteConnectOptions::from_str(url.expose())
         .map_err(|e| invalid(e.to_string()))?
         .create_if_missing(true)
@@ -63,15 +60,9 @@ async fn open_sqlite(url: &EngineUrl) -> Result<SqlitePool, EngineError> {
         std::fs::create_dir_all(parent)
             .map_err(|e| invalid(format!("cannot create {}: {e}", parent.display())))?;
     }
-    SqlitePoolOptions::new()
-        .max_connections(8)
-        .connect_with(options)
-        .await
-        .map_err(|e| EngineError::Unreachable {
-            engine: "sqlite",
-            url: url.redacted(),
-            reason: e.to_string(),
-        })
+    SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(|e| {
+        EngineError::Unreachable { engine: "sqlite", url: url.redacted(), reason: e.to_string() }
+    })
 }
 
 async fn open_postgres(url: &EngineUrl, default_database: &str) -> Result<PgPool, EngineError> {
@@ -81,10 +72,7 @@ async fn open_postgres(url: &EngineUrl, default_database: &str) -> Result<PgPool
         reason,
     };
     let mut options = PgConnectOptions::from_str(url.expose())
-        .map_err(|e| EngineError::Invalid {
-            url: url.redacted(),
-            reason: e.to_string(),
-        })?
+        .map_err(|e| EngineError::Invalid { url: url.redacted(), reason: e.to_string() })?
         .log_statements(tracing::log::LevelFilter::Trace);
     let named = url::Url::parse(url.expose())
         .ok()
@@ -97,9 +85,7 @@ async fn open_postgres(url: &EngineUrl, default_database: &str) -> Result<PgPool
             default_database.to_owned()
         }
     };
-    create_database_if_missing(&options, &database)
-        .await
-        .map_err(unreachable)?;
+    create_database_if_missing(&options, &database).await.map_err(unreachable)?;
     PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(5))
@@ -113,13 +99,11 @@ async fn create_database_if_missing(
     database: &str,
 ) -> Result<(), String> {
     let maintenance = options.clone().database("postgres");
-    let mut connection = tokio::time::timeout(
-        Duration::from_secs(5),
-        PgConnection::connect_with(&maintenance),
-    )
-    .await
-    .map_err(|_| "timed out connecting".to_owned())?
-    .map_err(|e| e.to_string())?;
+    let mut connection =
+        tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&maintenance))
+            .await
+            .map_err(|_| "timed out connecting".to_owned())?
+            .map_err(|e| e.to_string())?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(database)
@@ -128,10 +112,7 @@ async fn create_database_if_missing(
             .map_err(|e| e.to_string())?;
     if !exists {
         let quoted = format!("\"{}\"", database.replace('"', "\"\""));
-        match sqlx::query(&format!("CREATE DATABASE {quoted}"))
-            .execute(&mut connection)
-            .await
-        {
+        match sqlx::query(&format!("CREATE DATABASE {quoted}")).execute(&mut connection).await {
             Ok(_) => tracing::info!(database, "created postgres database"),
             // Another replica created it between our check and our create: 42P04 when its
             // create had committed, 23505 (on pg_database's name index) when both raced.

@@ -51,17 +51,9 @@ impl fmt::Display for EngineUrl {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{url}: the `{scheme}` scheme is not supported here (supported: {supported})")]
-    UnsupportedScheme {
-        url: String,
-        scheme: String,
-        supported: &'static str,
-    },
+    UnsupportedScheme { url: String, scheme: String, supported: &'static str },
     #[error("{url}: cannot reach {engine}: {reason}")]
-    Unreachable {
-        engine: &'static str,
-        url: String,
-        reason: String,
-    },
+    Unreachable { engine: &'static str, url: String, reason: String },
     #[error("{url}: {reason}")]
     Invalid { url: String, reason: String },
 }

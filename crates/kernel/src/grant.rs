@@ -65,11 +65,9 @@ impl FromStr for Tier {
         match value {
             "free" => Ok(Self::Free),
             "premium" => Ok(Self::Premium),
-            _ => Err(UnknownVariant {
-                kind: "tier",
-                value: value.into(),
-                expected: "free|premium",
-            }),
+            _ => {
+                Err(UnknownVariant { kind: "tier", value: value.into(), expected: "free|premium" })
+            }
         }
     }
 }
@@ -80,11 +78,7 @@ impl FromStr for Role {
         match value {
             "user" => Ok(Self::User),
             "admin" => Ok(Self::Admin),
-            _ => Err(UnknownVariant {
-                kind: "role",
-                value: value.into(),
-                expected: "user|admin",
-            }),
+            _ => Err(UnknownVariant { kind: "role", value: value.into(), expected: "user|admin" }),
         }
     }
 }

@@ -86,11 +86,8 @@ pub fn observe(router: Router) -> Router {
                 )
                 .layer(CatchPanicLayer::custom(|_panic| {
                     tracing::error!("handler panicked");
-                    Problem::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "an internal error occurred",
-                    )
-                    .into_response()
+                    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "an internal error occurred")
+                        .into_response()
                 })),
         )
 }
@@ -104,11 +101,9 @@ async fn bare_errors_as_problems(request: Request, next: Next) -> Response {
         && !response.headers().contains_key(header::CONTENT_TYPE)
     {
         let (parts, _) = response.into_parts();
-        let mut problem = Problem::new(
-            status,
-            status.canonical_reason().unwrap_or("error").to_lowercase(),
-        )
-        .into_response();
+        let mut problem =
+            Problem::new(status, status.canonical_reason().unwrap_or("error").to_lowercase())
+                .into_response();
         for (name, value) in &parts.headers {
             if name != header::CONTENT_LENGTH {
                 problem.headers_mut().insert(name.clone(), value.clone());
@@ -127,11 +122,8 @@ async fn record_metrics(request: Request, next: Next) -> Response {
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let method = request.method().as_str().to_owned();
     let response = next.run(request).await;
-    let labels = [
-        ("method", method),
-        ("route", route),
-        ("status", response.status().as_u16().to_string()),
-    ];
+    let labels =
+        [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
@@ -142,9 +134,8 @@ async fn record_metrics(request: Request, next: Next) -> Response {
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let buckets = [
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ];
+        let buckets =
+            [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
             .unwrap_or_else(|_| PrometheusBuilder::new());
@@ -244,18 +235,11 @@ async fn readyz(State(probes): State<Probes>) -> Result<axum::Json<serde_json::V
         .filter_map(|(name, result)| result.as_ref().err().map(|e| format!("{name}: {e}")))
         .collect();
     if failing.is_empty() {
-        let names: serde_json::Map<String, serde_json::Value> = checks
-            .into_iter()
-            .map(|(name, _)| (name, "ok".into()))
-            .collect();
-        Ok(axum::Json(
-            serde_json::json!({"status": "ready", "checks": names}),
-        ))
+        let names: serde_json::Map<String, serde_json::Value> =
+            checks.into_iter().map(|(name, _)| (name, "ok".into())).collect();
+        Ok(axum::Json(serde_json::json!({"status": "ready", "checks": names})))
     } else {
-        Err(Problem::unavailable(format!(
-            "not ready: {}",
-            failing.join("; ")
-        )))
+        Err(Problem::unavailable(format!("not ready: {}", failing.join("; "))))
     }
 }
 
@@ -271,10 +255,7 @@ async fn futures_like_join(probes: &Probes) -> Vec<(String, Result<(), String>)>
     }
     let mut results = tasks.join_all().await;
     results.sort_by_key(|(index, _, _)| *index);
-    results
-        .into_iter()
-        .map(|(_, name, outcome)| (name, outcome))
-        .collect()
+    results.into_iter().map(|(_, name, outcome)| (name, outcome)).collect()
 }
 
 /// Prometheus text exposition: request counts and latency histograms by route and status.
@@ -283,13 +264,7 @@ async fn futures_like_join(probes: &Probes) -> Vec<(String, Result<(), String>)>
 async fn render_metrics() -> Response {
     let handle = prometheus();
     handle.run_upkeep();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        handle.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render())
         .into_response()
 }
 
@@ -301,10 +276,7 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(addr: SocketAddr, grace: Duration) -> std::io::Result<Self> {
-        Ok(Self {
-            listener: TcpListener::bind(addr).await?,
-            grace,
-        })
+        Ok(Self { listener: TcpListener::bind(addr).await?, grace })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -320,14 +292,12 @@ impl Server {
     ) -> std::io::Result<()> {
         let stopping = Arc::new(Notify::new());
         let notifier = stopping.clone();
-        let serve = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            notifier.notify_one();
-        });
+        let serve =
+            axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    shutdown.await;
+                    notifier.notify_one();
+                });
         let mut server = tokio::spawn(async move { serve.await });
         tokio::select! {
             finished = &mut server => return finished.unwrap_or_else(|e| Err(std::io::Error::other(e))),
@@ -382,9 +352,8 @@ mod tests {
                 "done"
             }),
         ));
-        let server = Server::bind((Ipv4Addr::LOCALHOST, 0).into(), Duration::from_secs(10))
-            .await
-            .unwrap();
+        let server =
+            Server::bind((Ipv4Addr::LOCALHOST, 0).into(), Duration::from_secs(10)).await.unwrap();
         let addr = server.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(server.run(app, async {

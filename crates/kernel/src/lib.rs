@@ -14,7 +14,6 @@ pub mod db;
 pub mod engine;
 pub mod grant;
 pub mod http;
-pub mod outbox;
 pub mod problem;
 pub mod telemetry;
 

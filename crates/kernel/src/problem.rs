@@ -74,10 +74,7 @@ impl Problem {
     /// A fault of ours: log the cause with its chain, tell the client only that it happened.
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
         tracing::error!(error = %ErrorChain(cause), "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "an internal error occurred",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "an internal error occurred")
     }
 
     pub fn with_type(mut self, kind: &str) -> Self {

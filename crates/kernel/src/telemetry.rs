@@ -20,10 +20,7 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self {
-            log_format: LogFormat::Auto,
-            otlp_endpoint: None,
-        }
+        Self { log_format: LogFormat::Auto, otlp_endpoint: None }
     }
 }
 
@@ -48,6 +45,18 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// The W3C `traceparent` of the current span, when traces are exported, so that work an
+/// event causes elsewhere joins the trace that produced it.
+pub fn current_traceparent() -> Option<String> {
+    use opentelemetry::propagation::TextMapPropagator;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let mut carrier = std::collections::HashMap::new();
+    opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .inject_context(&context, &mut carrier);
+    carrier.remove("traceparent")
+}
+
 /// Installs the global subscriber. Call once, at the start of `main`.
 pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_from_default_env()
@@ -60,11 +69,7 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
     let fmt_layer = if pretty {
         tracing_subscriber::fmt::layer().compact().boxed()
     } else {
-        tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .boxed()
+        tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).boxed()
     };
     let (otel_layer, provider) = match &config.otlp_endpoint {
         Some(endpoint) => {
@@ -75,23 +80,14 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
             let provider = SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
                 .with_resource(
-                    Resource::builder()
-                        .with_service_name(service_name.to_owned())
-                        .build(),
+                    Resource::builder().with_service_name(service_name.to_owned()).build(),
                 )
                 .build();
             let tracer = provider.tracer("tonearm");
-            (
-                Some(tracing_opentelemetry::layer().with_tracer(tracer)),
-                Some(provider),
-            )
+            (Some(tracing_opentelemetry::layer().with_tracer(tracer)), Some(provider))
         }
         None => (None, None),
     };
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt_layer)
-        .with(otel_layer)
-        .try_init()?;
+    tracing_subscriber::registry().with(filter).with(fmt_layer).with(otel_layer).try_init()?;
     Ok(TelemetryGuard { provider })
 }

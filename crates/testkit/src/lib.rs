@@ -1,5 +1,6 @@
 //! Test support every crate's tests share: where the real engines are, fresh PostgreSQL
-//! databases, Redis servers a test may stop, and names no other test uses. Tests talk to
+//! databases, Redis servers and Kafka brokers a test may stop, and names no other test
+//! uses. Tests talk to
 //! real engines; `scripts/test` makes sure they run.
 
 use std::{
@@ -22,6 +23,11 @@ pub fn postgres_url() -> String {
 /// The shared test Redis (`TONEARM_TEST_REDIS_URL`).
 pub fn redis_url() -> String {
     std::env::var("TONEARM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The shared test Kafka broker (`TONEARM_TEST_KAFKA_URL`).
+pub fn kafka_url() -> String {
+    std::env::var("TONEARM_TEST_KAFKA_URL").unwrap_or_else(|_| "kafka://127.0.0.1:9092".to_owned())
 }
 
 /// A database name no other test uses; `scripts/test` drops leftovers by this prefix.
@@ -70,12 +76,10 @@ pub async fn database_exists(database: &str) -> bool {
 /// Drops a database a test created, with whatever connections remain to it.
 pub async fn drop_database(database: &str) {
     let mut connection = maintenance_connection().await;
-    sqlx::query(&format!(
-        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
-    ))
-    .execute(&mut connection)
-    .await
-    .unwrap_or_else(|error| panic!("cannot drop {database}: {error}"));
+    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"))
+        .execute(&mut connection)
+        .await
+        .unwrap_or_else(|error| panic!("cannot drop {database}: {error}"));
     let _ = connection.close().await;
 }
 
@@ -109,10 +113,7 @@ impl OwnRedis {
             .unwrap_or_else(|error| panic!("cannot start redis-server: {error}"));
         let redis = Self { port, child };
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 return redis;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -128,6 +129,61 @@ impl OwnRedis {
 }
 
 impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Kafka broker of the test's own (tansu, keeping everything in memory), on a random
+/// port, so stopping it disturbs no other test. Restarted with [`OwnKafka::start_on`] on
+/// the same port, it comes back empty: no topics, no groups. Stopped when dropped.
+///
+/// The binary is `TONEARM_TANSU`, else `tansu` on the `PATH` (`scripts/test` sets both).
+pub struct OwnKafka {
+    pub port: u16,
+    child: Child,
+}
+
+impl OwnKafka {
+    pub async fn start() -> Self {
+        Self::start_on(free_port()).await
+    }
+
+    pub async fn start_on(port: u16) -> Self {
+        let binary = std::env::var("TONEARM_TANSU").unwrap_or_else(|_| "tansu".to_owned());
+        let listener = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&binary)
+            .arg("broker")
+            .args(["--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args(["--storage-engine", "memory://tansu/"])
+            // tansu reads a `.env` from its working directory: keep the tree's out of it.
+            .current_dir(std::env::temp_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {binary} (see scripts/test): {error}"));
+        let mut kafka = Self { port, child };
+        for _ in 0..200 {
+            if let Ok(Some(status)) = kafka.child.try_wait() {
+                panic!("{binary} exited on port {port}: {status}");
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return kafka;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{binary} did not start on port {port}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("kafka://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(self) {}
+}
+
+impl Drop for OwnKafka {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -51,11 +51,7 @@ impl Default for AuthConfig {
 
 impl Default for LoginThrottle {
     fn default() -> Self {
-        Self {
-            window_secs: 15 * 60,
-            max_failures_per_email: 10,
-            max_failures_per_ip: 100,
-        }
+        Self { window_secs: 15 * 60, max_failures_per_email: 10, max_failures_per_ip: 100 }
     }
 }
 

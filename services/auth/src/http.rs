@@ -60,20 +60,14 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// Routes only the gateway calls, never exposed publicly.
 pub fn internal_router(service: Arc<AuthService>) -> Router {
-    Router::new()
-        .route("/internal/v1/sessions/{id}", get(internal_grant))
-        .with_state(service)
+    Router::new().route("/internal/v1/sessions/{id}", get(internal_grant)).with_state(service)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
     #[schema(example = "ada@example.com")]
     email: String,
-    #[schema(
-        example = "correct horse battery staple",
-        min_length = 8,
-        max_length = 128
-    )]
+    #[schema(example = "correct horse battery staple", min_length = 8, max_length = 128)]
     password: String,
     #[schema(example = "Ada")]
     display_name: String,
@@ -239,12 +233,7 @@ async fn login(
     client: ClientInfo,
     Json(body): Json<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    Ok(Json(
-        service
-            .login(&body.email, &body.password, &client)
-            .await?
-            .into(),
-    ))
+    Ok(Json(service.login(&body.email, &body.password, &client).await?.into()))
 }
 
 /// Exchange a refresh token for a new pair; the presented token is retired.
@@ -289,9 +278,7 @@ async fn update_me(
     caller: Caller,
     Json(body): Json<UpdateMeRequest>,
 ) -> ApiResult<Json<UserView>> {
-    Ok(Json(
-        service.rename(&caller, &body.display_name).await?.into(),
-    ))
+    Ok(Json(service.rename(&caller, &body.display_name).await?.into()))
 }
 
 /// Delete the account; `user.deleted` is published.
@@ -316,9 +303,7 @@ async fn change_password(
     caller: Caller,
     Json(body): Json<ChangePasswordRequest>,
 ) -> ApiResult<StatusCode> {
-    service
-        .change_password(&caller, &body.current_password, &body.new_password)
-        .await?;
+    service.change_password(&caller, &body.current_password, &body.new_password).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -333,10 +318,7 @@ async fn list_sessions(
 ) -> ApiResult<Json<Page<SessionView>>> {
     let (limit, offset) = page.resolve()?;
     let sessions = service.sessions(&caller).await?;
-    let views = sessions
-        .into_iter()
-        .map(|s| SessionView::new(s, caller.session_id))
-        .collect();
+    let views = sessions.into_iter().map(|s| SessionView::new(s, caller.session_id)).collect();
     Ok(Json(Page::slice(views, limit, offset)))
 }
 
@@ -357,10 +339,7 @@ async fn revoke_session(
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
     responses((status = 200, description = "A JSON Web Key Set", content_type = "application/json")))]
 async fn jwks(State(service): State<AppState>) -> Response {
-    (
-        [(axum::http::header::CACHE_CONTROL, "public, max-age=300")],
-        axum::Json(service.jwks()),
-    )
+    ([(axum::http::header::CACHE_CONTROL, "public, max-age=300")], axum::Json(service.jwks()))
         .into_response()
 }
 
@@ -368,9 +347,5 @@ async fn internal_grant(
     State(service): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<kernel::grant::SessionGrant>> {
-    service
-        .grant(id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| Problem::not_found("no live session"))
+    service.grant(id).await?.map(Json).ok_or_else(|| Problem::not_found("no live session"))
 }

@@ -43,9 +43,7 @@ impl KeyRing {
         configured: Option<&SecretString>,
     ) -> Result<Self, AuthError> {
         if let Some(pem) = configured {
-            store
-                .add_signing_key(&record_from_pem(pem.expose_secret())?)
-                .await?;
+            store.add_signing_key(&record_from_pem(pem.expose_secret())?).await?;
         }
         let mut keys = store.signing_keys().await?;
         if keys.is_empty() {
@@ -69,19 +67,11 @@ impl KeyRing {
     }
 
     fn from_records(keys: &[SigningKeyRecord]) -> Result<Self, AuthError> {
-        let active = keys
-            .first()
-            .ok_or_else(|| AuthError::Signing("no signing key".into()))?;
+        let active = keys.first().ok_or_else(|| AuthError::Signing("no signing key".into()))?;
         let signing = EncodingKey::from_ed_pem(active.private_key_pem.as_bytes())
             .map_err(|e| AuthError::Signing(format!("key {}: {e}", active.kid)))?;
-        let jwks = JwkSet {
-            keys: keys.iter().take(PUBLISHED_KEYS).map(public_jwk).collect(),
-        };
-        Ok(Self {
-            kid: active.kid.clone(),
-            signing,
-            jwks,
-        })
+        let jwks = JwkSet { keys: keys.iter().take(PUBLISHED_KEYS).map(public_jwk).collect() };
+        Ok(Self { kid: active.kid.clone(), signing, jwks })
     }
 
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, AuthError> {
@@ -123,9 +113,7 @@ fn generate() -> Result<SigningKeyRecord, AuthError> {
 
 fn record_from_pem(pem: &str) -> Result<SigningKeyRecord, AuthError> {
     let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| {
-        AuthError::Signing(format!(
-            "auth.signing_key_pem is not an Ed25519 PKCS#8 key: {e}"
-        ))
+        AuthError::Signing(format!("auth.signing_key_pem is not an Ed25519 PKCS#8 key: {e}"))
     })?;
     record_from_key(&key)
 }
@@ -185,10 +173,7 @@ mod tests {
     #[test]
     fn a_configured_pem_round_trips_to_the_same_kid() {
         let record = generate().unwrap();
-        assert_eq!(
-            record_from_pem(&record.private_key_pem).unwrap().kid,
-            record.kid
-        );
+        assert_eq!(record_from_pem(&record.private_key_pem).unwrap().kid, record.kid);
         assert!(record_from_pem("not a key").is_err());
     }
 }

@@ -20,9 +20,7 @@ pub struct PasswordHasher {
 impl Default for PasswordHasher {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
-        Self {
-            permits: Arc::new(Semaphore::new(cores * 2)),
-        }
+        Self { permits: Arc::new(Semaphore::new(cores * 2)) }
     }
 }
 
@@ -80,11 +78,8 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, AuthError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| AuthError::Signing("hasher closed".into()))?;
+        let _permit =
+            self.permits.acquire().await.map_err(|_| AuthError::Signing("hasher closed".into()))?;
         tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| AuthError::Signing(format!("hashing task failed: {e}")))
@@ -100,10 +95,7 @@ mod tests {
         let hasher = PasswordHasher::default();
         let password = Password::parse("correct horse", "password").unwrap();
         let hash = hasher.hash(&password).await.unwrap();
-        assert!(
-            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
-            "{hash}"
-        );
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
         assert!(hasher.verify(&password, Some(&hash)).await.unwrap());
         let wrong = Password::parse("wrong horse", "password").unwrap();
         assert!(!hasher.verify(&wrong, Some(&hash)).await.unwrap());

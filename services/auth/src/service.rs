@@ -50,8 +50,7 @@ pub struct AuthService {
 /// Times are kept at millisecond precision, as the API shows them.
 fn now() -> DateTime<Utc> {
     let now = Utc::now();
-    now.duration_trunc(TimeDelta::milliseconds(1))
-        .unwrap_or(now)
+    now.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(now)
 }
 
 fn after(start: DateTime<Utc>, span: Duration) -> DateTime<Utc> {
@@ -65,17 +64,8 @@ impl AuthService {
         config: AuthConfig,
     ) -> Result<Self, AuthError> {
         let keys = KeyRing::load(store.as_ref(), config.signing_key_pem.as_ref()).await?;
-        tracing::info!(
-            kid = keys.active_kid(),
-            "access tokens signed with ed25519 key"
-        );
-        Ok(Self {
-            store,
-            cache,
-            keys,
-            hasher: PasswordHasher::default(),
-            config,
-        })
+        tracing::info!(kid = keys.active_kid(), "access tokens signed with ed25519 key");
+        Ok(Self { store, cache, keys, hasher: PasswordHasher::default(), config })
     }
 
     pub fn store(&self) -> &Arc<dyn AuthStore> {
@@ -101,13 +91,7 @@ impl AuthService {
         let password_hash = self.hasher.hash(&password).await?;
         let event = events::user_registered(&user);
         self.store
-            .create_user(
-                &NewUser {
-                    user: user.clone(),
-                    password_hash,
-                },
-                &event,
-            )
+            .create_user(&NewUser { user: user.clone(), password_hash }, &event)
             .await
             .map_err(|error| match error {
                 StoreError::Conflict => AuthError::EmailTaken,
@@ -128,10 +112,8 @@ impl AuthService {
         self.check_throttle(&throttle_keys).await?;
         let password = Password::unchecked(password);
         let account = self.store.credentials(&email).await?;
-        let verified = self
-            .hasher
-            .verify(&password, account.as_ref().map(|(_, hash)| hash.as_str()))
-            .await?;
+        let verified =
+            self.hasher.verify(&password, account.as_ref().map(|(_, hash)| hash.as_str())).await?;
         match account {
             Some((user, _)) if verified => self.start_session(user, client).await,
             _ => {
@@ -152,8 +134,7 @@ impl AuthService {
         match judge_refresh(&record, now) {
             RefreshVerdict::Refuse => Err(AuthError::InvalidRefreshToken),
             RefreshVerdict::Reused => {
-                self.revoke_family(record.user_id, record.session_id, now)
-                    .await?;
+                self.revoke_family(record.user_id, record.session_id, now).await?;
                 Err(AuthError::InvalidRefreshToken)
             }
             RefreshVerdict::Rotate => {
@@ -171,15 +152,11 @@ impl AuthService {
                 if !rotated {
                     // Another request rotated this token a moment ago: the same token was
                     // presented twice, which is reuse.
-                    self.revoke_family(record.user_id, record.session_id, now)
-                        .await?;
+                    self.revoke_family(record.user_id, record.session_id, now).await?;
                     return Err(AuthError::InvalidRefreshToken);
                 }
-                let user = self
-                    .store
-                    .user(record.user_id)
-                    .await?
-                    .ok_or(AuthError::InvalidRefreshToken)?;
+                let user =
+                    self.store.user(record.user_id).await?.ok_or(AuthError::InvalidRefreshToken)?;
                 let access_token = self.sign_access(&user, record.session_id, now)?;
                 Ok(SignedIn {
                     user,
@@ -215,27 +192,19 @@ impl AuthService {
             ended.push(record.session_id);
         }
         for session_id in &ended {
-            self.store
-                .revoke_session(caller.user_id, *session_id, now)
-                .await?;
+            self.store.revoke_session(caller.user_id, *session_id, now).await?;
         }
         self.forget_grants(&ended).await;
         Ok(())
     }
 
     pub async fn me(&self, caller: &Caller) -> Result<User, AuthError> {
-        self.store
-            .user(caller.user_id)
-            .await?
-            .ok_or(AuthError::UserNotFound)
+        self.store.user(caller.user_id).await?.ok_or(AuthError::UserNotFound)
     }
 
     pub async fn rename(&self, caller: &Caller, display_name: &str) -> Result<User, AuthError> {
         let name = DisplayName::parse(display_name)?;
-        self.store
-            .rename(caller.user_id, &name, now())
-            .await?
-            .ok_or(AuthError::UserNotFound)
+        self.store.rename(caller.user_id, &name, now()).await?.ok_or(AuthError::UserNotFound)
     }
 
     pub async fn change_password(
@@ -247,10 +216,8 @@ impl AuthService {
         let new = Password::parse(new, "new_password")?;
         self.confirm_password(caller, current).await?;
         let hash = self.hasher.hash(&new).await?;
-        let revoked = self
-            .store
-            .change_password(caller.user_id, &hash, caller.session_id, now())
-            .await?;
+        let revoked =
+            self.store.change_password(caller.user_id, &hash, caller.session_id, now()).await?;
         self.forget_grants(&revoked).await;
         Ok(())
     }
@@ -260,11 +227,7 @@ impl AuthService {
     }
 
     pub async fn revoke_session(&self, caller: &Caller, session_id: Uuid) -> Result<(), AuthError> {
-        if !self
-            .store
-            .revoke_session(caller.user_id, session_id, now())
-            .await?
-        {
+        if !self.store.revoke_session(caller.user_id, session_id, now()).await? {
             return Err(AuthError::SessionNotFound);
         }
         self.forget_grants(&[session_id]).await;
@@ -398,21 +361,13 @@ impl AuthService {
             return;
         };
         let key = grant::session_key(grant.session_id);
-        if let Err(error) = self
-            .cache
-            .set(&key, &value, self.config.session_cache_ttl())
-            .await
-        {
+        if let Err(error) = self.cache.set(&key, &value, self.config.session_cache_ttl()).await {
             tracing::warn!(%error, "could not cache session grant");
         }
     }
 
     async fn forget_grants(&self, session_ids: &[Uuid]) {
-        let keys: Vec<String> = session_ids
-            .iter()
-            .copied()
-            .map(grant::session_key)
-            .collect();
+        let keys: Vec<String> = session_ids.iter().copied().map(grant::session_key).collect();
         if let Err(error) = self.cache.delete(&keys).await {
             // The grant's max age bounds how long the stale entry can be trusted.
             tracing::warn!(%error, "could not drop cached session grants");
@@ -426,10 +381,7 @@ impl AuthService {
             limits.max_failures_per_email,
         )];
         if let Some(ip) = client.ip {
-            keys.push((
-                format!("login-failures:ip:{ip}"),
-                limits.max_failures_per_ip,
-            ));
+            keys.push((format!("login-failures:ip:{ip}"), limits.max_failures_per_ip));
         }
         keys
     }
@@ -438,9 +390,7 @@ impl AuthService {
         for (key, limit) in keys {
             match self.cache.peek(key).await {
                 Ok(Some(window)) if window.count >= *limit => {
-                    return Err(AuthError::Throttled {
-                        retry_after: window.resets_in,
-                    });
+                    return Err(AuthError::Throttled { retry_after: window.resets_in });
                 }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "login throttle unavailable"),
@@ -462,9 +412,7 @@ impl AuthService {
 #[async_trait]
 impl SessionDirectory for AuthService {
     async fn grant(&self, session_id: Uuid) -> Result<Option<SessionGrant>, DirectoryError> {
-        AuthService::grant(self, session_id)
-            .await
-            .map_err(|e| DirectoryError(e.to_string()))
+        AuthService::grant(self, session_id).await.map_err(|e| DirectoryError(e.to_string()))
     }
 
     async fn jwks(&self) -> Result<serde_json::Value, DirectoryError> {

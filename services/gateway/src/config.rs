@@ -37,11 +37,7 @@ pub struct RateLimits {
 
 impl Default for RateLimits {
     fn default() -> Self {
-        Self {
-            free_per_minute: 100,
-            premium_per_minute: 1000,
-            anonymous_per_minute: 100,
-        }
+        Self { free_per_minute: 100, premium_per_minute: 1000, anonymous_per_minute: 100 }
     }
 }
 

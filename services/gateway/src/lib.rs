@@ -67,11 +67,7 @@ const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 /// Builds the gateway's router; serve it with [`kernel::http::Server`].
 pub fn router(parts: GatewayParts) -> Router {
     let gateway = Arc::new(Gateway {
-        verifier: TokenVerifier::new(
-            parts.directory,
-            &parts.config.issuer,
-            &parts.config.audience,
-        ),
+        verifier: TokenVerifier::new(parts.directory, &parts.config.issuer, &parts.config.audience),
         limiter: RateLimiter::new(parts.cache, parts.config.rate_limits),
         trust_forwarded_for: parts.config.trust_forwarded_for,
         body_limit: parts.config.body_limit_bytes,
@@ -89,15 +85,11 @@ pub fn router(parts: GatewayParts) -> Router {
     let document = Arc::new(parts.api);
     let served = document.clone();
     let api = api
-        .route(
-            "/v1/openapi.json",
-            get(move || async move { axum::Json(served.as_ref().clone()) }),
-        )
+        .route("/v1/openapi.json", get(move || async move { axum::Json(served.as_ref().clone()) }))
         .merge(Scalar::with_url("/docs", document.as_ref().clone()))
         .layer(middleware::from_fn_with_state(gateway, admit));
     kernel::http::observe(
-        api.merge(kernel::http::ops_router(parts.probes))
-            .layer(cors(&parts.config)),
+        api.merge(kernel::http::ops_router(parts.probes)).layer(cors(&parts.config)),
     )
 }
 
@@ -105,24 +97,15 @@ fn cors(config: &GatewayConfig) -> CorsLayer {
     let origins = if config.cors_allowed_origins.is_empty() {
         AllowOrigin::any()
     } else {
-        AllowOrigin::list(
-            config
-                .cors_allowed_origins
-                .iter()
-                .filter_map(|o| o.parse().ok()),
-        )
+        AllowOrigin::list(config.cors_allowed_origins.iter().filter_map(|o| o.parse().ok()))
     };
-    CorsLayer::new()
-        .allow_origin(origins)
-        .allow_methods(Any)
-        .allow_headers(Any)
-        .expose_headers([
-            RATELIMIT_LIMIT,
-            RATELIMIT_REMAINING,
-            RATELIMIT_RESET,
-            header::RETRY_AFTER,
-            kernel::http::REQUEST_ID,
-        ])
+    CorsLayer::new().allow_origin(origins).allow_methods(Any).allow_headers(Any).expose_headers([
+        RATELIMIT_LIMIT,
+        RATELIMIT_REMAINING,
+        RATELIMIT_RESET,
+        header::RETRY_AFTER,
+        kernel::http::REQUEST_ID,
+    ])
 }
 
 /// Who is calling, as far as the token says.
@@ -140,10 +123,7 @@ async fn admit(State(gateway): State<Arc<Gateway>>, mut request: Request, next: 
     let client_ip = gateway.client_ip(&request);
     let identity = gateway.identify(request.headers()).await;
     let budget = match &identity {
-        Identity::User(grant) => Budget::User {
-            id: grant.user_id.to_string(),
-            tier: grant.tier,
-        },
+        Identity::User(grant) => Budget::User { id: grant.user_id.to_string(), tier: grant.tier },
         Identity::Anonymous | Identity::Refused(_) => Budget::Address(client_ip.clone()),
     };
     let decision = gateway.limiter.spend(&budget).await;
@@ -156,8 +136,7 @@ async fn admit(State(gateway): State<Arc<Gateway>>, mut request: Request, next: 
             Identity::Refused(problem) => problem.into_response(),
             Identity::Anonymous => next.run(gateway.prepare(request, None, &client_ip)).await,
             Identity::User(grant) => {
-                next.run(gateway.prepare(request, Some(&grant), &client_ip))
-                    .await
+                next.run(gateway.prepare(request, Some(&grant), &client_ip)).await
             }
         }
     };
@@ -177,9 +156,7 @@ impl Gateway {
             return Identity::Anonymous;
         };
         let token = authorization.to_str().ok().and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
+            value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))
         });
         let Some(token) = token.map(str::trim) else {
             return Identity::Refused(Problem::unauthorized(
@@ -198,14 +175,12 @@ impl Gateway {
         };
         match self.verifier.directory().grant(claims.sid).await {
             Ok(Some(grant)) if grant.user_id == claims.sub => Identity::User(grant),
-            Ok(_) => Identity::Refused(Problem::unauthorized(
-                "the session has ended; sign in again",
-            )),
+            Ok(_) => {
+                Identity::Refused(Problem::unauthorized("the session has ended; sign in again"))
+            }
             Err(error) => {
                 tracing::warn!(%error, "cannot check sessions");
-                Identity::Refused(Problem::unavailable(
-                    "sign-in is unavailable; try again shortly",
-                ))
+                Identity::Refused(Problem::unavailable("sign-in is unavailable; try again shortly"))
             }
         }
     }

@@ -35,12 +35,7 @@ impl Decision {
             limit,
             remaining: limit.saturating_sub(hit.count),
             // Round up: "0 s" would invite a client to retry too early.
-            reset_secs: hit
-                .resets_in
-                .as_millis()
-                .div_ceil(1000)
-                .try_into()
-                .unwrap_or(u64::MAX),
+            reset_secs: hit.resets_in.as_millis().div_ceil(1000).try_into().unwrap_or(u64::MAX),
             allowed: hit.count <= limit,
         }
     }
@@ -54,22 +49,13 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(shared: Arc<dyn Cache>, limits: RateLimits) -> Self {
-        Self {
-            shared,
-            local: MemoryCache::new(100_000),
-            limits,
-        }
+        Self { shared, local: MemoryCache::new(100_000), limits }
     }
 
     pub fn limit(&self, budget: &Budget) -> u64 {
         match budget {
-            Budget::User {
-                tier: Tier::Free, ..
-            } => self.limits.free_per_minute,
-            Budget::User {
-                tier: Tier::Premium,
-                ..
-            } => self.limits.premium_per_minute,
+            Budget::User { tier: Tier::Free, .. } => self.limits.free_per_minute,
+            Budget::User { tier: Tier::Premium, .. } => self.limits.premium_per_minute,
             Budget::Address(_) => self.limits.anonymous_per_minute,
         }
     }
@@ -88,12 +74,7 @@ impl RateLimiter {
                 match self.local.hit(&key, WINDOW).await {
                     Ok(hit) => hit,
                     Err(_) => {
-                        return Decision {
-                            limit,
-                            remaining: limit,
-                            reset_secs: 60,
-                            allowed: true,
-                        };
+                        return Decision { limit, remaining: limit, reset_secs: 60, allowed: true };
                     }
                 }
             }
@@ -107,10 +88,7 @@ mod tests {
     use super::*;
 
     fn hit(count: u64, millis: u64) -> WindowHit {
-        WindowHit {
-            count,
-            resets_in: Duration::from_millis(millis),
-        }
+        WindowHit { count, resets_in: Duration::from_millis(millis) }
     }
 
     #[test]
@@ -131,35 +109,16 @@ mod tests {
     async fn budgets_are_per_caller_and_per_tier() {
         let limiter = RateLimiter::new(
             Arc::new(MemoryCache::new(100)),
-            RateLimits {
-                free_per_minute: 2,
-                premium_per_minute: 3,
-                anonymous_per_minute: 1,
-            },
+            RateLimits { free_per_minute: 2, premium_per_minute: 3, anonymous_per_minute: 1 },
         );
-        let ada = Budget::User {
-            id: "ada".into(),
-            tier: Tier::Free,
-        };
-        let bob = Budget::User {
-            id: "bob".into(),
-            tier: Tier::Free,
-        };
+        let ada = Budget::User { id: "ada".into(), tier: Tier::Free };
+        let bob = Budget::User { id: "bob".into(), tier: Tier::Free };
         assert!(limiter.spend(&ada).await.allowed);
         assert!(limiter.spend(&ada).await.allowed);
         assert!(!limiter.spend(&ada).await.allowed);
-        assert!(
-            limiter.spend(&bob).await.allowed,
-            "another user keeps their budget"
-        );
-        let ada_premium = Budget::User {
-            id: "ada".into(),
-            tier: Tier::Premium,
-        };
-        assert!(
-            !limiter.spend(&ada_premium).await.allowed,
-            "4th hit exceeds premium's 3 too"
-        );
+        assert!(limiter.spend(&bob).await.allowed, "another user keeps their budget");
+        let ada_premium = Budget::User { id: "ada".into(), tier: Tier::Premium };
+        assert!(!limiter.spend(&ada_premium).await.allowed, "4th hit exceeds premium's 3 too");
         let ip = Budget::Address("127.0.0.1".into());
         assert!(limiter.spend(&ip).await.allowed);
         assert!(!limiter.spend(&ip).await.allowed);

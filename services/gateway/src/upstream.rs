@@ -110,21 +110,12 @@ pub struct RemoteDirectory {
 
 impl RemoteDirectory {
     pub fn new(auth: RemoteService, cache: Arc<dyn Cache>, grant_max_age: Duration) -> Self {
-        Self {
-            auth,
-            cache,
-            grant_max_age,
-        }
+        Self { auth, cache, grant_max_age }
     }
 
     async fn call(&self, path: &str) -> Result<reqwest::Response, DirectoryError> {
         let url = format!("{}{path}", self.auth.base_url);
-        self.auth
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| DirectoryError(e.to_string()))
+        self.auth.client.get(url).send().await.map_err(|e| DirectoryError(e.to_string()))
     }
 }
 
@@ -136,16 +127,12 @@ impl SessionDirectory for RemoteDirectory {
         {
             return Ok(Some(cached));
         }
-        let reply = self
-            .call(&format!("/internal/v1/sessions/{session_id}"))
-            .await?;
+        let reply = self.call(&format!("/internal/v1/sessions/{session_id}")).await?;
         match reply.status() {
             reqwest::StatusCode::NOT_FOUND => Ok(None),
-            status if status.is_success() => reply
-                .json()
-                .await
-                .map(Some)
-                .map_err(|e| DirectoryError(e.to_string())),
+            status if status.is_success() => {
+                reply.json().await.map(Some).map_err(|e| DirectoryError(e.to_string()))
+            }
             status => Err(DirectoryError(format!("auth answered {status}"))),
         }
     }
@@ -155,10 +142,7 @@ impl SessionDirectory for RemoteDirectory {
         if !reply.status().is_success() {
             return Err(DirectoryError(format!("auth answered {}", reply.status())));
         }
-        reply
-            .json()
-            .await
-            .map_err(|e| DirectoryError(e.to_string()))
+        reply.json().await.map_err(|e| DirectoryError(e.to_string()))
     }
 }
 

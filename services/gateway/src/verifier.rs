@@ -52,12 +52,7 @@ impl TokenVerifier {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
-        Self {
-            directory,
-            validation,
-            keys: RwLock::default(),
-            refreshing: Mutex::new(()),
-        }
+        Self { directory, validation, keys: RwLock::default(), refreshing: Mutex::new(()) }
     }
 
     pub fn directory(&self) -> &dyn SessionDirectory {
@@ -116,11 +111,8 @@ impl TokenVerifier {
     }
 
     async fn fetch(&self) -> Result<KeyCache, TokenError> {
-        let raw = self
-            .directory
-            .jwks()
-            .await
-            .map_err(|e| TokenError::KeysUnavailable(e.to_string()))?;
+        let raw =
+            self.directory.jwks().await.map_err(|e| TokenError::KeysUnavailable(e.to_string()))?;
         let set: JwkSet =
             serde_json::from_value(raw).map_err(|e| TokenError::KeysUnavailable(e.to_string()))?;
         let by_kid = set
@@ -128,14 +120,9 @@ impl TokenVerifier {
             .iter()
             .filter_map(|jwk| {
                 let kid = jwk.common.key_id.clone()?;
-                DecodingKey::from_jwk(jwk)
-                    .ok()
-                    .map(|key| (kid, Arc::new(key)))
+                DecodingKey::from_jwk(jwk).ok().map(|key| (kid, Arc::new(key)))
             })
             .collect();
-        Ok(KeyCache {
-            by_kid,
-            fetched_at: Some(Instant::now()),
-        })
+        Ok(KeyCache { by_kid, fetched_at: Some(Instant::now()) })
     }
 }

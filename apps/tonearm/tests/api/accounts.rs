@@ -11,10 +11,7 @@ async fn register_login_me_refresh_logout_as_the_contract_says() {
     let registered = app.register(&format!("  {}  ", email.to_uppercase())).await;
     assert_eq!(registered["token_type"], "Bearer");
     assert_eq!(registered["expires_in"], 7 * 24 * 3600);
-    assert_eq!(
-        registered["user"]["email"], email,
-        "emails are trimmed and lower-cased"
-    );
+    assert_eq!(registered["user"]["email"], email, "emails are trimmed and lower-cased");
     assert_eq!(registered["user"]["tier"], "free");
     assert_eq!(registered["user"]["role"], "user");
 
@@ -34,49 +31,26 @@ async fn register_login_me_refresh_logout_as_the_contract_says() {
         "millisecond RFC 3339: {created_at}"
     );
 
-    let refreshed = app
-        .post("/v1/auth/refresh", None, json!({"refresh_token": refresh}))
-        .await;
+    let refreshed = app.post("/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
     assert_eq!(refreshed.status(), StatusCode::OK);
     let refreshed: Value = refreshed.json().await.unwrap();
     let new_access = token(&refreshed, "access_token");
     let new_refresh = token(&refreshed, "refresh_token");
     assert_ne!(new_refresh, refresh, "a new refresh token every time");
-    assert_eq!(
-        app.get("/v1/me", Some(&new_access)).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/v1/me", Some(&new_access)).await.status(), StatusCode::OK);
 
-    let logout = app
-        .post(
-            "/v1/auth/logout",
-            Some(&new_access),
-            json!({"refresh_token": new_refresh}),
-        )
-        .await;
+    let logout =
+        app.post("/v1/auth/logout", Some(&new_access), json!({"refresh_token": new_refresh})).await;
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
     for access in [&access, &new_access] {
-        assert_problem(
-            app.get("/v1/me", Some(access)).await,
-            StatusCode::UNAUTHORIZED,
-        )
-        .await;
+        assert_problem(app.get("/v1/me", Some(access)).await, StatusCode::UNAUTHORIZED).await;
     }
-    let after = app
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({"refresh_token": new_refresh}),
-        )
-        .await;
+    let after = app.post("/v1/auth/refresh", None, json!({"refresh_token": new_refresh})).await;
     assert_problem(after, StatusCode::UNAUTHORIZED).await;
 
     // The registration session is separate and still alive.
     let first = token(&registered, "access_token");
-    assert_eq!(
-        app.get("/v1/me", Some(&first)).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/v1/me", Some(&first)).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -94,31 +68,15 @@ async fn replaying_a_rotated_refresh_token_kills_the_family() {
     let latest_access = token(&rotated, "access_token");
     let latest_refresh = token(&rotated, "refresh_token");
 
-    let replay = app
-        .post("/v1/auth/refresh", None, json!({"refresh_token": original}))
-        .await;
+    let replay = app.post("/v1/auth/refresh", None, json!({"refresh_token": original})).await;
     assert_problem(replay, StatusCode::UNAUTHORIZED).await;
 
     // Everything the family issued is dead: the newest refresh token and access tokens.
-    let newest = app
-        .post(
-            "/v1/auth/refresh",
-            None,
-            json!({"refresh_token": latest_refresh}),
-        )
-        .await;
+    let newest = app.post("/v1/auth/refresh", None, json!({"refresh_token": latest_refresh})).await;
     assert_problem(newest, StatusCode::UNAUTHORIZED).await;
-    assert_problem(
-        app.get("/v1/me", Some(&latest_access)).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    assert_problem(app.get("/v1/me", Some(&latest_access)).await, StatusCode::UNAUTHORIZED).await;
     let first_access = token(&signed_in, "access_token");
-    assert_problem(
-        app.get("/v1/me", Some(&first_access)).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    assert_problem(app.get("/v1/me", Some(&first_access)).await, StatusCode::UNAUTHORIZED).await;
 }
 
 #[tokio::test]
@@ -146,24 +104,12 @@ async fn bad_input_gets_problem_json_and_changes_nothing() {
         .unwrap();
     assert_problem(malformed, StatusCode::BAD_REQUEST).await;
 
-    let not_json = app
-        .client
-        .post(app.url("/v1/auth/login"))
-        .body("email=a")
-        .send()
-        .await
-        .unwrap();
+    let not_json = app.client.post(app.url("/v1/auth/login")).body("email=a").send().await.unwrap();
     assert_problem(not_json, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 
     for (body, why) in [
-        (
-            json!({"email": "not-an-email", "password": "long enough", "display_name": "X"}),
-            "email",
-        ),
-        (
-            json!({"email": unique_email(), "password": "short", "display_name": "X"}),
-            "password",
-        ),
+        (json!({"email": "not-an-email", "password": "long enough", "display_name": "X"}), "email"),
+        (json!({"email": unique_email(), "password": "short", "display_name": "X"}), "password"),
         (
             json!({"email": unique_email(), "password": "x".repeat(129), "display_name": "X"}),
             "password",
@@ -172,17 +118,11 @@ async fn bad_input_gets_problem_json_and_changes_nothing() {
             json!({"email": unique_email(), "password": "long enough", "display_name": "  "}),
             "display_name",
         ),
-        (
-            json!({"email": unique_email(), "password": "long enough"}),
-            "display_name",
-        ),
+        (json!({"email": unique_email(), "password": "long enough"}), "display_name"),
     ] {
         let response = app.post("/v1/auth/register", None, body).await;
         let problem = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
-        assert!(
-            problem["detail"].as_str().unwrap().contains(why),
-            "{problem}"
-        );
+        assert!(problem["detail"].as_str().unwrap().contains(why), "{problem}");
     }
 
     let unknown = app.get("/v1/nothing-here", None).await;
@@ -195,10 +135,7 @@ async fn bad_input_gets_problem_json_and_changes_nothing() {
         .client
         .post(app.url("/v1/auth/login"))
         .header("content-type", "application/json")
-        .body(format!(
-            "{{\"email\": \"{}\"}}",
-            "a".repeat(2 * 1024 * 1024)
-        ))
+        .body(format!("{{\"email\": \"{}\"}}", "a".repeat(2 * 1024 * 1024)))
         .send()
         .await
         .unwrap();
@@ -211,11 +148,7 @@ async fn login_answers_alike_whether_or_not_the_email_exists() {
     let email = unique_email();
     app.register(&email).await;
     let wrong_password = app
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({"email": email, "password": "not the password"}),
-        )
+        .post("/v1/auth/login", None, json!({"email": email, "password": "not the password"}))
         .await;
     let wrong = assert_problem(wrong_password, StatusCode::UNAUTHORIZED).await;
     let no_account = app
@@ -236,20 +169,12 @@ async fn repeated_failed_logins_are_throttled_per_email() {
     app.register(&email).await;
     for _ in 0..10 {
         let response = app
-            .post(
-                "/v1/auth/login",
-                None,
-                json!({"email": email, "password": "guess guess"}),
-            )
+            .post("/v1/auth/login", None, json!({"email": email, "password": "guess guess"}))
             .await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
     let throttled = app
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({"email": email, "password": "correct horse battery"}),
-        )
+        .post("/v1/auth/login", None, json!({"email": email, "password": "correct horse battery"}))
         .await;
     assert!(throttled.headers().contains_key("retry-after"));
     assert_problem(throttled, StatusCode::TOO_MANY_REQUESTS).await;
@@ -264,18 +189,11 @@ async fn sessions_can_be_listed_and_revoked() {
     let laptop_access = token(&laptop, "access_token");
     let phone_access = token(&phone, "access_token");
 
-    let sessions: Value = app
-        .get("/v1/me/sessions", Some(&laptop_access))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let sessions: Value =
+        app.get("/v1/me/sessions", Some(&laptop_access)).await.json().await.unwrap();
     assert_eq!(sessions["total"], 2);
     let items = sessions["items"].as_array().unwrap();
-    assert_eq!(
-        items[0]["current"], true,
-        "newest first, and it is this one"
-    );
+    assert_eq!(items[0]["current"], true, "newest first, and it is this one");
     assert_eq!(items[1]["current"], false);
     let phone_session = items[1]["id"].as_str().unwrap().to_owned();
 
@@ -288,15 +206,8 @@ async fn sessions_can_be_listed_and_revoked() {
         )
         .await;
     assert_eq!(revoke.status(), StatusCode::NO_CONTENT);
-    assert_problem(
-        app.get("/v1/me", Some(&phone_access)).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    assert_eq!(
-        app.get("/v1/me", Some(&laptop_access)).await.status(),
-        StatusCode::OK
-    );
+    assert_problem(app.get("/v1/me", Some(&phone_access)).await, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(app.get("/v1/me", Some(&laptop_access)).await.status(), StatusCode::OK);
 
     let again = app
         .send(
@@ -334,31 +245,16 @@ async fn password_change_revokes_every_other_session() {
         )
         .await;
     assert_eq!(changed.status(), StatusCode::NO_CONTENT);
-    assert_eq!(
-        app.get("/v1/me", Some(&access)).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/v1/me", Some(&access)).await.status(), StatusCode::OK);
     let other_access = token(&other, "access_token");
-    assert_problem(
-        app.get("/v1/me", Some(&other_access)).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    assert_problem(app.get("/v1/me", Some(&other_access)).await, StatusCode::UNAUTHORIZED).await;
 
     let old = app
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({"email": email, "password": "correct horse battery"}),
-        )
+        .post("/v1/auth/login", None, json!({"email": email, "password": "correct horse battery"}))
         .await;
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
     let new = app
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({"email": email, "password": "a brand new secret"}),
-        )
+        .post("/v1/auth/login", None, json!({"email": email, "password": "a brand new secret"}))
         .await;
     assert_eq!(new.status(), StatusCode::OK);
 }
@@ -371,31 +267,17 @@ async fn profile_update_and_account_deletion() {
     let access = token(&signed_in, "access_token");
 
     let renamed = app
-        .send(
-            Method::PATCH,
-            "/v1/me",
-            Some(&access),
-            Some(json!({"display_name": "  DJ Ada "})),
-        )
+        .send(Method::PATCH, "/v1/me", Some(&access), Some(json!({"display_name": "  DJ Ada "})))
         .await;
     assert_eq!(renamed.status(), StatusCode::OK);
     let renamed: Value = renamed.json().await.unwrap();
     assert_eq!(renamed["display_name"], "DJ Ada");
 
     let refused = app
-        .send(
-            Method::DELETE,
-            "/v1/me",
-            Some(&access),
-            Some(json!({"password": "wrong password"})),
-        )
+        .send(Method::DELETE, "/v1/me", Some(&access), Some(json!({"password": "wrong password"})))
         .await;
     assert_problem(refused, StatusCode::UNAUTHORIZED).await;
-    assert_eq!(
-        app.get("/v1/me", Some(&access)).await.status(),
-        StatusCode::OK,
-        "nothing changed"
-    );
+    assert_eq!(app.get("/v1/me", Some(&access)).await.status(), StatusCode::OK, "nothing changed");
 
     let deleted = app
         .send(
@@ -406,27 +288,17 @@ async fn profile_update_and_account_deletion() {
         )
         .await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-    assert_problem(
-        app.get("/v1/me", Some(&access)).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    assert_problem(app.get("/v1/me", Some(&access)).await, StatusCode::UNAUTHORIZED).await;
     let login = app
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({"email": email, "password": "correct horse battery"}),
-        )
+        .post("/v1/auth/login", None, json!({"email": email, "password": "correct horse battery"}))
         .await;
     assert_problem(login, StatusCode::UNAUTHORIZED).await;
 
     // The deletion was recorded for the other services, in the same transaction.
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.data_dir.join("auth.db").display()
-    ))
-    .await
-    .unwrap();
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", app.data_dir.join("auth.db").display()))
+            .await
+            .unwrap();
     let types: Vec<String> = sqlx::query_scalar("SELECT event_type FROM outbox ORDER BY id")
         .fetch_all(&pool)
         .await

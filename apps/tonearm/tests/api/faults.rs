@@ -21,34 +21,22 @@ async fn a_redis_that_stops_degrades_to_the_database_and_logs_nobody_out() {
     let registered = app.register(&email).await;
     let access = token(&registered, "access_token");
     let refresh = token(&registered, "refresh_token");
-    assert_eq!(
-        app.get("/v1/me", Some(&access)).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get("/v1/me", Some(&access)).await.status(), StatusCode::OK);
 
     redis.stop();
 
     let started = std::time::Instant::now();
     let me = app.get("/v1/me", Some(&access)).await;
-    assert_eq!(
-        me.status(),
-        StatusCode::OK,
-        "the session is confirmed in the database"
-    );
+    assert_eq!(me.status(), StatusCode::OK, "the session is confirmed in the database");
     assert!(
         me.headers().contains_key("ratelimit-remaining"),
         "limits still apply, counted locally"
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "a dead cache costs little"
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "a dead cache costs little");
 
     let login = app.login(&email).await;
     let second_access = token(&login, "access_token");
-    let refreshed = app
-        .post("/v1/auth/refresh", None, json!({"refresh_token": refresh}))
-        .await;
+    let refreshed = app.post("/v1/auth/refresh", None, json!({"refresh_token": refresh})).await;
     assert_eq!(refreshed.status(), StatusCode::OK);
 
     let logout = app
@@ -59,15 +47,8 @@ async fn a_redis_that_stops_degrades_to_the_database_and_logs_nobody_out() {
         )
         .await;
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
-    assert_problem(
-        app.get("/v1/me", Some(&second_access)).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
-    assert_eq!(
-        app.get("/v1/me", Some(&access)).await.status(),
-        StatusCode::OK
-    );
+    assert_problem(app.get("/v1/me", Some(&second_access)).await, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(app.get("/v1/me", Some(&access)).await.status(), StatusCode::OK);
 
     // Redis comes back: it is used again, and nothing was lost meanwhile.
     let _redis = OwnRedis::start_on(port).await;
@@ -93,20 +74,10 @@ async fn readiness_reports_a_dead_cache() {
     let app = TestApp::up_with(settings, Some(dir)).await;
     assert_eq!(app.get("/readyz", None).await.status(), StatusCode::OK);
     redis.stop();
-    let problem = assert_problem(
-        app.get("/readyz", None).await,
-        StatusCode::SERVICE_UNAVAILABLE,
-    )
-    .await;
-    assert!(
-        problem["detail"].as_str().unwrap().contains("cache"),
-        "{problem}"
-    );
-    assert_eq!(
-        app.get("/healthz", None).await.status(),
-        StatusCode::OK,
-        "alive all the same"
-    );
+    let problem =
+        assert_problem(app.get("/readyz", None).await, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(problem["detail"].as_str().unwrap().contains("cache"), "{problem}");
+    assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK, "alive all the same");
 }
 
 #[tokio::test]
@@ -114,17 +85,11 @@ async fn an_unreachable_or_unknown_engine_stops_startup_with_a_clear_error() {
     let dir = TempDir::new().unwrap();
     let mut settings = test_settings(dir.path());
     settings.auth.cache_url = Some(EngineUrl::new("redis://127.0.0.1:1"));
-    let error = tonearm::App::up(&settings)
-        .await
-        .err()
-        .expect("no silent fallback to memory");
+    let error = tonearm::App::up(&settings).await.err().expect("no silent fallback to memory");
     assert!(format!("{error:#}").contains("redis"), "{error:#}");
 
     let mut settings = test_settings(dir.path());
     settings.auth.database_url = Some(EngineUrl::new("mysql://localhost/tonearm"));
-    let error = tonearm::App::up(&settings)
-        .await
-        .err()
-        .expect("unsupported scheme");
+    let error = tonearm::App::up(&settings).await.err().expect("unsupported scheme");
     assert!(format!("{error:#}").contains("not supported"), "{error:#}");
 }

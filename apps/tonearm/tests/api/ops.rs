@@ -28,9 +28,7 @@ fn valid_prometheus_line(line: &str) -> bool {
         None => (series, None),
     };
     let name_ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
         && !name.starts_with(|c: char| c.is_ascii_digit());
     let labels_ok = labels.is_none_or(|labels| {
         labels.ends_with('}')
@@ -47,35 +45,18 @@ fn valid_prometheus_line(line: &str) -> bool {
 async fn metrics_are_valid_prometheus_text_by_route_and_status() {
     let app = TestApp::up().await;
     let access = token(&app.register(&unique_email()).await, "access_token");
-    assert_eq!(
-        app.get("/v1/me", Some(&access)).await.status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        app.get("/v1/me", None).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(app.get("/v1/me", Some(&access)).await.status(), StatusCode::OK);
+    assert_eq!(app.get("/v1/me", None).await.status(), StatusCode::UNAUTHORIZED);
 
     let response = app.get("/metrics", None).await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = response.text().await.unwrap();
     for line in text.lines() {
         assert!(valid_prometheus_line(line), "not Prometheus text: {line:?}");
     }
-    assert!(
-        text.contains("# TYPE http_requests_total counter"),
-        "{text}"
-    );
-    assert!(
-        text.contains("# TYPE http_request_duration_seconds histogram"),
-        "{text}"
-    );
+    assert!(text.contains("# TYPE http_requests_total counter"), "{text}");
+    assert!(text.contains("# TYPE http_request_duration_seconds histogram"), "{text}");
     for wanted in [
         r#"http_requests_total{method="GET",route="/v1/me",status="200"}"#,
         r#"http_requests_total{method="GET",route="/v1/me",status="401"}"#,
@@ -87,9 +68,7 @@ async fn metrics_are_valid_prometheus_text_by_route_and_status() {
 
 #[test]
 fn the_prometheus_line_check_can_fail() {
-    assert!(valid_prometheus_line(
-        r#"a_total{route="/v1/me",status="200"} 3"#
-    ));
+    assert!(valid_prometheus_line(r#"a_total{route="/v1/me",status="200"} 3"#));
     assert!(!valid_prometheus_line("a_total three"));
     assert!(!valid_prometheus_line("1abc 3"));
     assert!(!valid_prometheus_line("// comment"));
@@ -115,12 +94,7 @@ async fn health_readiness_request_ids_and_docs() {
         .unwrap();
     assert_eq!(echoed.headers()["x-request-id"], "trace-me-42");
 
-    let api: Value = app
-        .get("/v1/openapi.json", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let api: Value = app.get("/v1/openapi.json", None).await.json().await.unwrap();
     let paths = api["paths"].as_object().unwrap();
     for path in [
         "/v1/auth/register",
@@ -141,10 +115,7 @@ async fn health_readiness_request_ids_and_docs() {
     for method in ["get", "patch", "delete"] {
         assert!(paths["/v1/me"].get(method).is_some(), "/v1/me {method}");
     }
-    assert_eq!(
-        api["components"]["securitySchemes"]["bearer"]["scheme"],
-        "bearer"
-    );
+    assert_eq!(api["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 
     let docs = app.get("/docs", None).await;
     assert_eq!(docs.status(), StatusCode::OK);
@@ -160,25 +131,16 @@ async fn health_readiness_request_ids_and_docs() {
         .await
         .unwrap();
     assert!(preflight.status().is_success());
-    assert!(
-        preflight
-            .headers()
-            .contains_key("access-control-allow-origin")
-    );
+    assert!(preflight.headers().contains_key("access-control-allow-origin"));
 }
 
 #[test]
 fn config_default_prints_the_documented_file() {
-    let output = Command::new(env!("CARGO_BIN_EXE_tonearm"))
-        .args(["config", "default"])
-        .output()
-        .unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_tonearm")).args(["config", "default"]).output().unwrap();
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        text.contains("[auth]") && text.contains("free_per_minute = 100"),
-        "{text}"
-    );
+    assert!(text.contains("[auth]") && text.contains("free_per_minute = 100"), "{text}");
 }
 
 #[test]
@@ -234,23 +196,11 @@ async fn sigterm_lets_a_slow_request_finish() {
     );
     tokio::time::sleep(Duration::from_millis(900)).await;
     let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
 
-    let response = request
-        .await
-        .unwrap()
-        .expect("the in-flight request is answered");
+    let response = request.await.unwrap().expect("the in-flight request is answered");
     assert_eq!(response.status(), StatusCode::CREATED);
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "clean exit after draining: {status}");
 }
 

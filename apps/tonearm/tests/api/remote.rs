@@ -18,22 +18,14 @@ async fn the_gateway_fronts_a_remote_auth_service_on_postgres_and_redis() {
     let auth = TestApp::serve(auth_settings, ServiceName::Auth).await;
 
     let mut gateway_settings = redis_settings(dir.path());
-    gateway_settings
-        .gateway
-        .upstreams
-        .insert("auth".into(), format!("http://{}", auth.addr));
+    gateway_settings.gateway.upstreams.insert("auth".into(), format!("http://{}", auth.addr));
     let gateway = TestApp::serve(gateway_settings, ServiceName::Gateway).await;
 
     let email = unique_email();
     let registered = gateway.register(&email).await;
     let signed_in = gateway.login(&email).await;
     let access = token(&signed_in, "access_token");
-    let me: Value = gateway
-        .get("/v1/me", Some(&access))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me: Value = gateway.get("/v1/me", Some(&access)).await.json().await.unwrap();
     assert_eq!(me["email"], email);
     assert_eq!(me["id"], registered["user"]["id"]);
 
@@ -56,30 +48,16 @@ async fn the_gateway_fronts_a_remote_auth_service_on_postgres_and_redis() {
         )
         .await;
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
-    assert_problem(
-        gateway.get("/v1/me", Some(&access)).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    assert_problem(gateway.get("/v1/me", Some(&access)).await, StatusCode::UNAUTHORIZED).await;
 
     // Requests that never reach a service are still answered by the gateway itself.
-    assert_problem(
-        gateway.get("/internal/v1/sessions/x", None).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
+    assert_problem(gateway.get("/internal/v1/sessions/x", None).await, StatusCode::NOT_FOUND).await;
     let ready: Value = gateway.get("/readyz", None).await.json().await.unwrap();
     assert_eq!(ready["checks"]["upstream.auth"], "ok");
 
     // The auth service going away is a 503 problem, not a hang or a 500.
     auth.stop().await;
-    let down = gateway
-        .post(
-            "/v1/auth/login",
-            None,
-            json!({"email": email, "password": "x"}),
-        )
-        .await;
+    let down = gateway.post("/v1/auth/login", None, json!({"email": email, "password": "x"})).await;
     assert_problem(down, StatusCode::SERVICE_UNAVAILABLE).await;
 }
 
@@ -87,12 +65,6 @@ async fn the_gateway_fronts_a_remote_auth_service_on_postgres_and_redis() {
 async fn serve_gateway_without_an_auth_upstream_is_a_clear_error() {
     let dir = TempDir::new().unwrap();
     let settings = crate::support::test_settings(dir.path());
-    let error = tonearm::App::serve(&settings, ServiceName::Gateway)
-        .await
-        .err()
-        .unwrap();
-    assert!(
-        format!("{error:#}").contains("gateway.upstreams.auth"),
-        "{error:#}"
-    );
+    let error = tonearm::App::serve(&settings, ServiceName::Gateway).await.err().unwrap();
+    assert!(format!("{error:#}").contains("gateway.upstreams.auth"), "{error:#}");
 }

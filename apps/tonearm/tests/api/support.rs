@@ -23,10 +23,7 @@ fn init_logs() {
 
 /// Settings for a test: a private data dir and a random port.
 pub fn test_settings(data_dir: &Path) -> Settings {
-    let mut settings = Settings {
-        data_dir: data_dir.to_owned(),
-        ..Settings::default()
-    };
+    let mut settings = Settings { data_dir: data_dir.to_owned(), ..Settings::default() };
     settings.server.port = 0;
     settings.server.shutdown_grace_secs = 5;
     settings
@@ -116,8 +113,7 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Response {
-        self.send(reqwest::Method::POST, path, token, Some(body))
-            .await
+        self.send(reqwest::Method::POST, path, token, Some(body)).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
@@ -169,19 +165,13 @@ impl Drop for TestApp {
 }
 
 pub fn token(body: &Value, field: &str) -> String {
-    body[field]
-        .as_str()
-        .unwrap_or_else(|| panic!("no {field} in {body}"))
-        .to_owned()
+    body[field].as_str().unwrap_or_else(|| panic!("no {field} in {body}")).to_owned()
 }
 
 /// Asserts the response is problem+json with `status`; returns its body.
 pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
     assert_eq!(response.status(), status);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
     assert_eq!(content_type, "application/problem+json");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], status.as_u16());
@@ -206,10 +196,6 @@ pub fn tonearm_cli(args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> std:
 
 /// Asserts a command succeeded; returns its standard output.
 pub fn succeeded(output: &std::process::Output) -> String {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

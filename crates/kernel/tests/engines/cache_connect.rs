@@ -18,11 +18,7 @@ async fn schemes_pick_their_engines() {
 #[tokio::test]
 async fn unsupported_schemes_are_refused() {
     match connect(&EngineUrl::new("mongodb://x")).await {
-        Err(EngineError::UnsupportedScheme {
-            scheme,
-            url,
-            supported,
-        }) => {
+        Err(EngineError::UnsupportedScheme { scheme, url, supported }) => {
             assert_eq!(scheme, "mongodb");
             assert_eq!(url, "mongodb://x");
             assert!(supported.contains("redis://"), "{supported}");
@@ -41,17 +37,10 @@ async fn an_unreachable_redis_fails_fast() {
     .await
     .expect("connect gives up on its own instead of hanging");
     match outcome {
-        Err(EngineError::Unreachable {
-            engine,
-            url,
-            reason,
-        }) => {
+        Err(EngineError::Unreachable { engine, url, reason }) => {
             assert_eq!(engine, "redis");
             assert_eq!(url, "redis://127.0.0.1:1");
-            assert!(
-                reason.to_lowercase().contains("refused"),
-                "says why: {reason}"
-            );
+            assert!(reason.to_lowercase().contains("refused"), "says why: {reason}");
         }
         Err(other) => panic!("expected Unreachable, got {other}"),
         Ok(_) => panic!("nothing listens on port 1, yet connect succeeded"),

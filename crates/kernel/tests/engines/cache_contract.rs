@@ -50,21 +50,13 @@ cache_contract!(
 
 async fn round_trip(cache: Arc<dyn Cache>) {
     let key = unique_key("round-trip");
-    assert_eq!(
-        cache.get(&key).await.unwrap(),
-        None,
-        "unknown keys read as None"
-    );
+    assert_eq!(cache.get(&key).await.unwrap(), None, "unknown keys read as None");
     cache.set(&key, "first", LONG).await.unwrap();
     assert_eq!(cache.get(&key).await.unwrap().as_deref(), Some("first"));
     cache.set(&key, "second", LONG).await.unwrap();
     assert_eq!(cache.get(&key).await.unwrap().as_deref(), Some("second"));
     cache.delete(std::slice::from_ref(&key)).await.unwrap();
-    assert_eq!(
-        cache.get(&key).await.unwrap(),
-        None,
-        "deleted keys read as None"
-    );
+    assert_eq!(cache.get(&key).await.unwrap(), None, "deleted keys read as None");
     cache.delete(std::slice::from_ref(&key)).await.unwrap();
     cache.delete(&[]).await.unwrap();
 }
@@ -84,11 +76,7 @@ async fn set_replaces_value_and_ttl(cache: Arc<dyn Cache>) {
         Some("long-lived"),
         "the second set's TTL applies, not the first's"
     );
-    assert_eq!(
-        cache.get(&shortened).await.unwrap(),
-        None,
-        "the second set's TTL applies"
-    );
+    assert_eq!(cache.get(&shortened).await.unwrap(), None, "the second set's TTL applies");
 }
 
 async fn ttl_expires(cache: Arc<dyn Cache>) {
@@ -96,20 +84,10 @@ async fn ttl_expires(cache: Arc<dyn Cache>) {
     let long = unique_key("long");
     cache.set(&short, "soon gone", SHORT).await.unwrap();
     cache.set(&long, "still here", LONG).await.unwrap();
-    assert_eq!(
-        cache.get(&short).await.unwrap().as_deref(),
-        Some("soon gone")
-    );
+    assert_eq!(cache.get(&short).await.unwrap().as_deref(), Some("soon gone"));
     tokio::time::sleep(PAST_SHORT).await;
-    assert_eq!(
-        cache.get(&short).await.unwrap(),
-        None,
-        "expired after its TTL"
-    );
-    assert_eq!(
-        cache.get(&long).await.unwrap().as_deref(),
-        Some("still here")
-    );
+    assert_eq!(cache.get(&short).await.unwrap(), None, "expired after its TTL");
+    assert_eq!(cache.get(&long).await.unwrap().as_deref(), Some("still here"));
 }
 
 async fn delete_takes_many_keys(cache: Arc<dyn Cache>) {
@@ -122,10 +100,7 @@ async fn delete_takes_many_keys(cache: Arc<dyn Cache>) {
     for key in &keys {
         assert_eq!(cache.get(key).await.unwrap(), None, "{key} was deleted");
     }
-    assert_eq!(
-        cache.get(&survivor).await.unwrap().as_deref(),
-        Some("value")
-    );
+    assert_eq!(cache.get(&survivor).await.unwrap().as_deref(), Some("value"));
 }
 
 async fn hit_counts_in_a_window(cache: Arc<dyn Cache>) {
@@ -133,28 +108,13 @@ async fn hit_counts_in_a_window(cache: Arc<dyn Cache>) {
     let other = unique_key("other-hits");
     let first = cache.hit(&key, LONG).await.unwrap();
     assert_eq!(first.count, 1);
-    assert!(
-        first.resets_in <= LONG,
-        "{:?} is within the window",
-        first.resets_in
-    );
-    assert!(
-        first.resets_in > LONG - Duration::from_secs(5),
-        "{:?}",
-        first.resets_in
-    );
+    assert!(first.resets_in <= LONG, "{:?} is within the window", first.resets_in);
+    assert!(first.resets_in > LONG - Duration::from_secs(5), "{:?}", first.resets_in);
     let second = cache.hit(&key, LONG).await.unwrap();
     assert_eq!(second.count, 2);
-    assert!(
-        second.resets_in <= first.resets_in,
-        "a hit does not extend its window"
-    );
+    assert!(second.resets_in <= first.resets_in, "a hit does not extend its window");
     assert_eq!(cache.hit(&key, LONG).await.unwrap().count, 3);
-    assert_eq!(
-        cache.hit(&other, LONG).await.unwrap().count,
-        1,
-        "keys count apart"
-    );
+    assert_eq!(cache.hit(&other, LONG).await.unwrap().count, 1, "keys count apart");
 }
 
 async fn window_restarts_after_it_expires(cache: Arc<dyn Cache>) {
@@ -162,20 +122,12 @@ async fn window_restarts_after_it_expires(cache: Arc<dyn Cache>) {
     assert_eq!(cache.hit(&key, SHORT).await.unwrap().count, 1);
     let second = cache.hit(&key, SHORT).await.unwrap();
     assert_eq!(second.count, 2);
-    assert!(
-        second.resets_in <= SHORT,
-        "{:?} is within the window",
-        second.resets_in
-    );
+    assert!(second.resets_in <= SHORT, "{:?} is within the window", second.resets_in);
     tokio::time::sleep(PAST_SHORT).await;
     let restarted = cache.hit(&key, SHORT).await.unwrap();
     assert_eq!(restarted.count, 1, "a new window starts at 1");
     assert!(restarted.resets_in <= SHORT);
-    assert!(
-        restarted.resets_in > Duration::from_millis(100),
-        "{:?}",
-        restarted.resets_in
-    );
+    assert!(restarted.resets_in > Duration::from_millis(100), "{:?}", restarted.resets_in);
 }
 
 async fn peek_does_not_count(cache: Arc<dyn Cache>) {
@@ -185,15 +137,8 @@ async fn peek_does_not_count(cache: Arc<dyn Cache>) {
     let peeked = cache.peek(&key).await.unwrap().expect("a window is open");
     assert_eq!(peeked.count, 2);
     assert!(peeked.resets_in <= hit.resets_in, "{peeked:?} vs {hit:?}");
-    assert!(
-        peeked.resets_in > LONG - Duration::from_secs(5),
-        "{peeked:?}"
-    );
-    assert_eq!(
-        cache.peek(&key).await.unwrap().map(|w| w.count),
-        Some(2),
-        "peeks never count"
-    );
+    assert!(peeked.resets_in > LONG - Duration::from_secs(5), "{peeked:?}");
+    assert_eq!(cache.peek(&key).await.unwrap().map(|w| w.count), Some(2), "peeks never count");
     assert_eq!(cache.hit(&key, LONG).await.unwrap().count, 3);
 }
 
@@ -203,11 +148,7 @@ async fn peek_unknown_is_none(cache: Arc<dyn Cache>) {
     cache.hit(&key, SHORT).await.unwrap();
     assert!(cache.peek(&key).await.unwrap().is_some());
     tokio::time::sleep(PAST_SHORT).await;
-    assert_eq!(
-        cache.peek(&key).await.unwrap(),
-        None,
-        "a closed window is gone"
-    );
+    assert_eq!(cache.peek(&key).await.unwrap(), None, "a closed window is gone");
 }
 
 async fn delete_resets_a_window(cache: Arc<dyn Cache>) {
@@ -220,8 +161,5 @@ async fn delete_resets_a_window(cache: Arc<dyn Cache>) {
 }
 
 async fn ping(cache: Arc<dyn Cache>) {
-    cache
-        .ping()
-        .await
-        .expect("a reachable cache answers a ping");
+    cache.ping().await.expect("a reachable cache answers a ping");
 }

@@ -19,44 +19,24 @@ async fn sqlite_files_and_their_folders_are_created() {
     let pool = SqlPool::connect(&url, "unused").await.expect("open sqlite");
     assert_eq!(pool.engine(), "sqlite");
     assert!(path.is_file(), "{} was created", path.display());
-    let SqlPool::Sqlite(sqlite) = &pool else {
-        panic!("sqlite:// opened {}", pool.engine())
-    };
-    let answer: i64 = sqlx::query_scalar("SELECT 41 + 1")
-        .fetch_one(sqlite)
-        .await
-        .unwrap();
+    let SqlPool::Sqlite(sqlite) = &pool else { panic!("sqlite:// opened {}", pool.engine()) };
+    let answer: i64 = sqlx::query_scalar("SELECT 41 + 1").fetch_one(sqlite).await.unwrap();
     assert_eq!(answer, 42);
-    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-        .fetch_one(sqlite)
-        .await
-        .unwrap();
+    let foreign_keys: i64 =
+        sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(sqlite).await.unwrap();
     assert_eq!(foreign_keys, 1, "foreign keys are enforced");
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(sqlite)
-        .await
-        .unwrap();
+    let journal: String =
+        sqlx::query_scalar("PRAGMA journal_mode").fetch_one(sqlite).await.unwrap();
     assert_eq!(journal, "wal");
     sqlite.close().await;
 
     // Opening it again keeps what is there.
-    let again = SqlPool::connect(&url, "unused")
-        .await
-        .expect("reopen sqlite");
-    let SqlPool::Sqlite(again) = again else {
-        panic!("sqlite:// opened another engine")
-    };
-    sqlx::query("CREATE TABLE kept (id INTEGER)")
-        .execute(&again)
-        .await
-        .unwrap();
+    let again = SqlPool::connect(&url, "unused").await.expect("reopen sqlite");
+    let SqlPool::Sqlite(again) = again else { panic!("sqlite:// opened another engine") };
+    sqlx::query("CREATE TABLE kept (id INTEGER)").execute(&again).await.unwrap();
     again.close().await;
-    let third = SqlPool::connect(&url, "unused")
-        .await
-        .expect("reopen sqlite");
-    let SqlPool::Sqlite(third) = third else {
-        panic!("sqlite:// opened another engine")
-    };
+    let third = SqlPool::connect(&url, "unused").await.expect("reopen sqlite");
+    let SqlPool::Sqlite(third) = third else { panic!("sqlite:// opened another engine") };
     let tables: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'kept'",
     )
@@ -72,36 +52,20 @@ async fn a_missing_postgres_database_is_created() {
     let database = fresh_database_name();
     assert!(!database_exists(&database).await);
     let url = EngineUrl::new(postgres_database_url(&database));
-    let pool = SqlPool::connect(&url, "tonearm_unused")
-        .await
-        .expect("open postgres");
+    let pool = SqlPool::connect(&url, "tonearm_unused").await.expect("open postgres");
     assert_eq!(pool.engine(), "postgres");
     assert!(database_exists(&database).await, "{database} exists now");
-    let SqlPool::Postgres(postgres) = &pool else {
-        panic!("postgres:// opened {}", pool.engine())
-    };
-    let current: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(postgres)
-        .await
-        .unwrap();
-    assert_eq!(
-        current, database,
-        "the pool talks to the database the URL names"
-    );
+    let SqlPool::Postgres(postgres) = &pool else { panic!("postgres:// opened {}", pool.engine()) };
+    let current: String =
+        sqlx::query_scalar("SELECT current_database()").fetch_one(postgres).await.unwrap();
+    assert_eq!(current, database, "the pool talks to the database the URL names");
     postgres.close().await;
 
     // An existing database is opened as it is.
-    let again = SqlPool::connect(&url, "tonearm_unused")
-        .await
-        .expect("reopen postgres");
-    let SqlPool::Postgres(again) = again else {
-        panic!("postgres:// opened another engine")
-    };
+    let again = SqlPool::connect(&url, "tonearm_unused").await.expect("reopen postgres");
+    let SqlPool::Postgres(again) = again else { panic!("postgres:// opened another engine") };
     again.close().await;
-    assert!(
-        !database_exists("tonearm_unused").await,
-        "the default applies only without a name"
-    );
+    assert!(!database_exists("tonearm_unused").await, "the default applies only without a name");
     drop_database(&database).await;
 }
 
@@ -109,16 +73,10 @@ async fn a_missing_postgres_database_is_created() {
 async fn a_postgres_url_without_a_database_gets_the_default() {
     let database = fresh_database_name();
     let url = EngineUrl::new(postgres_url());
-    let pool = SqlPool::connect(&url, &database)
-        .await
-        .expect("open postgres");
-    let SqlPool::Postgres(postgres) = &pool else {
-        panic!("postgres:// opened {}", pool.engine())
-    };
-    let current: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(postgres)
-        .await
-        .unwrap();
+    let pool = SqlPool::connect(&url, &database).await.expect("open postgres");
+    let SqlPool::Postgres(postgres) = &pool else { panic!("postgres:// opened {}", pool.engine()) };
+    let current: String =
+        sqlx::query_scalar("SELECT current_database()").fetch_one(postgres).await.unwrap();
     assert_eq!(current, database);
     postgres.close().await;
     assert!(database_exists(&database).await);
@@ -152,9 +110,7 @@ async fn unsupported_sql_schemes_are_refused() {
         .await
         .expect_err("mysql is not supported");
     match error {
-        EngineError::UnsupportedScheme {
-            scheme, supported, ..
-        } => {
+        EngineError::UnsupportedScheme { scheme, supported, .. } => {
             assert_eq!(scheme, "mysql");
             assert!(supported.contains("postgres://"), "{supported}");
         }
@@ -167,10 +123,7 @@ async fn an_unreachable_postgres_fails_fast() {
     let started = Instant::now();
     let outcome = tokio::time::timeout(
         Duration::from_secs(15),
-        SqlPool::connect(
-            &EngineUrl::new("postgres://postgres@127.0.0.1:1/tonearm"),
-            "unused",
-        ),
+        SqlPool::connect(&EngineUrl::new("postgres://postgres@127.0.0.1:1/tonearm"), "unused"),
     )
     .await
     .expect("connect gives up on its own instead of hanging");
@@ -179,9 +132,5 @@ async fn an_unreachable_postgres_fails_fast() {
         Err(other) => panic!("expected Unreachable, got {other}"),
         Ok(pool) => panic!("nothing listens on port 1, yet {} opened", pool.engine()),
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(6),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
 }

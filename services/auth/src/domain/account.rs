@@ -35,11 +35,7 @@ impl Password {
         if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
             return Err(AuthError::invalid(
                 field,
-                format!(
-                    "must be {} to {} characters long",
-                    Self::MIN_CHARS,
-                    Self::MAX_CHARS
-                ),
+                format!("must be {} to {} characters long", Self::MIN_CHARS, Self::MAX_CHARS),
             ));
         }
         Ok(Self(SecretString::from(raw.to_owned())))
@@ -48,9 +44,7 @@ impl Password {
     /// A password that was never valid still gets checked, so a login attempt with an
     /// absurd password costs the same as any other.
     pub fn unchecked(raw: &str) -> Self {
-        Self(SecretString::from(
-            raw.chars().take(Self::MAX_CHARS).collect::<String>(),
-        ))
+        Self(SecretString::from(raw.chars().take(Self::MAX_CHARS).collect::<String>()))
     }
 
     pub fn expose(&self) -> &str {
@@ -80,10 +74,7 @@ impl DisplayName {
             ));
         }
         if name.chars().any(char::is_control) {
-            return Err(AuthError::invalid(
-                "display_name",
-                "must not contain control characters",
-            ));
+            return Err(AuthError::invalid("display_name", "must not contain control characters"));
         }
         Ok(Self(name.to_owned()))
     }
@@ -116,10 +107,7 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_lowercased_and_validated() {
-        assert_eq!(
-            Email::parse("  Ada@Example.COM ").unwrap().as_str(),
-            "ada@example.com"
-        );
+        assert_eq!(Email::parse("  Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
         for bad in ["", "ada", "ada@", "@example.com", "a b@example.com"] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
@@ -131,10 +119,7 @@ mod tests {
     fn passwords_are_8_to_128_characters() {
         assert!(Password::parse("1234567", "password").is_err());
         assert!(Password::parse("12345678", "password").is_ok());
-        assert!(
-            Password::parse(&"é".repeat(128), "password").is_ok(),
-            "characters, not bytes"
-        );
+        assert!(Password::parse(&"é".repeat(128), "password").is_ok(), "characters, not bytes");
         assert!(Password::parse(&"x".repeat(129), "password").is_err());
         assert_eq!(
             format!("{:?}", Password::parse("supersecret", "p").unwrap()),

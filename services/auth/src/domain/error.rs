@@ -25,9 +25,6 @@ pub enum AuthError {
 
 impl AuthError {
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Self::Invalid {
-            field,
-            reason: reason.into(),
-        }
+        Self::Invalid { field, reason: reason.into() }
     }
 }

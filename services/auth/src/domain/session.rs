@@ -34,15 +34,11 @@ impl RefreshSecret {
     pub fn generate() -> Self {
         let mut bytes = [0_u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
-        Self {
-            token: URL_SAFE_NO_PAD.encode(bytes),
-        }
+        Self { token: URL_SAFE_NO_PAD.encode(bytes) }
     }
 
     pub fn from_client(token: &str) -> Self {
-        Self {
-            token: token.trim().to_owned(),
-        }
+        Self { token: token.trim().to_owned() }
     }
 
     pub fn token(&self) -> &str {
@@ -135,11 +131,7 @@ mod tests {
         let mut revoked = record(now);
         revoked.session_revoked_at = Some(now);
         revoked.rotated_at = Some(now);
-        assert_eq!(
-            judge_refresh(&revoked, now),
-            RefreshVerdict::Refuse,
-            "nothing left to revoke"
-        );
+        assert_eq!(judge_refresh(&revoked, now), RefreshVerdict::Refuse, "nothing left to revoke");
     }
 
     #[test]

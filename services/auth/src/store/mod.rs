@@ -9,11 +9,11 @@ mod sql;
 mod sqlite;
 
 use async_trait::async_trait;
+use bus::{Envelope, outbox::OutboxStore};
 use chrono::{DateTime, Utc};
 use kernel::{
     db::SqlPool,
     grant::{Role, SessionGrant, Tier},
-    outbox::OutboxEvent,
 };
 use uuid::Uuid;
 
@@ -44,12 +44,13 @@ pub struct SigningKeyRecord {
 }
 
 #[async_trait]
-pub trait AuthStore: Send + Sync + 'static {
+/// Also the outbox the relay drains: events are written with the changes they describe.
+pub trait AuthStore: OutboxStore {
     async fn migrate(&self) -> Result<(), StoreError>;
 
     /// Stores the user and its `user.registered` event in one transaction.
     /// [`StoreError::Conflict`] when the email is taken.
-    async fn create_user(&self, new: &NewUser, event: &OutboxEvent) -> Result<(), StoreError>;
+    async fn create_user(&self, new: &NewUser, event: &Envelope) -> Result<(), StoreError>;
     /// The user and password hash for an email.
     async fn credentials(&self, email: &Email) -> Result<Option<(User, String)>, StoreError>;
     async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
@@ -79,7 +80,7 @@ pub trait AuthStore: Send + Sync + 'static {
     ) -> Result<Option<(User, Vec<Uuid>)>, StoreError>;
     /// Deletes the user with their sessions and tokens, recording `user.deleted` in the
     /// same transaction; returns the ids of the sessions that died with them.
-    async fn delete_user(&self, id: Uuid, event: &OutboxEvent) -> Result<Vec<Uuid>, StoreError>;
+    async fn delete_user(&self, id: Uuid, event: &Envelope) -> Result<Vec<Uuid>, StoreError>;
 
     async fn create_session(&self, new: &NewSession) -> Result<(), StoreError>;
     /// The grant of a session that is neither revoked nor expired at `now`.
@@ -114,9 +115,6 @@ pub trait AuthStore: Send + Sync + 'static {
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
     /// Stores a key unless one with its `kid` exists.
     async fn add_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
-
-    /// Events still waiting for the relay, oldest first.
-    async fn pending_events(&self, limit: i64) -> Result<Vec<OutboxEvent>, StoreError>;
 }
 
 /// Opens the store a pool points at and brings its schema up to date.
@@ -130,11 +128,9 @@ pub async fn open(pool: SqlPool) -> Result<std::sync::Arc<dyn AuthStore>, StoreE
 }
 
 fn parse_tier(raw: &str) -> Result<Tier, StoreError> {
-    raw.parse()
-        .map_err(|e: kernel::grant::UnknownVariant| StoreError::Corrupt(e.to_string()))
+    raw.parse().map_err(|e: kernel::grant::UnknownVariant| StoreError::Corrupt(e.to_string()))
 }
 
 fn parse_role(raw: &str) -> Result<Role, StoreError> {
-    raw.parse()
-        .map_err(|e: kernel::grant::UnknownVariant| StoreError::Corrupt(e.to_string()))
+    raw.parse().map_err(|e: kernel::grant::UnknownVariant| StoreError::Corrupt(e.to_string()))
 }

@@ -128,18 +128,20 @@ pub(super) struct OutboxRow {
     version: i32,
     key: String,
     payload: sqlx::types::Json<serde_json::Value>,
+    headers: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
     occurred_at: DateTime<Utc>,
 }
 
-impl From<OutboxRow> for kernel::outbox::OutboxEvent {
+impl From<OutboxRow> for bus::Envelope {
     fn from(row: OutboxRow) -> Self {
         Self {
             id: row.id,
-            event_type: crate::events::known_type(&row.event_type),
-            version: row.version,
+            event_type: row.event_type,
+            version: u32::try_from(row.version).unwrap_or_default(),
+            occurred_at: row.occurred_at,
             key: row.key,
             payload: row.payload.0,
-            occurred_at: row.occurred_at,
+            headers: row.headers.0,
         }
     }
 }
@@ -155,10 +157,11 @@ macro_rules! sql_store {
     ($adapter:ty, $migrations:literal) => {
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
-        use kernel::{
-            grant::{Role, SessionGrant, Tier},
-            outbox::OutboxEvent,
+        use bus::{
+            Envelope,
+            outbox::{OutboxError, OutboxStore},
         };
+        use kernel::grant::{Role, SessionGrant, Tier};
         use uuid::Uuid;
 
         use super::{
@@ -178,7 +181,7 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
-            async fn create_user(&self, new: &NewUser, event: &OutboxEvent) -> Result<(), StoreError> {
+            async fn create_user(&self, new: &NewUser, event: &Envelope) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let user = &new.user;
                 sqlx::query(
@@ -310,7 +313,7 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
-            async fn delete_user(&self, id: Uuid, event: &OutboxEvent) -> Result<Vec<Uuid>, StoreError> {
+            async fn delete_user(&self, id: Uuid, event: &Envelope) -> Result<Vec<Uuid>, StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let sessions: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1")
                     .bind(id)
@@ -490,33 +493,57 @@ macro_rules! sql_store {
                 .await?;
                 Ok(())
             }
+        }
 
-            #[tracing::instrument(skip_all)]
-            async fn pending_events(&self, limit: i64) -> Result<Vec<OutboxEvent>, StoreError> {
+        #[async_trait]
+        impl OutboxStore for $adapter {
+            async fn pending(&self, limit: usize) -> Result<Vec<Envelope>, OutboxError> {
                 let rows = sqlx::query_as::<_, OutboxRow>(
-                    "SELECT id, event_type, version, key, payload, occurred_at FROM outbox
+                    "SELECT id, event_type, version, key, payload, headers, occurred_at FROM outbox
                      WHERE published_at IS NULL ORDER BY id LIMIT $1",
                 )
-                .bind(limit)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(rows.into_iter().map(OutboxEvent::from).collect())
+                Ok(rows.into_iter().map(Envelope::from).collect())
+            }
+
+            async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<(), OutboxError> {
+                let mut tx = self.pool.begin().await?;
+                for id in ids {
+                    sqlx::query("UPDATE outbox SET published_at = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn prune_published(&self, before: DateTime<Utc>) -> Result<u64, OutboxError> {
+                let pruned = sqlx::query("DELETE FROM outbox WHERE published_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(pruned.rows_affected())
             }
         }
 
-        async fn insert_event<'c, E>(executor: E, event: &OutboxEvent) -> Result<(), StoreError>
+        async fn insert_event<'c, E>(executor: E, event: &Envelope) -> Result<(), StoreError>
         where
             E: sqlx::Executor<'c, Database = <$adapter as super::sql::Engine>::Database>,
         {
             sqlx::query(
-                "INSERT INTO outbox (id, event_type, version, key, payload, occurred_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO outbox (id, event_type, version, key, payload, headers, occurred_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(event.id)
-            .bind(event.event_type)
-            .bind(event.version)
+            .bind(&event.event_type)
+            .bind(i32::try_from(event.version).unwrap_or(i32::MAX))
             .bind(&event.key)
             .bind(sqlx::types::Json(&event.payload))
+            .bind(sqlx::types::Json(&event.headers))
             .bind(event.occurred_at)
             .execute(executor)
             .await?;

@@ -16,8 +16,7 @@ use uuid::Uuid;
 /// Now at the millisecond precision the service keeps.
 pub fn now() -> DateTime<Utc> {
     let now = Utc::now();
-    now.duration_trunc(TimeDelta::milliseconds(1))
-        .expect("truncate to milliseconds")
+    now.duration_trunc(TimeDelta::milliseconds(1)).expect("truncate to milliseconds")
 }
 
 pub use testkit::unique_email;
@@ -58,12 +57,7 @@ impl StoreFixture {
         let store = auth::store::open(pool.clone())
             .await
             .unwrap_or_else(|error| panic!("cannot migrate {url}: {error}"));
-        Self {
-            store,
-            pool,
-            postgres_database,
-            _dir: dir,
-        }
+        Self { store, pool, postgres_database, _dir: dir }
     }
 
     pub fn store(&self) -> Arc<dyn AuthStore> {

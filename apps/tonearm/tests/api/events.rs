@@ -1,0 +1,170 @@
+//! Events leave each service through its outbox and reach the bus exactly once, in both
+//! shapes, whatever happens to the process.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::support::{succeeded, tonearm_cli, unique_email};
+
+/// `tonearm up` as its own process, so that it can be killed outright.
+struct UpProcess {
+    child: Child,
+    url: String,
+}
+
+impl UpProcess {
+    async fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tonearm"))
+            .args(["up", "--port", "0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let banner = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).unwrap();
+            line
+        })
+        .await
+        .unwrap();
+        let url = banner.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+        Self { child, url }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for UpProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn register(client: &reqwest::Client, url: &str, email: &str) -> String {
+    let response = client
+        .post(format!("{url}/v1/auth/register"))
+        .json(&json!({"email": email, "password": "correct horse battery", "display_name": "E"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    body["user"]["id"].as_str().unwrap().to_owned()
+}
+
+/// How many `user.registered` events `tonearm events tail` shows per user id.
+fn registered_counts(data_dir: &Path) -> HashMap<String, usize> {
+    let output =
+        tonearm_cli(&["events", "tail", "user.registered", "--from-beginning"], data_dir, &[]);
+    let mut counts = HashMap::new();
+    for line in succeeded(&output).lines() {
+        let envelope: Value = serde_json::from_str(line).expect("one JSON envelope per line");
+        assert_eq!(envelope["type"], "user.registered");
+        *counts.entry(envelope["payload"]["user_id"].as_str().unwrap().to_owned()).or_default() +=
+            1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn every_registration_is_one_event_even_across_a_sigkill() {
+    let dir = TempDir::new().unwrap();
+    let client = reqwest::Client::new();
+    let server = UpProcess::start(dir.path()).await;
+    let mut users = Vec::new();
+    for _ in 0..5 {
+        users.push(register(&client, &server.url, &unique_email()).await);
+    }
+    server.kill();
+
+    let server = UpProcess::start(dir.path()).await;
+    let mut counts = HashMap::new();
+    for _ in 0..100 {
+        counts = registered_counts(dir.path());
+        if users.iter().all(|user| counts.contains_key(user)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for user in &users {
+        assert_eq!(counts.get(user), Some(&1), "one event for {user}: {counts:?}");
+    }
+    assert_eq!(counts.len(), users.len());
+
+    // More registrations, another kill right after them, and a tail read while running.
+    let mut more = Vec::new();
+    for _ in 0..3 {
+        more.push(register(&client, &server.url, &unique_email()).await);
+    }
+    server.kill();
+    let _server = UpProcess::start(dir.path()).await;
+    for _ in 0..100 {
+        counts = registered_counts(dir.path());
+        if more.iter().all(|user| counts.contains_key(user)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(counts.len(), users.len() + more.len(), "{counts:?}");
+    assert!(counts.values().all(|&count| count == 1), "{counts:?}");
+
+    let topics = succeeded(&tonearm_cli(&["events", "topics"], dir.path(), &[]));
+    assert!(topics.contains("user.registered"), "{topics}");
+    let limited = tonearm_cli(
+        &["events", "tail", "user.registered", "--from-beginning", "--max", "2"],
+        dir.path(),
+        &[],
+    );
+    assert_eq!(succeeded(&limited).lines().count(), 2);
+}
+
+#[tokio::test]
+async fn replay_moves_a_group_back() {
+    let dir = TempDir::new().unwrap();
+    let log = bus::embedded::EmbeddedLog::open(
+        &dir.path().join("events"),
+        bus::embedded::LogOptions::from(&bus::BusConfig::default()),
+    )
+    .unwrap();
+    let envelope = bus::Envelope::new(
+        &bus::events::UserDeleted { user_id: uuid::Uuid::now_v7(), deleted_at: chrono::Utc::now() },
+        chrono::Utc::now(),
+    );
+    use bus::EventBus as _;
+    log.publish(&[envelope.to_message()]).await.unwrap();
+    let mut subscription = log.subscribe("user.deleted", "cleanup").await.unwrap();
+    let records = subscription.poll(10, Duration::from_secs(2)).await.unwrap();
+    subscription.commit(&records).await.unwrap();
+
+    let output = tonearm_cli(
+        &["events", "replay", "user.deleted", "--group", "cleanup", "--from", "beginning"],
+        dir.path(),
+        &[],
+    );
+    assert!(succeeded(&output).contains("cleanup"));
+    let again = subscription.poll(10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(again.len(), 1, "the running consumer reads it again");
+
+    let bad = tonearm_cli(
+        &["events", "replay", "user.deleted", "--group", "cleanup", "--from", "yesterday"],
+        dir.path(),
+        &[],
+    );
+    assert!(!bad.status.success());
+}

@@ -1,0 +1,175 @@
+//! Every event Tonearm services exchange, typed and versioned. A type's topic is its name;
+//! a breaking change to a payload is a new version, read side by side with the old one.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use uuid::Uuid;
+
+/// An event type: its topic name, its payload version, and the key that picks its partition
+/// (so that events about one user or one track stay in order).
+pub trait Event: Serialize + DeserializeOwned {
+    const TYPE: &'static str;
+    const VERSION: u32;
+    fn key(&self) -> String;
+}
+
+macro_rules! event {
+    ($type:ty, $name:literal, version = $version:literal, key = $key:ident) => {
+        impl Event for $type {
+            const TYPE: &'static str = $name;
+            const VERSION: u32 = $version;
+            fn key(&self) -> String {
+                self.$key.to_string()
+            }
+        }
+    };
+}
+
+/// The topics of every event type, for tools and for creating topics up front.
+pub const ALL_TYPES: [&str; 10] = [
+    UserRegistered::TYPE,
+    UserDeleted::TYPE,
+    SongPlayed::TYPE,
+    SongLiked::TYPE,
+    SongUnliked::TYPE,
+    PlaylistCreated::TYPE,
+    TrackPublished::TYPE,
+    TrackDeleted::TYPE,
+    ApiRequest::TYPE,
+    PaymentCompleted::TYPE,
+];
+
+/// A new account exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRegistered {
+    pub user_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub tier: String,
+    pub registered_at: DateTime<Utc>,
+}
+event!(UserRegistered, "user.registered", version = 1, key = user_id);
+
+/// An account is gone; everything it owned must go too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserDeleted {
+    pub user_id: Uuid,
+    pub deleted_at: DateTime<Utc>,
+}
+event!(UserDeleted, "user.deleted", version = 1, key = user_id);
+
+/// A listener played (part of) a track. `play_id` is the client's id that makes a retried
+/// report count once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SongPlayed {
+    pub play_id: Uuid,
+    pub user_id: Uuid,
+    pub track_id: Uuid,
+    pub played_ms: u64,
+    pub duration_ms: u64,
+    /// True when the play counts as a stream (at least min(30 s, half the track)).
+    pub stream: bool,
+    pub started_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+event!(SongPlayed, "song.played", version = 1, key = track_id);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SongLiked {
+    pub user_id: Uuid,
+    pub track_id: Uuid,
+    pub liked_at: DateTime<Utc>,
+}
+event!(SongLiked, "song.liked", version = 1, key = user_id);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SongUnliked {
+    pub user_id: Uuid,
+    pub track_id: Uuid,
+    pub unliked_at: DateTime<Utc>,
+}
+event!(SongUnliked, "song.unliked", version = 1, key = user_id);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaylistCreated {
+    pub playlist_id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub public: bool,
+    pub created_at: DateTime<Utc>,
+}
+event!(PlaylistCreated, "playlist.created", version = 1, key = owner_id);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtistRef {
+    pub id: Uuid,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlbumRef {
+    pub id: Uuid,
+    pub title: String,
+}
+
+/// A track became ready to play; read sides keep its summary from this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackPublished {
+    pub track_id: Uuid,
+    pub title: String,
+    pub artist: ArtistRef,
+    pub album: AlbumRef,
+    pub duration_ms: u64,
+    pub published_at: DateTime<Utc>,
+}
+event!(TrackPublished, "track.published", version = 1, key = track_id);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackDeleted {
+    pub track_id: Uuid,
+    pub deleted_at: DateTime<Utc>,
+}
+event!(TrackDeleted, "track.deleted", version = 1, key = track_id);
+
+/// One request the gateway answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestSample {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+    pub duration_us: u64,
+    pub at: DateTime<Utc>,
+}
+
+/// A batch of request metrics from one gateway instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiRequest {
+    pub instance: String,
+    pub requests: Vec<RequestSample>,
+}
+event!(ApiRequest, "api.request", version = 1, key = instance);
+
+/// A payment went through; it activates premium.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaymentCompleted {
+    pub payment_id: Uuid,
+    pub user_id: Uuid,
+    pub amount_cents: u64,
+    pub currency: String,
+    pub completed_at: DateTime<Utc>,
+}
+event!(PaymentCompleted, "payment.completed", version = 1, key = user_id);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_has_a_distinct_topic() {
+        let mut names = ALL_TYPES.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL_TYPES.len());
+    }
+}
