@@ -1,5 +1,7 @@
-//! Load generator for Tonearm's HTTP API: signs listeners up, then drives one endpoint at
-//! a fixed concurrency for a fixed time and reports throughput and latency percentiles.
+//! Load generator for Tonearm: drives one HTTP endpoint at a fixed concurrency for a fixed
+//! time, or pushes events through the bus, and reports throughput and latency percentiles.
+
+mod events;
 
 use std::{
     sync::Arc,
@@ -26,6 +28,19 @@ struct Args {
     /// How long to measure, after a short warm-up.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// `events`: the bus to measure (`kafka://…`); an embedded log in a temporary
+    /// directory when unset.
+    #[arg(long)]
+    bus: Option<String>,
+    /// `events`: how many events to push through.
+    #[arg(long, default_value_t = 200_000)]
+    events: usize,
+    /// `events`: the size of each event in bytes.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// `events`: events per publish call.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -34,6 +49,8 @@ enum Scenario {
     Me,
     /// `POST /v1/auth/login`: argon2id verification, session creation, token signing.
     Login,
+    /// The event bus: publish → consume throughput and latency.
+    Events,
 }
 
 const PASSWORD: &str = "benchmark password";
@@ -41,6 +58,17 @@ const PASSWORD: &str = "benchmark password";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Scenario::Events = args.scenario {
+        let summary = events::run(events::EventsArgs {
+            url: args.bus.clone(),
+            events: args.events,
+            size: args.size,
+            batch: args.batch,
+        })
+        .await?;
+        print_line(&summary);
+        return Ok(());
+    }
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
     let run = uuid::Uuid::now_v7().simple().to_string();
     let mut listeners = Vec::with_capacity(args.concurrency);
@@ -76,10 +104,12 @@ async fn main() -> anyhow::Result<()> {
             while started.elapsed() < warm_up + measure {
                 let sent = Instant::now();
                 let request = match scenario {
-                    Scenario::Me => client.get(format!("{url}/v1/me")).bearer_auth(&token),
                     Scenario::Login => client
                         .post(format!("{url}/v1/auth/login"))
                         .json(&json!({"email": email, "password": PASSWORD})),
+                    Scenario::Me | Scenario::Events => {
+                        client.get(format!("{url}/v1/me")).bearer_auth(&token)
+                    }
                 };
                 let ok = match request.send().await {
                     Ok(response) => {
@@ -120,11 +150,15 @@ async fn main() -> anyhow::Result<()> {
 }
 
 #[allow(clippy::print_stdout)]
+fn print_line(line: &str) {
+    println!("{line}");
+}
+
 fn report(args: &Args, ok: u64, failures: u64, measured: Duration, [p50, p90, p99, max]: [f64; 4]) {
     let throughput = ok as f64 / measured.as_secs_f64();
-    println!(
+    print_line(&format!(
         "{:?}: {} clients, {} s: {ok} ok, {failures} failed, {throughput:.0} req/s, \
          p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
         args.scenario, args.concurrency, args.seconds
-    );
+    ));
 }
