@@ -3,13 +3,15 @@
 //! It owns the [`Envelope`] every event travels in, the typed, versioned definitions of
 //! every event ([`events`]), the [`EventBus`] port with its two adapters — an embedded,
 //! durable, partitioned log under the data dir ([`embedded`]) and Kafka ([`kafka`]) — the
-//! transactional-outbox relay ([`outbox`]) and the consumer runner that gives handlers
-//! at-least-once delivery with retries and a dead-letter topic ([`consumer`]).
+//! transactional-outbox relay ([`outbox`]), the consumer runner that gives handlers
+//! at-least-once delivery with retries and a dead-letter topic ([`consumer`]), and the
+//! processed-id record that makes consumers idempotent ([`inbox`]).
 
 pub mod consumer;
 pub mod embedded;
 pub mod envelope;
 pub mod events;
+pub mod inbox;
 pub mod kafka;
 pub mod outbox;
 mod port;

@@ -168,3 +168,110 @@ async fn replay_moves_a_group_back() {
     );
     assert!(!bad.status.success());
 }
+
+/// Settings for `serve auth` publishing to a Kafka broker.
+fn auth_on_kafka(data_dir: &Path, kafka_url: &str) -> tonearm::Settings {
+    let mut settings = crate::support::test_settings(data_dir);
+    settings.events.url = Some(kernel::engine::EngineUrl::new(kafka_url));
+    settings.events.partitions = 3;
+    settings.events.replication_factor = 1;
+    settings
+}
+
+/// Reads `user.registered` with a plain Kafka client, as any other consumer would, and
+/// counts the events per user id among `users`, until each has one or `within` passes.
+async fn count_on_kafka(
+    kafka_url: &str,
+    users: &[String],
+    within: Duration,
+) -> HashMap<String, usize> {
+    use rdkafka::{
+        ClientConfig, Message as _,
+        consumer::{Consumer as _, StreamConsumer},
+    };
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_url.trim_start_matches("kafka://"))
+        .set("group.id", testkit::unique("stock-client"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["user.registered"]).unwrap();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        // Keep reading a little past the point where every user was seen, to catch duplicates.
+        let complete = users.iter().all(|user| counts.contains_key(user));
+        let wait =
+            if complete { Duration::from_secs(2) } else { deadline - tokio::time::Instant::now() };
+        let Ok(Ok(message)) = tokio::time::timeout(wait, consumer.recv()).await else {
+            if complete {
+                break;
+            }
+            continue;
+        };
+        let Some(payload) = message.payload() else { continue };
+        let envelope: Value = serde_json::from_slice(payload).expect("envelopes are JSON");
+        assert_eq!(envelope["type"], "user.registered");
+        let user = envelope["payload"]["user_id"].as_str().unwrap_or_default().to_owned();
+        if users.contains(&user) {
+            *counts.entry(user).or_default() += 1;
+        }
+    }
+    // Closing a consumer can wait on the broker; let it finish on its own.
+    std::thread::spawn(move || drop(consumer));
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_serve_the_events_are_on_kafka_for_any_client() {
+    let dir = TempDir::new().unwrap();
+    let kafka = testkit::kafka_url();
+    let auth = crate::support::TestApp::serve(
+        auth_on_kafka(dir.path(), &kafka),
+        tonearm::ServiceName::Auth,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let mut users = Vec::new();
+    for _ in 0..3 {
+        users.push(register(&client, &auth.url(""), &unique_email()).await);
+    }
+    let counts = count_on_kafka(&kafka, &users, Duration::from_secs(60)).await;
+    for user in &users {
+        assert_eq!(counts.get(user), Some(&1), "{counts:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_succeed_while_the_broker_is_down_and_their_events_arrive_once() {
+    let broker = testkit::OwnKafka::start().await;
+    let port = broker.port;
+    let kafka = broker.url();
+    let dir = TempDir::new().unwrap();
+    let auth = crate::support::TestApp::serve(
+        auth_on_kafka(dir.path(), &kafka),
+        tonearm::ServiceName::Auth,
+    )
+    .await;
+    let client = reqwest::Client::new();
+    register(&client, &auth.url(""), &unique_email()).await;
+
+    broker.stop();
+    let outage = tokio::time::Instant::now();
+    let mut users = Vec::new();
+    for _ in 0..5 {
+        users.push(register(&client, &auth.url(""), &unique_email()).await);
+    }
+    tokio::time::sleep_until(outage + Duration::from_secs(30)).await;
+    let _broker = testkit::OwnKafka::start_on(port).await;
+
+    let counts = count_on_kafka(&kafka, &users, Duration::from_secs(90)).await;
+    for user in &users {
+        assert_eq!(
+            counts.get(user),
+            Some(&1),
+            "every event once after the broker returned: {counts:?}"
+        );
+    }
+}

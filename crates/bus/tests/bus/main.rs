@@ -7,5 +7,6 @@
 
 mod contract;
 mod embedded;
+mod inbox;
 mod kafka;
 mod support;
