@@ -246,6 +246,16 @@ impl EmbeddedLog {
         Ok(topics.entry(name.to_owned()).or_insert(topic).clone())
     }
 
+    /// [`Self::topic`] off the async workers: opening a partition may scan its segments.
+    async fn open_topic(&self, name: &str, create: bool) -> Result<Arc<Topic>, BusError> {
+        if let Some(topic) = self.inner.topics.lock().map_err(io_error)?.get(name) {
+            return Ok(topic.clone());
+        }
+        let log = self.clone();
+        let name = name.to_owned();
+        blocking(move || log.topic(&name, create)).await
+    }
+
     fn require_writer(&self) -> Result<(), BusError> {
         if self.is_writer() {
             Ok(())
@@ -321,7 +331,7 @@ impl EventBus for EmbeddedLog {
             by_topic.entry(message.topic.as_str()).or_default().push(message.clone());
         }
         for (name, messages) in by_topic {
-            let topic = self.topic(name, true)?;
+            let topic = self.open_topic(name, true).await?;
             let appending = topic.clone();
             blocking(move || {
                 let mut by_partition: Vec<Vec<&Message>> =
@@ -351,7 +361,7 @@ impl EventBus for EmbeddedLog {
 
     async fn subscribe(&self, topic: &str, group: &str) -> Result<Box<dyn Subscription>, BusError> {
         checked_name("group", group)?;
-        let handle = self.topic(topic, true)?;
+        let handle = self.open_topic(topic, true).await?;
         let groups = self.inner.groups.clone();
         let (group_name, topic_name) = (group.to_owned(), topic.to_owned());
         let offsets = blocking(move || {
@@ -366,14 +376,14 @@ impl EventBus for EmbeddedLog {
     }
 
     async fn read(&self, topic: &str, from: Position) -> Result<Box<dyn Subscription>, BusError> {
-        let handle = self.topic(topic, false)?;
+        let handle = self.open_topic(topic, false).await?;
         let offsets = self.offsets_at(&handle, from).await?;
         Ok(Box::new(self.subscription(handle, None, &offsets)))
     }
 
     async fn reset_group(&self, topic: &str, group: &str, to: Position) -> Result<(), BusError> {
         checked_name("group", group)?;
-        let handle = self.topic(topic, false)?;
+        let handle = self.open_topic(topic, false).await?;
         let offsets = self.offsets_at(&handle, to).await?;
         let groups = self.inner.groups.clone();
         let (group, topic) = (group.to_owned(), topic.to_owned());
@@ -383,15 +393,19 @@ impl EventBus for EmbeddedLog {
     }
 
     async fn topics(&self) -> Result<Vec<TopicInfo>, BusError> {
-        let mut names: Vec<String> = fs::read_dir(self.inner.root.join("topics"))?
-            .filter_map(Result::ok)
-            .filter(|entry| entry.path().join("meta.json").exists())
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .collect();
+        let root = self.inner.root.join("topics");
+        let mut names: Vec<String> = blocking(move || {
+            Ok(fs::read_dir(root)?
+                .filter_map(Result::ok)
+                .filter(|entry| entry.path().join("meta.json").exists())
+                .filter_map(|entry| entry.file_name().into_string().ok())
+                .collect())
+        })
+        .await?;
         names.sort();
         let mut topics = Vec::with_capacity(names.len());
         for name in names {
-            let handle = self.topic(&name, false)?;
+            let handle = self.open_topic(&name, false).await?;
             let counting = handle.clone();
             let records = blocking(move || {
                 let mut total = 0;
@@ -410,7 +424,7 @@ impl EventBus for EmbeddedLog {
 
     async fn ensure_topic(&self, topic: &str) -> Result<(), BusError> {
         self.require_writer()?;
-        self.topic(topic, true).map(drop)
+        self.open_topic(topic, true).await.map(drop)
     }
 
     async fn ping(&self) -> Result<(), BusError> {
