@@ -7,6 +7,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
+    convert::Infallible,
     ops::Deref,
     sync::{Arc, Mutex, PoisonError, RwLock},
     time::Duration,
@@ -23,7 +24,7 @@ use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::{BorrowedMessage, Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord, Producer as _},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _, PurgeConfig},
 };
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -44,8 +45,14 @@ const MESSAGE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a consumer request may go unanswered. It also bounds how long closing a
 /// consumer can hang on a fetch the broker never answers.
 const CONSUMER_SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often one publish re-creates topics the cluster lost before giving up.
+/// How many times one publish sends its messages, when sending again can help (a lost
+/// topic created again, a stale producer renewed).
 const PUBLISH_ATTEMPTS: usize = 3;
+/// How often a publish that waits checks on the cluster.
+const DELIVERY_CHECK: Duration = Duration::from_secs(2);
+/// How long a cluster may answer without acknowledging a publish before its producer
+/// counts as stale (see [`KafkaBus::renew_producer`]).
+const STALLED_AFTER: Duration = Duration::from_secs(10);
 /// The pause between tries while the cluster is unreachable.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -54,8 +61,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(500);
 pub struct KafkaBus {
     brokers: String,
     config: BusConfig,
-    /// Replaced when librdkafka declares it fatally failed (an idempotent producer can
-    /// after a broker lost its state); cloning is cheap.
+    /// Replaced once stale ([`KafkaBus::renew_producer`]); cloning is cheap.
     producer: RwLock<FutureProducer>,
     admin: AdminClient<DefaultClientContext>,
     /// Topics known to exist, so that publishing does not ask the cluster every time.
@@ -88,14 +94,22 @@ impl KafkaBus {
         self.producer.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    /// Swaps in a fresh producer if the current one failed fatally: such a producer
-    /// refuses every later message.
-    fn renew_producer_if_fatal(&self) -> Result<(), BusError> {
-        let mut producer = self.producer.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some((code, reason)) = producer.client().fatal_error() {
-            warn!(%code, %reason, "the kafka producer failed fatally; starting a new one");
+    /// Replaces `stale` (unless another publish already did) with a fresh producer, and
+    /// purges it: its waiting messages fail with a purge error, and their publishes send
+    /// them again through the fresh one.
+    ///
+    /// An idempotent producer is stale once it failed fatally, or once the cluster lost
+    /// its state (a broker restarted empty): the broker then refuses its producer id for
+    /// good, and librdkafka retries those messages until they time out.
+    fn renew_producer(&self, stale: &FutureProducer, why: &str) -> Result<(), BusError> {
+        let mut current = self.producer.write().unwrap_or_else(PoisonError::into_inner);
+        if std::ptr::eq(current.client().native_ptr(), stale.client().native_ptr()) {
+            warn!(why, "starting a new kafka producer");
             let fresh = producer_config(&self.brokers).create().map_err(invalid)?;
-            close_aside(std::mem::replace(&mut *producer, fresh));
+            let stale = std::mem::replace(&mut *current, fresh);
+            drop(current);
+            stale.purge(PurgeConfig::default().queue().inflight().non_blocking());
+            close_aside(stale);
         }
         Ok(())
     }
@@ -186,32 +200,86 @@ impl KafkaBus {
         }
     }
 
-    /// Sends every message, then waits for every acknowledgement; returns the messages
-    /// that failed with their errors.
-    async fn send_all<'m>(&self, batch: &[&'m Message]) -> Vec<(&'m Message, KafkaError)> {
-        let producer = self.producer();
-        let mut deliveries = Vec::with_capacity(batch.len());
-        for &message in batch {
-            deliveries.push(enqueue(&producer, message).await.map(|delivery| (message, delivery)));
-        }
+    /// Sends every message through `producer`, then waits for every acknowledgement;
+    /// returns the messages that failed with their errors. Meanwhile
+    /// [`KafkaBus::look_after_delivery`] watches the cluster.
+    async fn send_all<'m>(
+        &self,
+        producer: &FutureProducer,
+        batch: &[&'m Message],
+    ) -> Vec<(&'m Message, KafkaError)> {
         let mut failures = Vec::new();
-        let mut waiting = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            match delivery {
-                Ok(pending) => waiting.push(pending),
-                Err(failure) => failures.push(failure),
+        let mut waiting = Vec::with_capacity(batch.len());
+        for &message in batch {
+            match enqueue(producer, message).await {
+                Ok(delivery) => waiting.push((message, delivery)),
+                Err(error) => failures.push((message, error)),
             }
         }
-        let outcomes = join_all(waiting.into_iter().map(|(message, delivery)| async move {
+        let topics: HashSet<&str> = waiting.iter().map(|(m, _)| m.topic.as_str()).collect();
+        let deliveries = join_all(waiting.into_iter().map(|(message, delivery)| async move {
             match delivery.await {
                 Ok(Ok(_)) => None,
                 Ok(Err((error, _))) => Some((message, error)),
                 Err(_) => Some((message, KafkaError::Canceled)),
             }
-        }))
-        .await;
+        }));
+        let outcomes = tokio::select! {
+            outcomes = deliveries => outcomes,
+            never = self.look_after_delivery(producer, &topics) => match never {},
+        };
         failures.extend(outcomes.into_iter().flatten());
         failures
+    }
+
+    /// Looks after a publish waiting for acknowledgements, every [`DELIVERY_CHECK`]:
+    /// creates again those of `topics` the cluster lost, and renews `producer` when the
+    /// cluster lost its state. librdkafka would keep such messages queued until
+    /// [`MESSAGE_TIMEOUT`] rather than fail them. Runs until dropped.
+    ///
+    /// A broker that restarted empty shows as lost topics, unless someone created them
+    /// again first; what always shows is a cluster that answers yet acknowledges nothing
+    /// for [`STALLED_AFTER`]: a healthy one acknowledges within milliseconds.
+    async fn look_after_delivery(
+        &self,
+        producer: &FutureProducer,
+        topics: &HashSet<&str>,
+    ) -> Infallible {
+        let mut answering_since: Option<Instant> = None;
+        loop {
+            tokio::time::sleep(DELIVERY_CHECK).await;
+            let Ok(existing) = self.metadata().await else {
+                answering_since = None;
+                continue;
+            };
+            let lost: Vec<&str> = topics
+                .iter()
+                .copied()
+                .filter(|&topic| existing.iter().all(|info| info.name != topic))
+                .collect();
+            let why = if !lost.is_empty() {
+                self.recreate(&lost).await;
+                "the cluster lost its topics"
+            } else if answering_since.get_or_insert_with(Instant::now).elapsed() >= STALLED_AFTER {
+                "the cluster answers but acknowledges nothing"
+            } else {
+                continue;
+            };
+            answering_since = None;
+            if let Err(error) = self.renew_producer(producer, why) {
+                warn!(%error, "cannot start a new kafka producer");
+            }
+        }
+    }
+
+    async fn recreate(&self, topics: &[&str]) {
+        for &topic in topics {
+            warn!(topic, "the kafka cluster lost the topic; creating it again");
+            self.forget(topic);
+            if let Err(error) = self.ensure_topic(topic).await {
+                debug!(topic, %error, "cannot create the lost topic yet");
+            }
+        }
     }
 
     fn consumer_config(&self, group: &str) -> ClientConfig {
@@ -246,14 +314,17 @@ impl EventBus for KafkaBus {
             for topic in topics {
                 self.ensure_topic_patiently(topic, deadline).await?;
             }
-            let failures = self.send_all(&pending).await;
+            let producer = self.producer();
+            let failures = self.send_all(&producer, &pending).await;
             if let Some((_, error)) = failures.iter().find(|(_, e)| !is_retryable(e)) {
                 return Err(unavailable("publishing", error));
             }
             if failures.is_empty() {
                 return Ok(());
             }
-            self.renew_producer_if_fatal()?;
+            if failures.iter().any(|(_, error)| is_fatal(error)) {
+                self.renew_producer(&producer, "the producer failed fatally")?;
+            }
             for (message, error) in &failures {
                 if is_lost_topic(error) {
                     self.forget(&message.topic);
@@ -469,18 +540,17 @@ fn producer_config(brokers: &str) -> ClientConfig {
         .set("message.timeout.ms", MESSAGE_TIMEOUT.as_millis().to_string())
         // The Java client's partitioner, so that other clients agree on a key's partition.
         .set("partitioner", "murmur2_random")
-        // A lost topic comes back with our partitions (`ensure_topic`), not the broker's
-        // defaults; and an unknown topic fails its messages soon enough to be re-created.
-        .set("allow.auto.create.topics", "false")
-        .set("topic.metadata.propagation.max.ms", "10000");
+        // A lost topic comes back with our partitions and retention (see
+        // `look_after_delivery`), never with the broker's defaults.
+        .set("allow.auto.create.topics", "false");
     config
 }
 
 /// Hands one message to the producer, waiting while its queue is full.
-async fn enqueue<'m>(
+async fn enqueue(
     producer: &FutureProducer,
-    message: &'m Message,
-) -> Result<rdkafka::producer::DeliveryFuture, (&'m Message, KafkaError)> {
+    message: &Message,
+) -> Result<DeliveryFuture, KafkaError> {
     let id = message.id.map(|id| id.to_string());
     loop {
         let mut record = FutureRecord::to(&message.topic)
@@ -495,7 +565,7 @@ async fn enqueue<'m>(
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            Err((error, _)) => return Err((message, error)),
+            Err((error, _)) => return Err(error),
         }
     }
 }
@@ -607,9 +677,14 @@ fn is_lost_topic(error: &KafkaError) -> bool {
 }
 
 /// A publish failure that sending again can cure: the topic is created again, or the
-/// fatally failed producer replaced.
+/// producer replaced (which purges what the old one still held).
 fn is_retryable(error: &KafkaError) -> bool {
-    is_lost_topic(error) || is_fatal(error)
+    is_lost_topic(error)
+        || is_fatal(error)
+        || matches!(
+            code(error),
+            Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+        )
 }
 
 /// An idempotent producer's fatal state, which only a new producer leaves.
