@@ -91,6 +91,26 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|error| panic!("no free port: {error}"))
 }
 
+/// Starts a server and waits until it accepts connections on `port`.
+async fn start_listening(mut command: Command, port: u16, what: &str) -> Child {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {what} (see scripts/test): {error}"));
+    for _ in 0..200 {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited on port {port}: {status}");
+        }
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    panic!("{what} did not start on port {port}");
+}
+
 /// A Redis server of the test's own, on a random port, so stopping it disturbs no other
 /// test. Stopped when dropped.
 pub struct OwnRedis {
@@ -104,21 +124,14 @@ impl OwnRedis {
     }
 
     pub async fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start redis-server: {error}"));
-        let redis = Self { port, child };
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return redis;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not start on port {port}");
+        let mut command = Command::new("redis-server");
+        command.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]).args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]);
+        Self { port, child: start_listening(command, port, "redis-server").await }
     }
 
     pub fn url(&self) -> String {
@@ -153,27 +166,14 @@ impl OwnKafka {
     pub async fn start_on(port: u16) -> Self {
         let binary = std::env::var("TONEARM_TANSU").unwrap_or_else(|_| "tansu".to_owned());
         let listener = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .arg("broker")
             .args(["--listener-url", &listener, "--advertised-listener-url", &listener])
             .args(["--storage-engine", "memory://tansu/"])
             // tansu reads a `.env` from its working directory: keep the tree's out of it.
-            .current_dir(std::env::temp_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start {binary} (see scripts/test): {error}"));
-        let mut kafka = Self { port, child };
-        for _ in 0..200 {
-            if let Ok(Some(status)) = kafka.child.try_wait() {
-                panic!("{binary} exited on port {port}: {status}");
-            }
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return kafka;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("{binary} did not start on port {port}");
+            .current_dir(std::env::temp_dir());
+        Self { port, child: start_listening(command, port, &binary).await }
     }
 
     pub fn url(&self) -> String {

@@ -1,60 +1,13 @@
 //! Events leave each service through its outbox and reach the bus exactly once, in both
 //! shapes, whatever happens to the process.
 
-use std::{
-    collections::HashMap,
-    io::{BufRead, BufReader},
-    path::Path,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{collections::HashMap, path::Path, time::Duration};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::{succeeded, tonearm_cli, unique_email};
-
-/// `tonearm up` as its own process, so that it can be killed outright.
-struct UpProcess {
-    child: Child,
-    url: String,
-}
-
-impl UpProcess {
-    async fn start(data_dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tonearm"))
-            .args(["up", "--port", "0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let banner = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).unwrap();
-            line
-        })
-        .await
-        .unwrap();
-        let url = banner.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
-        Self { child, url }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for UpProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{UpProcess, succeeded, tonearm_cli, unique_email};
 
 async fn register(client: &reqwest::Client, url: &str, email: &str) -> String {
     let response = client

@@ -1,14 +1,10 @@
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Command, time::Duration};
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{TestApp, succeeded, token, tonearm_cli, unique_email};
+use crate::support::{TestApp, UpProcess, succeeded, token, tonearm_cli, unique_email};
 
 /// Checks one line of the Prometheus text format: `# HELP|TYPE …` or
 /// `name{label="value",…} number`.
@@ -155,27 +151,8 @@ fn migrate_prepares_the_database_without_serving() {
 #[tokio::test]
 async fn sigterm_lets_a_slow_request_finish() {
     let dir = TempDir::new().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tonearm"))
-        .args(["up", "--port", "0", "--data-dir"])
-        .arg(dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let banner = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
-    let url = banner
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
-        .to_owned();
+    let server = UpProcess::start(dir.path()).await;
+    let url = server.url.clone();
 
     let body = format!(
         r#"{{"email":"{}","password":"correct horse battery","display_name":"Slow"}}"#,
@@ -195,12 +172,11 @@ async fn sigterm_lets_a_slow_request_finish() {
             .send(),
     );
     tokio::time::sleep(Duration::from_millis(900)).await;
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    server.terminate();
 
     let response = request.await.unwrap().expect("the in-flight request is answered");
     assert_eq!(response.status(), StatusCode::CREATED);
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let status = server.wait().await;
     assert!(status.success(), "clean exit after draining: {status}");
 }
 

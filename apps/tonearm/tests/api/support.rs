@@ -1,6 +1,8 @@
 use std::{
+    io::{BufRead, BufReader},
     net::SocketAddr,
     path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
     sync::{Arc, Once},
 };
 
@@ -184,7 +186,7 @@ pub async fn assert_problem(response: Response, status: StatusCode) -> Value {
 
 /// Runs the `tonearm` binary on a data dir, as an operator would.
 pub fn tonearm_cli(args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tonearm"))
+    Command::new(env!("CARGO_BIN_EXE_tonearm"))
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
@@ -198,4 +200,64 @@ pub fn tonearm_cli(args: &[&str], data_dir: &Path, env: &[(&str, &str)]) -> std:
 pub fn succeeded(output: &std::process::Output) -> String {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// `tonearm up` as its own process, to be signalled or killed outright.
+pub struct UpProcess {
+    child: Option<Child>,
+    pub url: String,
+}
+
+impl UpProcess {
+    pub async fn start(data_dir: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tonearm"))
+            .args(["up", "--port", "0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let banner = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).unwrap();
+            line
+        })
+        .await
+        .unwrap();
+        let url = banner
+            .split_whitespace()
+            .find(|word| word.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+            .to_owned();
+        Self { child: Some(child), url }
+    }
+
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping the process would.
+    pub fn terminate(&self) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    }
+
+    pub async fn wait(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap()
+    }
+}
+
+impl Drop for UpProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
