@@ -189,3 +189,23 @@ impl Drop for OwnKafka {
         let _ = self.child.wait();
     }
 }
+
+/// The test S3-compatible server (`scripts/test` starts s3s-fs): endpoint, bucket, access
+/// key and secret, from `TONEARM_TEST_S3_*`.
+pub struct S3Server {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+pub fn s3_server() -> S3Server {
+    let var =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+    S3Server {
+        endpoint: var("TONEARM_TEST_S3_ENDPOINT", "http://127.0.0.1:9900"),
+        bucket: var("TONEARM_TEST_S3_BUCKET", "tonearm-test"),
+        access_key_id: var("TONEARM_TEST_S3_ACCESS_KEY", "tonearm"),
+        secret_access_key: var("TONEARM_TEST_S3_SECRET_KEY", "tonearm-secret"),
+    }
+}
