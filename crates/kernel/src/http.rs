@@ -229,7 +229,7 @@ async fn healthz() -> axum::Json<serde_json::Value> {
         (status = 503, body = Problem, description = "A dependency is unavailable"),
     ))]
 async fn readyz(State(probes): State<Probes>) -> Result<axum::Json<serde_json::Value>, Problem> {
-    let checks = futures_like_join(&probes).await;
+    let checks = run_probes(&probes).await;
     let failing: Vec<String> = checks
         .iter()
         .filter_map(|(name, result)| result.as_ref().err().map(|e| format!("{name}: {e}")))
@@ -243,7 +243,7 @@ async fn readyz(State(probes): State<Probes>) -> Result<axum::Json<serde_json::V
     }
 }
 
-async fn futures_like_join(probes: &Probes) -> Vec<(String, Result<(), String>)> {
+async fn run_probes(probes: &Probes) -> Vec<(String, Result<(), String>)> {
     let mut tasks = tokio::task::JoinSet::new();
     for (index, probe) in probes.iter().cloned().enumerate() {
         tasks.spawn(async move {
