@@ -7,6 +7,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -140,9 +141,22 @@ impl Consumer {
     /// dead-lettered.
     async fn handle_record(&self, record: &Record) -> Result<(), String> {
         let envelope = record.envelope().map_err(|error| error.to_string())?;
+        let span = tracing::info_span!(
+            "handle event",
+            event_type = %envelope.event_type,
+            event_id = %envelope.id,
+            group = %self.group,
+        );
+        if let Some(traceparent) = envelope.headers.get(crate::envelope::TRACEPARENT) {
+            kernel::telemetry::follow_traceparent(&span, traceparent);
+        }
+        self.handle_with_retries(&envelope).instrument(span).await
+    }
+
+    async fn handle_with_retries(&self, envelope: &Envelope) -> Result<(), String> {
         let mut attempt = 1;
         loop {
-            match self.handler.handle(&envelope).await {
+            match self.handler.handle(envelope).await {
                 Ok(()) => return Ok(()),
                 Err(HandlerError::Rejected(reason)) => return Err(reason),
                 Err(HandlerError::Transient(reason)) if attempt >= self.options.max_attempts => {

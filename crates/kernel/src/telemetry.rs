@@ -57,6 +57,17 @@ pub fn current_traceparent() -> Option<String> {
     carrier.remove("traceparent")
 }
 
+/// Makes `span` a child of the trace a `traceparent` names, so that a consumer's work
+/// shows under the request that caused the event.
+pub fn follow_traceparent(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::propagation::TextMapPropagator;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    span.set_parent(parent);
+}
+
 /// Installs the global subscriber. Call once, at the start of `main`.
 pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_from_default_env()

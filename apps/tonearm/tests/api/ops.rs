@@ -181,3 +181,53 @@ async fn sigterm_lets_a_slow_request_finish() {
 }
 
 use futures::StreamExt as _;
+
+/// With an OTLP endpoint configured, request spans are exported and the events a request
+/// causes carry its trace context.
+#[tokio::test]
+async fn traces_are_exported_over_otlp_and_follow_events() {
+    use std::sync::{Arc, Mutex};
+
+    let exported: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = exported.clone();
+    let collector = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push(format!("{} {}", request.method(), request.uri().path()));
+            StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let dir = TempDir::new().unwrap();
+    let server = UpProcess::start_with(
+        dir.path(),
+        &[("RUST_LOG", "warn,kernel=info"), ("TONEARM_TELEMETRY__OTLP_ENDPOINT", &endpoint)],
+    )
+    .await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/auth/register", server.url))
+        .json(&serde_json::json!({
+            "email": unique_email(), "password": "correct horse battery", "display_name": "Traced"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    server.terminate();
+    assert!(server.wait().await.success());
+
+    let requests = exported.lock().unwrap().clone();
+    assert!(requests.iter().any(|r| r == "POST /v1/traces"), "spans exported: {requests:?}");
+
+    let tail = succeeded(&tonearm_cli(
+        &["events", "tail", "user.registered", "--from-beginning"],
+        dir.path(),
+        &[],
+    ));
+    let envelope: Value = serde_json::from_str(tail.lines().next().unwrap()).unwrap();
+    let traceparent = envelope["headers"]["traceparent"].as_str().unwrap_or_default();
+    assert!(traceparent.starts_with("00-") && traceparent.len() == 55, "{envelope}");
+}

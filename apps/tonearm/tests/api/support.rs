@@ -210,19 +210,30 @@ pub struct UpProcess {
 
 impl UpProcess {
     pub async fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[("RUST_LOG", "warn")]).await
+    }
+
+    /// Starts it with extra environment; waits for the line that says where it listens,
+    /// then keeps draining its output so that logging never blocks it.
+    pub async fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tonearm"))
             .args(["up", "--port", "0", "--data-dir"])
             .arg(data_dir)
-            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let banner = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).unwrap();
-            line
+            let mut lines = BufReader::new(stdout).lines();
+            let banner = lines
+                .by_ref()
+                .map_while(Result::ok)
+                .find(|line| line.starts_with("Tonearm is up on"))
+                .expect("tonearm up prints where it listens");
+            std::thread::spawn(move || lines.for_each(drop));
+            banner
         })
         .await
         .unwrap();
