@@ -5,14 +5,16 @@ use auth::AuthService;
 use axum::Router;
 use bus::{
     BusProbe, EventBus,
-    outbox::{Relay, RelayHandle, RelayOptions},
+    outbox::{OutboxStore, Relay, RelayHandle, RelayOptions},
 };
+use catalog::CatalogService;
 use gateway::{GatewayParts, RemoteDirectory, RemoteService, Route, Upstream, UpstreamProbe};
 use kernel::{
     cache::{self, Cache},
     db::SqlPool,
     http::{CacheProbe, Probe, Server, SqlProbe},
 };
+use objects::{Objects, ObjectsProbe};
 use utoipa::openapi::{
     OpenApi,
     security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -25,6 +27,7 @@ use crate::settings::Settings;
 pub enum ServiceName {
     Gateway,
     Auth,
+    Catalog,
 }
 
 /// A bound server with its router and the background work of its services, ready to run.
@@ -43,20 +46,32 @@ impl App {
         let shared = open_cache(&settings.auth_cache_url()).await?;
         let bus = open_bus(settings).await?;
         let (auth, auth_pool) = open_auth(settings, shared.clone()).await?;
-        let relays = vec![relay("auth", &auth, &bus)];
+        let (catalog, catalog_pool, objects) = open_catalog(settings).await?;
+        let relays = vec![
+            relay("auth", auth.store().clone(), &bus),
+            relay("catalog", catalog.store().clone(), &bus),
+        ];
+        let upload_limit = upload_limit(&catalog);
         let (auth_router, auth_api) = auth::router(auth.clone());
+        let (catalog_router, catalog_api) = catalog::router(catalog);
         let probes: Vec<Arc<dyn Probe>> = vec![
             Arc::new(SqlProbe { name: "auth.database".into(), pool: auth_pool }),
+            Arc::new(SqlProbe { name: "catalog.database".into(), pool: catalog_pool }),
             Arc::new(CacheProbe { name: "cache".into(), cache: shared.clone() }),
             Arc::new(BusProbe(bus)),
+            Arc::new(ObjectsProbe(objects)),
         ];
         let router = gateway::router(GatewayParts {
             config: settings.gateway.clone(),
             directory: auth,
             cache: shared,
-            api: public_api([&auth_api]),
-            routes: vec![Route { upstream: Upstream::Local(auth_router), api: auth_api }],
+            api: public_api([&auth_api, &catalog_api]),
+            routes: vec![
+                Route { upstream: Upstream::Local(auth_router), api: auth_api },
+                Route { upstream: Upstream::Local(catalog_router), api: catalog_api },
+            ],
             probes,
+            route_body_limits: vec![upload_limit],
         });
         Self::bind(settings, router, relays).await
     }
@@ -68,7 +83,7 @@ impl App {
                 let cache = open_cache(&settings.auth_cache_url()).await?;
                 let bus = open_bus(settings).await?;
                 let (auth, pool) = open_auth(settings, cache.clone()).await?;
-                let relays = vec![relay("auth", &auth, &bus)];
+                let relays = vec![relay("auth", auth.store().clone(), &bus)];
                 let (public, _) = auth::router(auth.clone());
                 let probes: Vec<Arc<dyn Probe>> = vec![
                     Arc::new(SqlProbe { name: "auth.database".into(), pool }),
@@ -80,6 +95,19 @@ impl App {
                         .merge(auth::internal_router(auth))
                         .merge(kernel::http::ops_router(probes)),
                 );
+                (router, relays)
+            }
+            ServiceName::Catalog => {
+                let bus = open_bus(settings).await?;
+                let (catalog, pool, objects) = open_catalog(settings).await?;
+                let relays = vec![relay("catalog", catalog.store().clone(), &bus)];
+                let (public, _) = catalog::router(catalog);
+                let probes: Vec<Arc<dyn Probe>> = vec![
+                    Arc::new(SqlProbe { name: "catalog.database".into(), pool }),
+                    Arc::new(BusProbe(bus)),
+                    Arc::new(ObjectsProbe(objects)),
+                ];
+                let router = kernel::http::observe(public.merge(kernel::http::ops_router(probes)));
                 (router, relays)
             }
             ServiceName::Gateway => (gateway_alone(settings).await?, Vec::new()),
@@ -134,9 +162,32 @@ async fn open_bus(settings: &Settings) -> anyhow::Result<Arc<dyn EventBus>> {
 }
 
 /// Publishes a service's outbox to the bus in the background.
-fn relay(service: &'static str, auth: &Arc<AuthService>, bus: &Arc<dyn EventBus>) -> RelayHandle {
-    let outbox: Arc<dyn bus::outbox::OutboxStore> = auth.store().clone();
+fn relay(
+    service: &'static str,
+    outbox: Arc<dyn OutboxStore>,
+    bus: &Arc<dyn EventBus>,
+) -> RelayHandle {
     Relay::new(service, outbox, bus.clone(), RelayOptions::default()).spawn()
+}
+
+/// Opens the catalog store (migrated) and object storage, and builds the service.
+pub async fn open_catalog(
+    settings: &Settings,
+) -> anyhow::Result<(Arc<CatalogService>, SqlPool, Objects)> {
+    let url = settings.catalog_database_url();
+    let pool = SqlPool::connect(&url, catalog::DATABASE_NAME).await?;
+    let store =
+        catalog::store::open(pool.clone()).await.context("migrating the catalog database")?;
+    let objects = Objects::connect(&settings.storage, &settings.data_dir).await?;
+    tracing::info!(engine = pool.engine(), storage = objects.engine(), "catalog ready");
+    let service = CatalogService::new(store, objects.clone(), settings.catalog.clone());
+    Ok((Arc::new(service), pool, objects))
+}
+
+/// Uploads take bodies far larger than the API's default limit.
+fn upload_limit(catalog: &CatalogService) -> (String, usize) {
+    let limit = usize::try_from(catalog.max_upload_bytes()).unwrap_or(usize::MAX);
+    ("/v1/tracks".to_owned(), limit)
 }
 
 /// Opens the auth store (migrated) and builds the service.
@@ -160,8 +211,7 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
     )?;
     let auth = RemoteService::new("auth", auth_url, timeout)?;
     let cache = open_cache(&settings.gateway_cache_url()).await?;
-    let auth_api = auth::openapi();
-    let probes: Vec<Arc<dyn Probe>> = vec![
+    let mut probes: Vec<Arc<dyn Probe>> = vec![
         Arc::new(CacheProbe { name: "gateway.cache".into(), cache: cache.clone() }),
         Arc::new(UpstreamProbe(auth.clone())),
     ];
@@ -170,13 +220,22 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
         cache.clone(),
         Duration::from_secs(config.grant_max_age_secs),
     ));
+    let mut routes = vec![Route { upstream: Upstream::Remote(auth), api: auth::openapi() }];
+    // Services other than auth are optional: the gateway fronts those it is told about.
+    if let Some(url) = config.upstreams.get("catalog") {
+        let catalog = RemoteService::new("catalog", url, timeout)?;
+        probes.push(Arc::new(UpstreamProbe(catalog.clone())));
+        routes.push(Route { upstream: Upstream::Remote(catalog), api: catalog::openapi() });
+    }
+    let upload_limit = usize::try_from(settings.catalog.max_upload_bytes).unwrap_or(usize::MAX);
     Ok(gateway::router(GatewayParts {
         config: config.clone(),
         directory,
         cache,
-        api: public_api([&auth_api]),
-        routes: vec![Route { upstream: Upstream::Remote(auth), api: auth_api }],
+        api: public_api(routes.iter().map(|route| &route.api)),
+        routes,
         probes,
+        route_body_limits: vec![("/v1/tracks".to_owned(), upload_limit)],
     }))
 }
 

@@ -150,15 +150,22 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             tracing::info!(service = ?service, addr = %app.local_addr()?, "serving");
             app.run_until(kernel::http::shutdown_signal()).await
         }
-        Command::Migrate { service: None | Some(ServiceName::Auth) } => {
-            let url = settings.auth_database_url();
-            let pool = kernel::db::SqlPool::connect(&url, auth::DATABASE_NAME).await?;
-            auth::store::open(pool).await.context("migrating the auth database")?;
-            announce(&format!("auth: migrated {url}"));
-            Ok(())
-        }
-        Command::Migrate { service: Some(ServiceName::Gateway) } => {
-            announce("gateway: no database to migrate");
+        Command::Migrate { service } => {
+            if matches!(service, None | Some(ServiceName::Auth)) {
+                let url = settings.auth_database_url();
+                let pool = kernel::db::SqlPool::connect(&url, auth::DATABASE_NAME).await?;
+                auth::store::open(pool).await.context("migrating the auth database")?;
+                announce(&format!("auth: migrated {url}"));
+            }
+            if matches!(service, None | Some(ServiceName::Catalog)) {
+                let url = settings.catalog_database_url();
+                let pool = kernel::db::SqlPool::connect(&url, catalog::DATABASE_NAME).await?;
+                catalog::store::open(pool).await.context("migrating the catalog database")?;
+                announce(&format!("catalog: migrated {url}"));
+            }
+            if service == Some(ServiceName::Gateway) {
+                announce("gateway: no database to migrate");
+            }
             Ok(())
         }
         Command::Users { command } => {

@@ -4,8 +4,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use auth::AuthConfig;
 use bus::BusConfig;
+use catalog::CatalogConfig;
 use gateway::GatewayConfig;
 use kernel::{engine::EngineUrl, telemetry::TelemetryConfig};
+use objects::StorageConfig;
 use serde::Deserialize;
 
 /// The documented default configuration file, printed by `tonearm config default`.
@@ -18,7 +20,9 @@ pub struct Settings {
     pub server: ServerConfig,
     pub telemetry: TelemetryConfig,
     pub events: BusConfig,
+    pub storage: StorageConfig,
     pub auth: AuthConfig,
+    pub catalog: CatalogConfig,
     pub gateway: GatewayConfig,
 }
 
@@ -29,7 +33,9 @@ impl Default for Settings {
             server: ServerConfig::default(),
             telemetry: TelemetryConfig::default(),
             events: BusConfig::default(),
+            storage: StorageConfig::default(),
             auth: AuthConfig::default(),
+            catalog: CatalogConfig::default(),
             gateway: GatewayConfig::default(),
         }
     }
@@ -71,6 +77,11 @@ impl Settings {
     /// The auth database: as configured, else a SQLite file in the data directory.
     pub fn auth_database_url(&self) -> EngineUrl {
         self.auth.database_url.clone().unwrap_or_else(|| self.sqlite_in_data_dir("auth.db"))
+    }
+
+    /// The catalog database: as configured, else a SQLite file in the data directory.
+    pub fn catalog_database_url(&self) -> EngineUrl {
+        self.catalog.database_url.clone().unwrap_or_else(|| self.sqlite_in_data_dir("catalog.db"))
     }
 
     pub fn auth_cache_url(&self) -> EngineUrl {

@@ -51,6 +51,9 @@ pub struct GatewayParts {
     /// The whole public API, served at `/v1/openapi.json` and browsable at `/docs`.
     pub api: OpenApi,
     pub probes: Vec<Arc<dyn Probe>>,
+    /// Paths (as documented, e.g. `/v1/tracks`) that accept bodies larger than
+    /// `body_limit_bytes`, with their own limit.
+    pub route_body_limits: Vec<(String, usize)>,
 }
 
 struct Gateway {
@@ -58,6 +61,8 @@ struct Gateway {
     limiter: RateLimiter,
     trust_forwarded_for: bool,
     body_limit: usize,
+    /// Routes that take larger bodies than the default (uploads), by matched path.
+    route_body_limits: std::collections::HashMap<String, usize>,
 }
 
 const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -71,6 +76,7 @@ pub fn router(parts: GatewayParts) -> Router {
         limiter: RateLimiter::new(parts.cache, parts.config.rate_limits),
         trust_forwarded_for: parts.config.trust_forwarded_for,
         body_limit: parts.config.body_limit_bytes,
+        route_body_limits: parts.route_body_limits.into_iter().collect(),
     });
     let mut api = Router::new();
     for route in parts.routes {
@@ -129,7 +135,7 @@ async fn admit(State(gateway): State<Arc<Gateway>>, mut request: Request, next: 
     let decision = gateway.limiter.spend(&budget).await;
     let mut response = if !decision.allowed {
         Problem::too_many_requests(decision.reset_secs).into_response()
-    } else if let Some(problem) = gateway.oversized(request.headers()) {
+    } else if let Some(problem) = gateway.oversized(&request) {
         problem.into_response()
     } else {
         match identity {
@@ -203,15 +209,27 @@ impl Gateway {
             .unwrap_or_else(|| "unknown".to_owned())
     }
 
-    fn oversized(&self, headers: &HeaderMap) -> Option<Problem> {
-        let declared = headers
+    /// The body limit of the route a request matched.
+    fn body_limit(&self, request: &Request) -> usize {
+        request
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .and_then(|path| self.route_body_limits.get(path.as_str()))
+            .copied()
+            .unwrap_or(self.body_limit)
+    }
+
+    fn oversized(&self, request: &Request) -> Option<Problem> {
+        let limit = self.body_limit(request);
+        let declared = request
+            .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<usize>().ok())?;
-        (declared > self.body_limit).then(|| {
+        (declared > limit).then(|| {
             Problem::new(
                 http::StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the request body is larger than {} bytes", self.body_limit),
+                format!("the request body is larger than {limit} bytes"),
             )
         })
     }
@@ -219,6 +237,7 @@ impl Gateway {
     /// Sets the identity headers services trust and bounds the body even when its
     /// length was not declared.
     fn prepare(&self, request: Request, grant: Option<&SessionGrant>, client_ip: &str) -> Request {
+        let limit = self.body_limit(&request);
         let (mut parts, body) = request.into_parts();
         if let Some(grant) = grant {
             for (name, value) in Caller::headers(grant) {
@@ -230,6 +249,6 @@ impl Gateway {
         if let Ok(value) = HeaderValue::from_str(client_ip) {
             parts.headers.insert(caller::CLIENT_IP, value);
         }
-        Request::from_parts(parts, Body::new(Limited::new(body, self.body_limit)))
+        Request::from_parts(parts, Body::new(Limited::new(body, limit)))
     }
 }

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod catalog;
 mod events;
 mod faults;
 mod limits;

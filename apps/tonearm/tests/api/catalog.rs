@@ -1,0 +1,209 @@
+//! The catalog through the gateway: uploads, their tracks, albums and artists.
+
+use reqwest::{Method, StatusCode, multipart};
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, assert_problem, token, unique_email};
+
+/// A mono 16-bit PCM WAV of `seconds` of a quiet tone, distinct per `seed`.
+pub fn wav(seconds: u32, seed: u8) -> Vec<u8> {
+    let rate = 8_000_u32;
+    let samples: Vec<i16> = (0..rate * seconds)
+        .map(|i| ((f64::from(i) * 0.05 * f64::from(seed + 1)).sin() * 3_000.0) as i16)
+        .collect();
+    let data_len = u32::try_from(samples.len() * 2).unwrap();
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"RIFF");
+    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
+    bytes.extend_from_slice(b"WAVEfmt ");
+    bytes.extend_from_slice(&16_u32.to_le_bytes());
+    bytes.extend_from_slice(&1_u16.to_le_bytes());
+    bytes.extend_from_slice(&1_u16.to_le_bytes());
+    bytes.extend_from_slice(&rate.to_le_bytes());
+    bytes.extend_from_slice(&(rate * 2).to_le_bytes());
+    bytes.extend_from_slice(&2_u16.to_le_bytes());
+    bytes.extend_from_slice(&16_u16.to_le_bytes());
+    bytes.extend_from_slice(b"data");
+    bytes.extend_from_slice(&data_len.to_le_bytes());
+    for sample in samples {
+        bytes.extend_from_slice(&sample.to_le_bytes());
+    }
+    bytes
+}
+
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    bytes: Vec<u8>,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = multipart::Form::new();
+    for (field, value) in fields {
+        form = form.text(field.to_string(), value.to_string());
+    }
+    form = form.part("file", multipart::Part::bytes(bytes).file_name(name.to_owned()));
+    app.client.post(app.url("/v1/tracks")).bearer_auth(token).multipart(form).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_upload_becomes_a_track_and_the_same_content_is_recognised() {
+    let app = TestApp::up().await;
+    let ada = token(&app.register(&unique_email()).await, "access_token");
+
+    let accepted = upload(&app, &ada, "Night Drive.wav", wav(3, 1), &[]).await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let accepted: Value = accepted.json().await.unwrap();
+    assert_eq!(accepted["status"], "processing");
+    let id = accepted["id"].as_str().unwrap().to_owned();
+
+    let track: Value = app.get(&format!("/v1/tracks/{id}"), Some(&ada)).await.json().await.unwrap();
+    assert_eq!(track["title"], "Night Drive", "named after the file without tags");
+    assert_eq!(track["artist"]["name"], "Unknown Artist");
+    assert_eq!(track["duration_ms"], 3_000);
+    assert_eq!(track["status"], "processing");
+
+    // The same bytes under another name, from another user: the existing track.
+    let bob = token(&app.register(&unique_email()).await, "access_token");
+    let again = upload(&app, &bob, "copy.wav", wav(3, 1), &[]).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], id);
+    assert_eq!(again["duplicate"], true);
+
+    let listed: Value = app.get("/v1/tracks?sort=title", Some(&ada)).await.json().await.unwrap();
+    assert_eq!(listed["total"], 1);
+    assert_eq!(listed["items"][0]["id"], id);
+    assert_eq!(listed["items"][0]["artist"]["name"], "Unknown Artist");
+}
+
+#[tokio::test]
+async fn upload_fields_override_tags_and_fill_albums_and_artists() {
+    let app = TestApp::up().await;
+    let ada = token(&app.register(&unique_email()).await, "access_token");
+    for (seed, title) in [(2, "Blue"), (3, "Green")] {
+        let response = upload(
+            &app,
+            &ada,
+            "x.wav",
+            wav(1, seed),
+            &[("title", title), ("artist", "Nina Simone"), ("album", "Colours")],
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let albums: Value = app.get("/v1/albums", Some(&ada)).await.json().await.unwrap();
+    assert_eq!(albums["total"], 1);
+    let album_id = albums["items"][0]["id"].as_str().unwrap().to_owned();
+    let album: Value =
+        app.get(&format!("/v1/albums/{album_id}"), Some(&ada)).await.json().await.unwrap();
+    assert_eq!(album["title"], "Colours");
+    assert_eq!(album["tracks"].as_array().unwrap().len(), 2);
+
+    let artists: Value = app.get("/v1/artists", Some(&ada)).await.json().await.unwrap();
+    let artist_id = artists["items"][0]["id"].as_str().unwrap().to_owned();
+    let artist: Value =
+        app.get(&format!("/v1/artists/{artist_id}"), Some(&ada)).await.json().await.unwrap();
+    assert_eq!(artist["name"], "Nina Simone");
+    assert_eq!(artist["albums"][0]["title"], "Colours");
+}
+
+#[tokio::test]
+async fn bad_uploads_get_clear_problems_and_leave_nothing_behind() {
+    let app = TestApp::up().await;
+    let ada = token(&app.register(&unique_email()).await, "access_token");
+
+    let garbage = upload(&app, &ada, "song.mp3", b"this is not audio at all".to_vec(), &[]).await;
+    assert_problem(garbage, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let empty = upload(&app, &ada, "empty.wav", Vec::new(), &[]).await;
+    assert_problem(empty, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let no_file = app
+        .client
+        .post(app.url("/v1/tracks"))
+        .bearer_auth(&ada)
+        .multipart(multipart::Form::new().text("title", "nothing"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(no_file, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let anonymous = app
+        .client
+        .post(app.url("/v1/tracks"))
+        .multipart(multipart::Form::new())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(anonymous, StatusCode::UNAUTHORIZED).await;
+
+    let listed: Value = app.get("/v1/tracks", Some(&ada)).await.json().await.unwrap();
+    assert_eq!(listed["total"], 0, "no half-written catalog entry");
+    let media = app.data_dir.join("media");
+    let stored = walk(&media);
+    assert!(stored.is_empty(), "no orphan files: {stored:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() { walk(&path) } else { vec![path] }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn only_the_uploader_edits_or_deletes_and_deletion_is_published() {
+    let app = TestApp::up().await;
+    let ada = token(&app.register(&unique_email()).await, "access_token");
+    let bob = token(&app.register(&unique_email()).await, "access_token");
+    let accepted: Value =
+        upload(&app, &ada, "mine.wav", wav(1, 4), &[]).await.json().await.unwrap();
+    let path = format!("/v1/tracks/{}", accepted["id"].as_str().unwrap());
+
+    let refused =
+        app.send(Method::PATCH, &path, Some(&bob), Some(json!({"title": "Stolen"}))).await;
+    assert_problem(refused, StatusCode::FORBIDDEN).await;
+    let invalid = app.send(Method::PATCH, &path, Some(&ada), Some(json!({"year": 12}))).await;
+    assert_problem(invalid, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let edited = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&ada),
+            Some(json!({"title": "Mine", "genre": "Ambient", "artist": "Ada"})),
+        )
+        .await;
+    assert_eq!(edited.status(), StatusCode::OK);
+    let edited: Value = edited.json().await.unwrap();
+    assert_eq!(
+        (edited["title"].as_str(), edited["genre"].as_str()),
+        (Some("Mine"), Some("Ambient"))
+    );
+    assert_eq!(edited["artist"]["name"], "Ada");
+
+    assert_problem(app.send(Method::DELETE, &path, Some(&bob), None).await, StatusCode::FORBIDDEN)
+        .await;
+    assert_eq!(
+        app.send(Method::DELETE, &path, Some(&ada), None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_problem(app.get(&path, Some(&ada)).await, StatusCode::NOT_FOUND).await;
+    assert!(walk(&app.data_dir.join("media")).is_empty(), "its media went with it");
+
+    let mut deleted = false;
+    for _ in 0..50 {
+        let output = crate::support::tonearm_cli(
+            &["events", "tail", "track.deleted", "--from-beginning"],
+            &app.data_dir,
+            &[],
+        );
+        if String::from_utf8_lossy(&output.stdout).contains(accepted["id"].as_str().unwrap()) {
+            deleted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(deleted, "track.deleted was published");
+}

@@ -1,0 +1,12 @@
+//! The catalog's plain types and rules: no HTTP, no SQL.
+
+mod format;
+mod tags;
+mod track;
+
+pub use format::AudioFormat;
+pub use tags::{TrackTags, read_tags};
+pub use track::{
+    Album, AlbumSummary, Artist, ArtistSummary, CatalogError, NewTrack, Track, TrackEdit,
+    TrackSort, TrackStatus, UNKNOWN_ARTIST,
+};

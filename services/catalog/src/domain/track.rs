@@ -1,0 +1,136 @@
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::AudioFormat;
+
+/// The artist a file without one is filed under.
+pub const UNKNOWN_ARTIST: &str = "Unknown Artist";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artist {
+    pub id: Uuid,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Album {
+    pub id: Uuid,
+    pub title: String,
+    pub artist: Artist,
+    pub year: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackStatus {
+    Processing,
+    Ready,
+    Failed,
+}
+
+impl TrackStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::Ready => "ready",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Processing, Self::Ready, Self::Failed].into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Track {
+    pub id: Uuid,
+    pub title: String,
+    pub artist: Artist,
+    /// The album's id and title (its artist may differ from the track's).
+    pub album: (Uuid, String),
+    pub track_number: Option<u32>,
+    pub disc_number: Option<u32>,
+    pub year: Option<i32>,
+    pub genre: Option<String>,
+    pub duration_ms: u64,
+    pub content_hash: String,
+    pub format: AudioFormat,
+    pub size_bytes: u64,
+    pub status: TrackStatus,
+    pub error: Option<String>,
+    pub loudness_lufs: Option<f64>,
+    pub uploaded_by: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A track about to be stored; its artist and album are found by name, or created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTrack {
+    pub id: Uuid,
+    pub title: String,
+    pub artist_name: String,
+    pub album_title: String,
+    pub track_number: Option<u32>,
+    pub disc_number: Option<u32>,
+    pub year: Option<i32>,
+    pub genre: Option<String>,
+    pub duration_ms: u64,
+    pub content_hash: String,
+    pub format: AudioFormat,
+    pub size_bytes: u64,
+    pub uploaded_by: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A change to a track's descriptive fields; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrackEdit {
+    pub title: Option<String>,
+    pub artist_name: Option<String>,
+    pub album_title: Option<String>,
+    pub genre: Option<String>,
+    pub year: Option<i32>,
+    pub track_number: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackSort {
+    /// Newest first.
+    Recent,
+    /// By title, case-insensitively.
+    Title,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlbumSummary {
+    pub album: Album,
+    pub tracks: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtistSummary {
+    pub artist: Artist,
+    pub albums: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{field} {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("the file is not audio Tonearm can play (MP3, FLAC, WAV, OGG Vorbis, M4A/AAC)")]
+    UnsupportedFormat,
+    #[error("the upload has no `file` part")]
+    MissingFile,
+    #[error("the file is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("only the uploader or an admin may change this track")]
+    NotYours,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Objects(#[from] objects::ObjectsError),
+    #[error("upload failed: {0}")]
+    Upload(String),
+}

@@ -1,0 +1,277 @@
+//! The catalog's operations: uploads in, tracks, albums and artists out.
+
+use std::{path::PathBuf, sync::Arc};
+
+use bus::{Envelope, events::TrackDeleted};
+use bytes::Bytes;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use futures::{Stream, StreamExt};
+use kernel::caller::Caller;
+use objects::{ObjectKey, Objects};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use uuid::Uuid;
+
+use crate::{
+    config::CatalogConfig,
+    domain::{
+        Album, AlbumSummary, Artist, ArtistSummary, AudioFormat, CatalogError, NewTrack, Track,
+        TrackEdit, TrackSort, read_tags,
+    },
+    store::{CatalogStore, StoreError},
+};
+
+fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    now.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(now)
+}
+
+/// An upload spooled to a local file, with what was learned while it streamed in.
+pub struct Spooled {
+    file: tempfile::TempPath,
+    pub size: u64,
+    pub content_hash: String,
+    pub format: Option<AudioFormat>,
+}
+
+/// Names given in the upload that override the file's own tags.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub title: Option<String>,
+    pub artist: Option<String>,
+    pub album: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum Uploaded {
+    Created(Track),
+    /// The same content was uploaded before: this is that track.
+    Duplicate(Track),
+}
+
+pub struct CatalogService {
+    store: Arc<dyn CatalogStore>,
+    objects: Objects,
+    config: CatalogConfig,
+}
+
+/// Where a track's media lives in object storage.
+pub fn media_prefix(track: Uuid) -> Result<ObjectKey, CatalogError> {
+    Ok(ObjectKey::parse(&format!("tracks/{track}"))?)
+}
+
+impl CatalogService {
+    pub fn new(store: Arc<dyn CatalogStore>, objects: Objects, config: CatalogConfig) -> Self {
+        Self { store, objects, config }
+    }
+
+    pub fn store(&self) -> &Arc<dyn CatalogStore> {
+        &self.store
+    }
+
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.config.max_upload_bytes
+    }
+
+    /// Streams an upload to a temporary file, hashing it and noting its format on the
+    /// way, and refusing it once it passes the size limit. Never holds it whole in memory.
+    pub async fn spool<S, E>(&self, stream: S) -> Result<Spooled, CatalogError>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let (file, path) = tempfile::NamedTempFile::new()
+            .map_err(|e| CatalogError::Upload(e.to_string()))?
+            .into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut hasher = Sha256::new();
+        let mut head = Vec::with_capacity(AudioFormat::SNIFF_LEN);
+        let mut size = 0_u64;
+        futures::pin_mut!(stream);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| CatalogError::Upload(e.to_string()))?;
+            size += chunk.len() as u64;
+            if size > self.config.max_upload_bytes {
+                return Err(CatalogError::TooLarge { limit: self.config.max_upload_bytes });
+            }
+            if head.len() < AudioFormat::SNIFF_LEN {
+                let take = (AudioFormat::SNIFF_LEN - head.len()).min(chunk.len());
+                head.extend_from_slice(&chunk[..take]);
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(|e| CatalogError::Upload(e.to_string()))?;
+        }
+        file.flush().await.map_err(|e| CatalogError::Upload(e.to_string()))?;
+        let content_hash = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Spooled { file: path, size, content_hash, format: AudioFormat::sniff(&head) })
+    }
+
+    /// Files a spooled upload: known content answers with its track; anything else is
+    /// stored (original in object storage, track `processing`). A failure leaves neither
+    /// a track nor an object behind.
+    pub async fn ingest(
+        &self,
+        caller: &Caller,
+        spooled: Spooled,
+        file_name: Option<String>,
+        overrides: Overrides,
+    ) -> Result<Uploaded, CatalogError> {
+        if spooled.size == 0 {
+            return Err(CatalogError::Invalid { field: "file", reason: "is empty".into() });
+        }
+        let format = spooled.format.ok_or(CatalogError::UnsupportedFormat)?;
+        if let Some(existing) = self.store.track_by_hash(&spooled.content_hash).await? {
+            return Ok(Uploaded::Duplicate(existing));
+        }
+        let path: PathBuf = spooled.file.to_path_buf();
+        let tags = tokio::task::spawn_blocking(move || read_tags(&path, file_name.as_deref()))
+            .await
+            .map_err(|e| CatalogError::Upload(e.to_string()))?;
+        let pick = |given: Option<String>, tagged: String| {
+            given.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).unwrap_or(tagged)
+        };
+        let new = NewTrack {
+            id: Uuid::now_v7(),
+            title: pick(overrides.title, tags.title),
+            artist_name: pick(overrides.artist, tags.artist),
+            album_title: pick(overrides.album, tags.album),
+            track_number: tags.track_number,
+            disc_number: tags.disc_number,
+            year: tags.year,
+            genre: tags.genre,
+            duration_ms: tags.duration_ms,
+            content_hash: spooled.content_hash.clone(),
+            format,
+            size_bytes: spooled.size,
+            uploaded_by: caller.user_id,
+            created_at: now(),
+        };
+        let original = media_prefix(new.id)?.join(&format!("original.{}", format.as_str()))?;
+        self.objects.put_stream(&original, file_chunks(spooled.file.to_path_buf())).await?;
+        match self.store.create_track(&new).await {
+            Ok(track) => {
+                tracing::info!(track_id = %track.id, format = format.as_str(), "track uploaded");
+                Ok(Uploaded::Created(track))
+            }
+            Err(error) => {
+                let _ = self.objects.delete_prefix(&media_prefix(new.id)?).await;
+                match error {
+                    // The same content arrived twice at once; the other upload won.
+                    StoreError::Conflict => {
+                        match self.store.track_by_hash(&new.content_hash).await? {
+                            Some(existing) => Ok(Uploaded::Duplicate(existing)),
+                            None => Err(StoreError::Conflict.into()),
+                        }
+                    }
+                    other => Err(other.into()),
+                }
+            }
+        }
+    }
+
+    pub async fn track(&self, id: Uuid) -> Result<Track, CatalogError> {
+        self.store.track(id).await?.ok_or(CatalogError::NotFound("track"))
+    }
+
+    pub async fn tracks(
+        &self,
+        sort: TrackSort,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<Track>, u64), CatalogError> {
+        Ok(self.store.tracks(sort, limit, offset).await?)
+    }
+
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        edit: TrackEdit,
+    ) -> Result<Track, CatalogError> {
+        let track = self.track(id).await?;
+        ensure_may_change(caller, &track)?;
+        for (field, value) in
+            [("title", &edit.title), ("artist", &edit.artist_name), ("album", &edit.album_title)]
+        {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty() || v.chars().count() > 300) {
+                return Err(CatalogError::Invalid {
+                    field,
+                    reason: "must be 1 to 300 characters".into(),
+                });
+            }
+        }
+        if edit.year.is_some_and(|year| !(1000..=9999).contains(&year)) {
+            return Err(CatalogError::Invalid {
+                field: "year",
+                reason: "must be a four-digit year".into(),
+            });
+        }
+        self.store.update_track(id, &edit, now()).await?.ok_or(CatalogError::NotFound("track"))
+    }
+
+    /// Deletes a track, its media, and publishes `track.deleted`.
+    pub async fn delete(&self, caller: &Caller, id: Uuid) -> Result<(), CatalogError> {
+        let track = self.track(id).await?;
+        ensure_may_change(caller, &track)?;
+        let at = now();
+        let event = Envelope::new(&TrackDeleted { track_id: id, deleted_at: at }, at);
+        self.store.delete_track(id, &event).await?.ok_or(CatalogError::NotFound("track"))?;
+        if let Err(error) = self.objects.delete_prefix(&media_prefix(id)?).await {
+            // The track is gone either way; leftover media is reclaimable garbage.
+            tracing::warn!(track_id = %id, %error, "could not delete a track's media");
+        }
+        Ok(())
+    }
+
+    pub async fn albums(
+        &self,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<AlbumSummary>, u64), CatalogError> {
+        Ok(self.store.albums(limit, offset).await?)
+    }
+
+    pub async fn album(&self, id: Uuid) -> Result<(Album, Vec<Track>), CatalogError> {
+        self.store.album(id).await?.ok_or(CatalogError::NotFound("album"))
+    }
+
+    pub async fn artists(
+        &self,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<ArtistSummary>, u64), CatalogError> {
+        Ok(self.store.artists(limit, offset).await?)
+    }
+
+    pub async fn artist(&self, id: Uuid) -> Result<(Artist, Vec<Album>), CatalogError> {
+        self.store.artist(id).await?.ok_or(CatalogError::NotFound("artist"))
+    }
+}
+
+fn ensure_may_change(caller: &Caller, track: &Track) -> Result<(), CatalogError> {
+    if caller.user_id == track.uploaded_by || caller.is_admin() {
+        Ok(())
+    } else {
+        Err(CatalogError::NotYours)
+    }
+}
+
+/// A file as a stream of 1 MiB chunks.
+fn file_chunks(path: PathBuf) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures::stream::try_unfold(None::<tokio::fs::File>, move |file| {
+        let path = path.clone();
+        async move {
+            let mut file = match file {
+                Some(file) => file,
+                None => tokio::fs::File::open(&path).await?,
+            };
+            let mut buffer = vec![0; 1 << 20];
+            let read = file.read(&mut buffer).await?;
+            if read == 0 {
+                return Ok(None);
+            }
+            buffer.truncate(read);
+            Ok(Some((Bytes::from(buffer), Some(file))))
+        }
+    })
+}

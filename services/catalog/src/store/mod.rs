@@ -1,0 +1,103 @@
+//! The catalog store port and its SQLite and PostgreSQL adapters.
+//!
+//! Both dialects accept the same statements here (numbered `$n` parameters, `RETURNING`,
+//! `ON CONFLICT`), so the adapters share one body of SQL (`sql.rs`) and differ in their
+//! pools, column types and migrations.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use async_trait::async_trait;
+use bus::{Envelope, outbox::OutboxStore};
+use chrono::{DateTime, Utc};
+use kernel::db::SqlPool;
+use uuid::Uuid;
+
+use crate::domain::{
+    Album, AlbumSummary, Artist, ArtistSummary, NewTrack, Track, TrackEdit, TrackSort,
+};
+
+pub use postgres::PostgresCatalogStore;
+pub use sqlite::SqliteCatalogStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unique constraint violated")]
+    Conflict,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Also the outbox the relay drains.
+#[async_trait]
+pub trait CatalogStore: OutboxStore {
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// The track whose content has this hash, if any.
+    async fn track_by_hash(&self, content_hash: &str) -> Result<Option<Track>, StoreError>;
+
+    /// Stores a track (status `processing`), finding or creating its artist (by name,
+    /// case-insensitively) and album (by title and artist, case-insensitively).
+    /// [`StoreError::Conflict`] when a track with the same content hash exists.
+    async fn create_track(&self, new: &NewTrack) -> Result<Track, StoreError>;
+
+    async fn track(&self, id: Uuid) -> Result<Option<Track>, StoreError>;
+
+    /// A page of tracks and the total count.
+    async fn tracks(
+        &self,
+        sort: TrackSort,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<Track>, u64), StoreError>;
+
+    /// Applies an edit (a new artist or album name moves the track to that artist or
+    /// album, created if needed); `None` when there is no such track.
+    async fn update_track(
+        &self,
+        id: Uuid,
+        edit: &TrackEdit,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Track>, StoreError>;
+
+    /// Deletes the track and records `event` (`track.deleted`) in the same transaction;
+    /// returns the deleted track. Albums and artists left without tracks go too.
+    async fn delete_track(&self, id: Uuid, event: &Envelope) -> Result<Option<Track>, StoreError>;
+
+    /// Albums by title, with their track counts.
+    async fn albums(&self, limit: u32, offset: u32)
+    -> Result<(Vec<AlbumSummary>, u64), StoreError>;
+
+    /// An album with its tracks in disc and track order.
+    async fn album(&self, id: Uuid) -> Result<Option<(Album, Vec<Track>)>, StoreError>;
+
+    /// Artists by name, with their album counts.
+    async fn artists(
+        &self,
+        limit: u32,
+        offset: u32,
+    ) -> Result<(Vec<ArtistSummary>, u64), StoreError>;
+
+    /// An artist with their albums by year, then title.
+    async fn artist(&self, id: Uuid) -> Result<Option<(Artist, Vec<Album>)>, StoreError>;
+}
+
+/// Opens the store a pool points at and brings its schema up to date.
+pub async fn open(pool: SqlPool) -> Result<std::sync::Arc<dyn CatalogStore>, StoreError> {
+    let store: std::sync::Arc<dyn CatalogStore> = match pool {
+        SqlPool::Sqlite(pool) => std::sync::Arc::new(SqliteCatalogStore::new(pool)),
+        SqlPool::Postgres(pool) => std::sync::Arc::new(PostgresCatalogStore::new(pool)),
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// How names and titles are matched: trimmed and lower-cased.
+fn match_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}

@@ -1,0 +1,598 @@
+//! The SQL both adapters run. `sql_store!` implements [`CatalogStore`](super::CatalogStore)
+//! for an adapter type holding a `pool` field of its engine's pool type.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::domain::{Album, AlbumSummary, Artist, ArtistSummary, AudioFormat, Track, TrackStatus};
+
+/// A track with its artist's name and its album's title; filter with `t.`-qualified columns.
+pub(super) const TRACK_SELECT: &str = "SELECT t.id, t.title, t.artist_id, ar.name AS artist_name,
+        t.album_id, al.title AS album_title, t.track_number, t.disc_number, t.year, t.genre,
+        t.duration_ms, t.content_hash, t.format, t.size_bytes, t.status, t.error,
+        t.loudness_lufs, t.uploaded_by, t.created_at
+    FROM tracks t
+    JOIN artists ar ON ar.id = t.artist_id
+    JOIN albums al ON al.id = t.album_id";
+
+/// An album with its artist; filter with `al.`-qualified columns.
+pub(super) const ALBUM_SELECT: &str = "SELECT al.id, al.title, al.year, al.artist_id,
+        ar.name AS artist_name
+    FROM albums al
+    JOIN artists ar ON ar.id = al.artist_id";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct TrackRow {
+    id: Uuid,
+    title: String,
+    artist_id: Uuid,
+    artist_name: String,
+    album_id: Uuid,
+    album_title: String,
+    track_number: Option<i32>,
+    disc_number: Option<i32>,
+    year: Option<i32>,
+    genre: Option<String>,
+    duration_ms: i64,
+    content_hash: String,
+    format: String,
+    size_bytes: i64,
+    status: String,
+    error: Option<String>,
+    loudness_lufs: Option<f64>,
+    uploaded_by: Uuid,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<TrackRow> for Track {
+    type Error = StoreError;
+    fn try_from(row: TrackRow) -> Result<Self, StoreError> {
+        let corrupt = |what: &str, value: &dyn std::fmt::Display| {
+            StoreError::Corrupt(format!("track {}: {what} {value}", row.id))
+        };
+        let unsigned = |what: &str, value: Option<i32>| {
+            value.map(|v| u32::try_from(v).map_err(|_| corrupt(what, &v))).transpose()
+        };
+        Ok(Self {
+            track_number: unsigned("track number", row.track_number)?,
+            disc_number: unsigned("disc number", row.disc_number)?,
+            duration_ms: u64::try_from(row.duration_ms)
+                .map_err(|_| corrupt("duration", &row.duration_ms))?,
+            size_bytes: u64::try_from(row.size_bytes)
+                .map_err(|_| corrupt("size", &row.size_bytes))?,
+            format: AudioFormat::parse(&row.format)
+                .ok_or_else(|| corrupt("format", &row.format))?,
+            status: TrackStatus::parse(&row.status)
+                .ok_or_else(|| corrupt("status", &row.status))?,
+            id: row.id,
+            title: row.title,
+            artist: Artist { id: row.artist_id, name: row.artist_name },
+            album: (row.album_id, row.album_title),
+            year: row.year,
+            genre: row.genre,
+            content_hash: row.content_hash,
+            error: row.error,
+            loudness_lufs: row.loudness_lufs,
+            uploaded_by: row.uploaded_by,
+            created_at: row.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AlbumRow {
+    id: Uuid,
+    title: String,
+    year: Option<i32>,
+    artist_id: Uuid,
+    artist_name: String,
+}
+
+impl From<AlbumRow> for Album {
+    fn from(row: AlbumRow) -> Self {
+        Self {
+            id: row.id,
+            title: row.title,
+            artist: Artist { id: row.artist_id, name: row.artist_name },
+            year: row.year,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AlbumSummaryRow {
+    #[sqlx(flatten)]
+    album: AlbumRow,
+    tracks: i64,
+}
+
+impl From<AlbumSummaryRow> for AlbumSummary {
+    fn from(row: AlbumSummaryRow) -> Self {
+        Self { album: row.album.into(), tracks: count(row.tracks) }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ArtistRow {
+    id: Uuid,
+    name: String,
+}
+
+impl From<ArtistRow> for Artist {
+    fn from(row: ArtistRow) -> Self {
+        Self { id: row.id, name: row.name }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ArtistSummaryRow {
+    #[sqlx(flatten)]
+    artist: ArtistRow,
+    albums: i64,
+}
+
+impl From<ArtistSummaryRow> for ArtistSummary {
+    fn from(row: ArtistSummaryRow) -> Self {
+        Self { artist: row.artist.into(), albums: count(row.albums) }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct OutboxRow {
+    id: Uuid,
+    event_type: String,
+    version: i32,
+    key: String,
+    payload: sqlx::types::Json<serde_json::Value>,
+    headers: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
+    occurred_at: DateTime<Utc>,
+}
+
+impl From<OutboxRow> for bus::Envelope {
+    fn from(row: OutboxRow) -> Self {
+        Self {
+            id: row.id,
+            event_type: row.event_type,
+            version: u32::try_from(row.version).unwrap_or_default(),
+            occurred_at: row.occurred_at,
+            key: row.key,
+            payload: row.payload.0,
+            headers: row.headers.0,
+        }
+    }
+}
+
+pub(super) fn conflict_or(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Database(error),
+    }
+}
+
+/// A `COUNT(*)`, never negative.
+pub(super) fn count(raw: i64) -> u64 {
+    u64::try_from(raw).unwrap_or_default()
+}
+
+/// An unsigned number as the `INTEGER` column it is stored in.
+pub(super) fn int(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// An unsigned number as the `BIGINT` column it is stored in.
+pub(super) fn bigint(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+macro_rules! sql_store {
+    ($adapter:ty, $migrations:literal) => {
+        use async_trait::async_trait;
+        use bus::{
+            Envelope,
+            outbox::{OutboxError, OutboxStore},
+        };
+        use chrono::{DateTime, Utc};
+        use uuid::Uuid;
+
+        use super::{
+            CatalogStore, StoreError, match_key,
+            sql::{
+                ALBUM_SELECT, AlbumRow, AlbumSummaryRow, ArtistRow, ArtistSummaryRow, OutboxRow,
+                TRACK_SELECT, TrackRow, bigint, conflict_or, count, int,
+            },
+        };
+        use crate::domain::{
+            Album, AlbumSummary, Artist, ArtistSummary, NewTrack, Track, TrackEdit, TrackSort,
+            TrackStatus,
+        };
+
+        type Db = <$adapter as super::sql::Engine>::Database;
+        type Conn = <Db as sqlx::Database>::Connection;
+
+        #[async_trait]
+        impl CatalogStore for $adapter {
+            async fn migrate(&self) -> Result<(), StoreError> {
+                sqlx::migrate!($migrations).run(&self.pool).await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn track_by_hash(&self, content_hash: &str) -> Result<Option<Track>, StoreError> {
+                sqlx::query_as::<_, TrackRow>(&format!("{TRACK_SELECT} WHERE t.content_hash = $1"))
+                    .bind(content_hash)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(TryInto::try_into)
+                    .transpose()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn create_track(&self, new: &NewTrack) -> Result<Track, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let artist_id = artist_named(&mut tx, &new.artist_name).await?;
+                let album_id = album_titled(&mut tx, artist_id, &new.album_title, new.year).await?;
+                sqlx::query(
+                    "INSERT INTO tracks (id, title, artist_id, album_id, track_number, disc_number,
+                         year, genre, duration_ms, content_hash, format, size_bytes, status,
+                         uploaded_by, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+                )
+                .bind(new.id)
+                .bind(new.title.trim())
+                .bind(artist_id)
+                .bind(album_id)
+                .bind(new.track_number.map(int))
+                .bind(new.disc_number.map(int))
+                .bind(new.year)
+                .bind(&new.genre)
+                .bind(bigint(new.duration_ms))
+                .bind(&new.content_hash)
+                .bind(new.format.as_str())
+                .bind(bigint(new.size_bytes))
+                .bind(TrackStatus::Processing.as_str())
+                .bind(new.uploaded_by)
+                .bind(new.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict_or)?;
+                let track = fetch_track(&mut *tx, new.id)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("track {} vanished", new.id)))?;
+                tx.commit().await?;
+                Ok(track)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn track(&self, id: Uuid) -> Result<Option<Track>, StoreError> {
+                fetch_track(&self.pool, id).await
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn tracks(
+                &self,
+                sort: TrackSort,
+                limit: u32,
+                offset: u32,
+            ) -> Result<(Vec<Track>, u64), StoreError> {
+                let order = match sort {
+                    TrackSort::Recent => "t.created_at DESC, t.id DESC",
+                    TrackSort::Title => "lower(t.title), t.id",
+                };
+                let tracks = sqlx::query_as::<_, TrackRow>(&format!(
+                    "{TRACK_SELECT} ORDER BY {order} LIMIT $1 OFFSET $2"
+                ))
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(Track::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tracks")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok((tracks, count(total)))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn update_track(
+                &self,
+                id: Uuid,
+                edit: &TrackEdit,
+                now: DateTime<Utc>,
+            ) -> Result<Option<Track>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let Some(current) = fetch_track(&mut *tx, id).await? else { return Ok(None) };
+                let (artist_id, album_id) =
+                    if edit.artist_name.is_some() || edit.album_title.is_some() {
+                        let artist_id = match &edit.artist_name {
+                            Some(name) => artist_named(&mut tx, name).await?,
+                            None => current.artist.id,
+                        };
+                        let title = edit.album_title.as_deref().unwrap_or(&current.album.1);
+                        let album_id = album_titled(&mut tx, artist_id, title, edit.year).await?;
+                        (artist_id, album_id)
+                    } else {
+                        (current.artist.id, current.album.0)
+                    };
+                sqlx::query(
+                    "UPDATE tracks SET title = COALESCE($2, title), genre = COALESCE($3, genre),
+                         year = COALESCE($4, year), track_number = COALESCE($5, track_number),
+                         artist_id = $6, album_id = $7, updated_at = $8
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(edit.title.as_deref().map(str::trim))
+                .bind(&edit.genre)
+                .bind(edit.year)
+                .bind(edit.track_number.map(int))
+                .bind(artist_id)
+                .bind(album_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if album_id != current.album.0 || artist_id != current.artist.id {
+                    prune(&mut tx, current.album.0, current.artist.id).await?;
+                }
+                let track = fetch_track(&mut *tx, id).await?;
+                tx.commit().await?;
+                Ok(track)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn delete_track(
+                &self,
+                id: Uuid,
+                event: &Envelope,
+            ) -> Result<Option<Track>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let Some(track) = fetch_track(&mut *tx, id).await? else { return Ok(None) };
+                sqlx::query("DELETE FROM tracks WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                insert_event(&mut *tx, event).await?;
+                prune(&mut tx, track.album.0, track.artist.id).await?;
+                tx.commit().await?;
+                Ok(Some(track))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn albums(
+                &self,
+                limit: u32,
+                offset: u32,
+            ) -> Result<(Vec<AlbumSummary>, u64), StoreError> {
+                let albums = sqlx::query_as::<_, AlbumSummaryRow>(
+                    "SELECT al.id, al.title, al.year, al.artist_id, ar.name AS artist_name,
+                         (SELECT COUNT(*) FROM tracks t WHERE t.album_id = al.id) AS tracks
+                     FROM albums al JOIN artists ar ON ar.id = al.artist_id
+                     ORDER BY al.title_key, al.id LIMIT $1 OFFSET $2",
+                )
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(&self.pool)
+                .await?;
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM albums")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok((albums.into_iter().map(AlbumSummary::from).collect(), count(total)))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn album(&self, id: Uuid) -> Result<Option<(Album, Vec<Track>)>, StoreError> {
+                let album = sqlx::query_as::<_, AlbumRow>(&format!("{ALBUM_SELECT} WHERE al.id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(album) = album else { return Ok(None) };
+                // Tracks without a disc or track number come after those with one.
+                let tracks = sqlx::query_as::<_, TrackRow>(&format!(
+                    "{TRACK_SELECT} WHERE t.album_id = $1
+                     ORDER BY t.disc_number IS NULL, t.disc_number,
+                              t.track_number IS NULL, t.track_number, lower(t.title), t.id"
+                ))
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(Track::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
+                Ok(Some((album.into(), tracks)))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn artists(
+                &self,
+                limit: u32,
+                offset: u32,
+            ) -> Result<(Vec<ArtistSummary>, u64), StoreError> {
+                let artists = sqlx::query_as::<_, ArtistSummaryRow>(
+                    "SELECT ar.id, ar.name,
+                         (SELECT COUNT(*) FROM albums al WHERE al.artist_id = ar.id) AS albums
+                     FROM artists ar ORDER BY ar.name_key, ar.id LIMIT $1 OFFSET $2",
+                )
+                .bind(i64::from(limit))
+                .bind(i64::from(offset))
+                .fetch_all(&self.pool)
+                .await?;
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM artists")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok((artists.into_iter().map(ArtistSummary::from).collect(), count(total)))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn artist(&self, id: Uuid) -> Result<Option<(Artist, Vec<Album>)>, StoreError> {
+                let artist = sqlx::query_as::<_, ArtistRow>("SELECT id, name FROM artists WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(artist) = artist else { return Ok(None) };
+                // Albums without a year come after those with one.
+                let albums = sqlx::query_as::<_, AlbumRow>(&format!(
+                    "{ALBUM_SELECT} WHERE al.artist_id = $1
+                     ORDER BY al.year IS NULL, al.year, al.title_key, al.id"
+                ))
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(Some((artist.into(), albums.into_iter().map(Album::from).collect())))
+            }
+        }
+
+        #[async_trait]
+        impl OutboxStore for $adapter {
+            async fn pending(&self, limit: usize) -> Result<Vec<Envelope>, OutboxError> {
+                let rows = sqlx::query_as::<_, OutboxRow>(
+                    "SELECT id, event_type, version, key, payload, headers, occurred_at FROM outbox
+                     WHERE published_at IS NULL ORDER BY id LIMIT $1",
+                )
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Envelope::from).collect())
+            }
+
+            async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<(), OutboxError> {
+                let mut tx = self.pool.begin().await?;
+                for id in ids {
+                    sqlx::query("UPDATE outbox SET published_at = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn prune_published(&self, before: DateTime<Utc>) -> Result<u64, OutboxError> {
+                let pruned = sqlx::query("DELETE FROM outbox WHERE published_at < $1")
+                    .bind(before)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(pruned.rows_affected())
+            }
+        }
+
+        async fn fetch_track<'c, E>(executor: E, id: Uuid) -> Result<Option<Track>, StoreError>
+        where
+            E: sqlx::Executor<'c, Database = Db>,
+        {
+            sqlx::query_as::<_, TrackRow>(&format!("{TRACK_SELECT} WHERE t.id = $1"))
+                .bind(id)
+                .fetch_optional(executor)
+                .await?
+                .map(TryInto::try_into)
+                .transpose()
+        }
+
+        /// The id of the artist with this name (case-insensitively), created if there is
+        /// none. Safe against a concurrent creation: the loser's insert does nothing.
+        async fn artist_named(conn: &mut Conn, name: &str) -> Result<Uuid, StoreError> {
+            let key = match_key(name);
+            sqlx::query(
+                "INSERT INTO artists (id, name, name_key) VALUES ($1, $2, $3)
+                 ON CONFLICT (name_key) DO NOTHING",
+            )
+            .bind(Uuid::now_v7())
+            .bind(name.trim())
+            .bind(&key)
+            .execute(&mut *conn)
+            .await?;
+            Ok(sqlx::query_scalar("SELECT id FROM artists WHERE name_key = $1")
+                .bind(&key)
+                .fetch_one(&mut *conn)
+                .await?)
+        }
+
+        /// The id of the artist's album with this title (case-insensitively), created
+        /// (with `year`) if there is none.
+        async fn album_titled(
+            conn: &mut Conn,
+            artist_id: Uuid,
+            title: &str,
+            year: Option<i32>,
+        ) -> Result<Uuid, StoreError> {
+            let key = match_key(title);
+            sqlx::query(
+                "INSERT INTO albums (id, artist_id, title, title_key, year) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (artist_id, title_key) DO NOTHING",
+            )
+            .bind(Uuid::now_v7())
+            .bind(artist_id)
+            .bind(title.trim())
+            .bind(&key)
+            .bind(year)
+            .execute(&mut *conn)
+            .await?;
+            Ok(sqlx::query_scalar("SELECT id FROM albums WHERE artist_id = $1 AND title_key = $2")
+                .bind(artist_id)
+                .bind(&key)
+                .fetch_one(&mut *conn)
+                .await?)
+        }
+
+        /// Deletes the album if no track is left on it, then the track's artist and the
+        /// album's artist if they are left with neither tracks nor albums.
+        async fn prune(conn: &mut Conn, album_id: Uuid, artist_id: Uuid) -> Result<(), StoreError> {
+            let album_artist: Option<Uuid> =
+                sqlx::query_scalar("SELECT artist_id FROM albums WHERE id = $1")
+                    .bind(album_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            sqlx::query(
+                "DELETE FROM albums WHERE id = $1
+                 AND NOT EXISTS (SELECT 1 FROM tracks WHERE album_id = $1)",
+            )
+            .bind(album_id)
+            .execute(&mut *conn)
+            .await?;
+            for artist in std::iter::once(artist_id).chain(album_artist.filter(|a| *a != artist_id)) {
+                sqlx::query(
+                    "DELETE FROM artists WHERE id = $1
+                     AND NOT EXISTS (SELECT 1 FROM tracks WHERE artist_id = $1)
+                     AND NOT EXISTS (SELECT 1 FROM albums WHERE artist_id = $1)",
+                )
+                .bind(artist)
+                .execute(&mut *conn)
+                .await?;
+            }
+            Ok(())
+        }
+
+        async fn insert_event<'c, E>(executor: E, event: &Envelope) -> Result<(), StoreError>
+        where
+            E: sqlx::Executor<'c, Database = Db>,
+        {
+            sqlx::query(
+                "INSERT INTO outbox (id, event_type, version, key, payload, headers, occurred_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(event.id)
+            .bind(&event.event_type)
+            .bind(i32::try_from(event.version).unwrap_or(i32::MAX))
+            .bind(&event.key)
+            .bind(sqlx::types::Json(&event.payload))
+            .bind(sqlx::types::Json(&event.headers))
+            .bind(event.occurred_at)
+            .execute(executor)
+            .await?;
+            Ok(())
+        }
+    };
+}
+
+pub(super) use sql_store;
+
+/// Names the sqlx database an adapter runs on, for helpers generic over executors.
+pub(super) trait Engine {
+    type Database: sqlx::Database;
+}
+
+impl Engine for super::SqliteCatalogStore {
+    type Database = sqlx::Sqlite;
+}
+
+impl Engine for super::PostgresCatalogStore {
+    type Database = sqlx::Postgres;
+}

@@ -1,0 +1,441 @@
+//! One contract for every `CatalogStore` adapter: each case below runs once on SQLite and
+//! once on PostgreSQL (`store_contract::sqlite::*`, `store_contract::postgres::*`), each
+//! time on a fresh database.
+
+use std::sync::Arc;
+
+use bus::{Envelope, Event, events::TrackDeleted, outbox::OutboxStore};
+use catalog::{
+    domain::{AudioFormat, NewTrack, Track, TrackEdit, TrackSort, TrackStatus},
+    store::{CatalogStore, StoreError},
+};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use kernel::{db::SqlPool, engine::EngineUrl};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+macro_rules! store_contract {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let fixture = super::StoreFixture::sqlite().await;
+                    super::$case(fixture.store()).await;
+                    fixture.finish().await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let fixture = super::StoreFixture::postgres().await;
+                    super::$case(fixture.store()).await;
+                    fixture.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+store_contract!(
+    tracks_are_created_and_read_back,
+    duplicate_hashes_conflict,
+    tracks_are_found_by_hash,
+    tracks_are_sorted_and_paged,
+    tracks_are_edited_and_moved,
+    deleting_records_the_event_and_prunes_empty_albums_and_artists,
+    albums_and_artists_are_listed_in_order,
+    the_outbox_drains,
+);
+
+/// A store on a fresh database of its own, removed again by [`StoreFixture::finish`].
+struct StoreFixture {
+    store: Arc<dyn CatalogStore>,
+    pool: SqlPool,
+    postgres_database: Option<String>,
+    _dir: Option<TempDir>,
+}
+
+impl StoreFixture {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("catalog.db").display());
+        Self::open(&url, None, Some(dir)).await
+    }
+
+    async fn postgres() -> Self {
+        let database = testkit::fresh_database_name();
+        let url = testkit::postgres_database_url(&database);
+        Self::open(&url, Some(database), None).await
+    }
+
+    async fn open(url: &str, postgres_database: Option<String>, dir: Option<TempDir>) -> Self {
+        let pool = SqlPool::connect(&EngineUrl::new(url), catalog::DATABASE_NAME)
+            .await
+            .unwrap_or_else(|error| panic!("cannot open {url}: {error}"));
+        let store = catalog::store::open(pool.clone())
+            .await
+            .unwrap_or_else(|error| panic!("cannot migrate {url}: {error}"));
+        Self { store, pool, postgres_database, _dir: dir }
+    }
+
+    fn store(&self) -> Arc<dyn CatalogStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// Closes the pool and drops the PostgreSQL database. A failed test skips this and
+    /// leaves its database behind for a look.
+    async fn finish(self) {
+        drop(self.store);
+        match self.pool {
+            SqlPool::Sqlite(pool) => pool.close().await,
+            SqlPool::Postgres(pool) => pool.close().await,
+        }
+        if let Some(database) = self.postgres_database {
+            testkit::drop_database(&database).await;
+        }
+    }
+}
+
+/// Now at the millisecond precision the service keeps.
+fn now() -> DateTime<Utc> {
+    Utc::now().duration_trunc(TimeDelta::milliseconds(1)).expect("truncate to milliseconds")
+}
+
+fn new_track(title: &str, artist: &str, album: &str) -> NewTrack {
+    NewTrack {
+        id: Uuid::now_v7(),
+        title: title.to_owned(),
+        artist_name: artist.to_owned(),
+        album_title: album.to_owned(),
+        track_number: Some(1),
+        disc_number: Some(1),
+        year: Some(1964),
+        genre: Some("Jazz".to_owned()),
+        duration_ms: 187_000,
+        content_hash: testkit::unique("sha256"),
+        format: AudioFormat::Flac,
+        size_bytes: 24_000_000,
+        uploaded_by: Uuid::now_v7(),
+        created_at: now(),
+    }
+}
+
+async fn stored(store: &dyn CatalogStore, new: NewTrack) -> Track {
+    store.create_track(&new).await.expect("create a track")
+}
+
+fn deleted(track_id: Uuid) -> Envelope {
+    Envelope::new(&TrackDeleted { track_id, deleted_at: now() }, now())
+}
+
+async fn pending(store: &dyn CatalogStore, key: Uuid) -> Vec<Envelope> {
+    let key = key.to_string();
+    let events = OutboxStore::pending(store, 1_000).await.expect("read the outbox");
+    events.into_iter().filter(|event| event.key == key).collect()
+}
+
+fn titles(tracks: &[Track]) -> Vec<&str> {
+    tracks.iter().map(|track| track.title.as_str()).collect()
+}
+
+async fn tracks_are_created_and_read_back(store: Arc<dyn CatalogStore>) {
+    let new = new_track("Sinnerman", "Nina Simone", "Pastel Blues");
+    let track = stored(store.as_ref(), new.clone()).await;
+    assert_eq!(track.id, new.id);
+    assert_eq!(track.title, "Sinnerman");
+    assert_eq!(track.artist.name, "Nina Simone");
+    assert_eq!(track.album.1, "Pastel Blues");
+    assert_eq!(track.track_number, Some(1));
+    assert_eq!(track.disc_number, Some(1));
+    assert_eq!(track.year, Some(1964));
+    assert_eq!(track.genre.as_deref(), Some("Jazz"));
+    assert_eq!(track.duration_ms, new.duration_ms);
+    assert_eq!(track.content_hash, new.content_hash);
+    assert_eq!(track.format, AudioFormat::Flac);
+    assert_eq!(track.size_bytes, new.size_bytes);
+    assert_eq!(track.status, TrackStatus::Processing);
+    assert_eq!(track.error, None);
+    assert_eq!(track.loudness_lufs, None);
+    assert_eq!(track.uploaded_by, new.uploaded_by);
+    assert_eq!(track.created_at, new.created_at);
+    assert_eq!(store.track(new.id).await.unwrap(), Some(track.clone()));
+    assert_eq!(store.track(Uuid::now_v7()).await.unwrap(), None);
+
+    // The same artist and album, spelled differently, are found rather than created again.
+    let mut again = new_track("Be My Husband", "nina simone ", " PASTEL blues");
+    again.track_number = Some(2);
+    let second = stored(store.as_ref(), again).await;
+    assert_eq!(second.artist, track.artist, "one artist, whatever the case and spacing");
+    assert_eq!(second.album, track.album, "one album");
+    let (artists, total) = store.artists(10, 0).await.unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(artists[0].artist, track.artist);
+    let (albums, total) = store.albums(10, 0).await.unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(albums[0].tracks, 2);
+    assert_eq!(albums[0].album.year, Some(1964));
+
+    // The same album title under another artist is another album.
+    let cover = stored(store.as_ref(), new_track("Sinnerman", "Hozier", "Pastel Blues")).await;
+    assert_ne!(cover.artist.id, track.artist.id);
+    assert_ne!(cover.album.0, track.album.0);
+}
+
+async fn duplicate_hashes_conflict(store: Arc<dyn CatalogStore>) {
+    let first =
+        stored(store.as_ref(), new_track("Feeling Good", "Nina Simone", "I Put a Spell on You"))
+            .await;
+    let mut second = new_track("Feeling Good (copy)", "Someone Else", "Elsewhere");
+    second.content_hash = first.content_hash.clone();
+    let error = store.create_track(&second).await.expect_err("the content is stored already");
+    assert!(matches!(error, StoreError::Conflict), "expected Conflict, got {error:?}");
+    assert_eq!(store.track(second.id).await.unwrap(), None);
+    let (artists, total) = store.artists(10, 0).await.unwrap();
+    assert_eq!(total, 1, "the refused track's artist was rolled back with it: {artists:?}");
+    let (_, total) = store.albums(10, 0).await.unwrap();
+    assert_eq!(total, 1, "and its album");
+}
+
+async fn tracks_are_found_by_hash(store: Arc<dyn CatalogStore>) {
+    let track = stored(store.as_ref(), new_track("Sinnerman", "Nina Simone", "Pastel Blues")).await;
+    assert_eq!(store.track_by_hash(&track.content_hash).await.unwrap(), Some(track));
+    assert_eq!(store.track_by_hash("sha256-nothing-like-it").await.unwrap(), None);
+}
+
+async fn tracks_are_sorted_and_paged(store: Arc<dyn CatalogStore>) {
+    let start = now();
+    for (seconds, title) in [(0, "beta"), (1, "Alpha"), (2, "gamma"), (3, "Delta")] {
+        let mut new = new_track(title, "Nina Simone", "Pastel Blues");
+        new.created_at = start + TimeDelta::seconds(seconds);
+        stored(store.as_ref(), new).await;
+    }
+
+    let (recent, total) = store.tracks(TrackSort::Recent, 10, 0).await.unwrap();
+    assert_eq!(total, 4);
+    assert_eq!(titles(&recent), ["Delta", "gamma", "Alpha", "beta"], "newest first");
+    let (by_title, total) = store.tracks(TrackSort::Title, 10, 0).await.unwrap();
+    assert_eq!(total, 4);
+    assert_eq!(titles(&by_title), ["Alpha", "beta", "Delta", "gamma"], "case-insensitively");
+
+    let (page, total) = store.tracks(TrackSort::Title, 2, 1).await.unwrap();
+    assert_eq!(total, 4, "the total counts every track, not the page");
+    assert_eq!(titles(&page), ["beta", "Delta"]);
+    let (page, total) = store.tracks(TrackSort::Recent, 2, 3).await.unwrap();
+    assert_eq!(total, 4);
+    assert_eq!(titles(&page), ["beta"]);
+    let (page, _) = store.tracks(TrackSort::Recent, 2, 10).await.unwrap();
+    assert!(page.is_empty());
+}
+
+async fn tracks_are_edited_and_moved(store: Arc<dyn CatalogStore>) {
+    let track = stored(store.as_ref(), new_track("Sinerman", "Nina Simone", "Pastel Blues")).await;
+    let later = now() + TimeDelta::seconds(5);
+
+    let edit = TrackEdit {
+        title: Some("Sinnerman".to_owned()),
+        genre: Some("Soul".to_owned()),
+        year: Some(1965),
+        track_number: Some(10),
+        ..TrackEdit::default()
+    };
+    let edited = store.update_track(track.id, &edit, later).await.unwrap().unwrap();
+    assert_eq!(edited.title, "Sinnerman");
+    assert_eq!(edited.genre.as_deref(), Some("Soul"));
+    assert_eq!(edited.year, Some(1965));
+    assert_eq!(edited.track_number, Some(10));
+    assert_eq!(edited.artist, track.artist, "still the same artist");
+    assert_eq!(edited.album, track.album, "on the same album");
+    assert_eq!(edited.created_at, track.created_at);
+    assert_eq!(store.track(track.id).await.unwrap(), Some(edited.clone()));
+
+    // Another album title moves the track to that album, under its artist.
+    let edit =
+        TrackEdit { album_title: Some("Live at Montreux".to_owned()), ..TrackEdit::default() };
+    let moved = store.update_track(track.id, &edit, later).await.unwrap().unwrap();
+    assert_eq!(moved.album.1, "Live at Montreux");
+    assert_ne!(moved.album.0, track.album.0);
+    assert_eq!(moved.artist, track.artist);
+    assert_eq!(moved.title, "Sinnerman", "the rest is kept");
+    assert_eq!(store.album(track.album.0).await.unwrap(), None, "the emptied album is gone");
+    let (album, tracks) = store.album(moved.album.0).await.unwrap().unwrap();
+    assert_eq!(album.artist, track.artist);
+    assert_eq!(tracks, vec![moved.clone()]);
+
+    // Another artist moves it to that artist's album of the same title.
+    let edit = TrackEdit { artist_name: Some("Hozier".to_owned()), ..TrackEdit::default() };
+    let covered = store.update_track(track.id, &edit, later).await.unwrap().unwrap();
+    assert_eq!(covered.artist.name, "Hozier");
+    assert_eq!(covered.album.1, "Live at Montreux");
+    assert_ne!(covered.album.0, moved.album.0);
+    let (album, _) = store.album(covered.album.0).await.unwrap().unwrap();
+    assert_eq!(album.artist, covered.artist);
+    assert_eq!(store.artist(track.artist.id).await.unwrap(), None, "the emptied artist is gone");
+    let (_, total) = store.artists(10, 0).await.unwrap();
+    assert_eq!(total, 1);
+
+    // Both at once, onto an existing artist's existing album (matched case-insensitively).
+    let other =
+        stored(store.as_ref(), new_track("Feeling Good", "Nina Simone", "I Put a Spell on You"))
+            .await;
+    let edit = TrackEdit {
+        artist_name: Some("NINA SIMONE".to_owned()),
+        album_title: Some("i put a spell on you".to_owned()),
+        ..TrackEdit::default()
+    };
+    let back = store.update_track(track.id, &edit, later).await.unwrap().unwrap();
+    assert_eq!(back.artist, other.artist);
+    assert_eq!(back.album, other.album);
+    let (_, total) = store.artists(10, 0).await.unwrap();
+    assert_eq!(total, 1, "Hozier left with nothing is gone");
+
+    assert_eq!(
+        store.update_track(Uuid::now_v7(), &TrackEdit::default(), later).await.unwrap(),
+        None
+    );
+}
+
+async fn deleting_records_the_event_and_prunes_empty_albums_and_artists(
+    store: Arc<dyn CatalogStore>,
+) {
+    let first = stored(store.as_ref(), new_track("Sinnerman", "Nina Simone", "Pastel Blues")).await;
+    let second =
+        stored(store.as_ref(), new_track("Be My Husband", "Nina Simone", "Pastel Blues")).await;
+    let single =
+        stored(store.as_ref(), new_track("Work Song", "Nina Simone", "Forbidden Fruit")).await;
+    let lonely = stored(store.as_ref(), new_track("Take Me to Church", "Hozier", "Hozier")).await;
+
+    let event = deleted(first.id);
+    assert_eq!(store.delete_track(first.id, &event).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.track(first.id).await.unwrap(), None);
+    let events = pending(store.as_ref(), first.id).await;
+    assert_eq!(events, vec![event], "the track.deleted event waits in the outbox");
+    assert_eq!(events[0].event_type, TrackDeleted::TYPE);
+    assert_eq!(events[0].payload["track_id"], first.id.to_string());
+    let (_, tracks) =
+        store.album(first.album.0).await.unwrap().expect("the album keeps its other track");
+    assert_eq!(tracks, vec![second.clone()]);
+
+    store.delete_track(single.id, &deleted(single.id)).await.unwrap().unwrap();
+    assert_eq!(store.album(single.album.0).await.unwrap(), None, "its only track went");
+    assert!(
+        store.artist(single.artist.id).await.unwrap().is_some(),
+        "the artist has another album"
+    );
+
+    store.delete_track(lonely.id, &deleted(lonely.id)).await.unwrap().unwrap();
+    assert_eq!(store.album(lonely.album.0).await.unwrap(), None);
+    assert_eq!(store.artist(lonely.artist.id).await.unwrap(), None, "the artist has nothing left");
+
+    let (artists, total) = store.artists(10, 0).await.unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(artists[0].albums, 1);
+
+    let nothing = Uuid::now_v7();
+    assert_eq!(store.delete_track(nothing, &deleted(nothing)).await.unwrap(), None);
+    assert!(pending(store.as_ref(), nothing).await.is_empty(), "no event for no track");
+}
+
+async fn albums_and_artists_are_listed_in_order(store: Arc<dyn CatalogStore>) {
+    let mut ids = Vec::new();
+    for (title, disc, number) in [("c", 2, 1), ("b", 1, 2), ("a", 1, 1), ("d", 2, 2)] {
+        let mut new = new_track(title, "Nina Simone", "Pastel Blues");
+        new.disc_number = Some(disc);
+        new.track_number = Some(number);
+        ids.push(stored(store.as_ref(), new).await.album.0);
+    }
+    let (album, tracks) = store.album(ids[0]).await.unwrap().unwrap();
+    assert_eq!(album.title, "Pastel Blues");
+    assert_eq!(album.artist.name, "Nina Simone");
+    assert_eq!(titles(&tracks), ["a", "b", "c", "d"], "by disc, then track number");
+    assert_eq!(store.album(Uuid::now_v7()).await.unwrap(), None);
+
+    for (album, year) in [
+        ("Wild Is the Wind", Some(1966)),
+        ("broadway-blues-ballads", Some(1964)),
+        ("Baltimore", Some(1978)),
+        ("Anthology", Some(1964)),
+    ] {
+        let mut new = new_track("x", "nina simone", album);
+        new.year = year;
+        stored(store.as_ref(), new).await;
+    }
+    let artist_id = store
+        .track_by_hash(
+            &stored(store.as_ref(), new_track("y", "Aretha Franklin", "Lady Soul"))
+                .await
+                .content_hash,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .artist
+        .id;
+
+    let (nina, albums) = store.artist(album.artist.id).await.unwrap().unwrap();
+    assert_eq!(nina, album.artist);
+    let album_titles: Vec<_> = albums.iter().map(|album| album.title.as_str()).collect();
+    assert_eq!(
+        album_titles,
+        ["Anthology", "broadway-blues-ballads", "Pastel Blues", "Wild Is the Wind", "Baltimore"],
+        "by year, then title"
+    );
+    let (aretha, albums) = store.artist(artist_id).await.unwrap().unwrap();
+    assert_eq!(aretha.name, "Aretha Franklin");
+    assert_eq!(albums.len(), 1);
+    assert_eq!(store.artist(Uuid::now_v7()).await.unwrap(), None);
+
+    let (albums, total) = store.albums(10, 0).await.unwrap();
+    assert_eq!(total, 6);
+    let listed: Vec<_> = albums.iter().map(|s| (s.album.title.as_str(), s.tracks)).collect();
+    assert_eq!(
+        listed,
+        [
+            ("Anthology", 1),
+            ("Baltimore", 1),
+            ("broadway-blues-ballads", 1),
+            ("Lady Soul", 1),
+            ("Pastel Blues", 4),
+            ("Wild Is the Wind", 1),
+        ],
+        "by title, case-insensitively"
+    );
+    let (page, total) = store.albums(2, 4).await.unwrap();
+    assert_eq!(total, 6);
+    assert_eq!(
+        page.iter().map(|s| s.album.title.as_str()).collect::<Vec<_>>(),
+        ["Pastel Blues", "Wild Is the Wind"]
+    );
+
+    let (artists, total) = store.artists(10, 0).await.unwrap();
+    assert_eq!(total, 2);
+    let listed: Vec<_> = artists.iter().map(|s| (s.artist.name.as_str(), s.albums)).collect();
+    assert_eq!(listed, [("Aretha Franklin", 1), ("Nina Simone", 5)]);
+    let (page, total) = store.artists(1, 1).await.unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(page[0].artist.name, "Nina Simone");
+}
+
+async fn the_outbox_drains(store: Arc<dyn CatalogStore>) {
+    let mut events = Vec::new();
+    for title in ["one", "two"] {
+        let track = stored(store.as_ref(), new_track(title, "Nina Simone", "Pastel Blues")).await;
+        let event = deleted(track.id);
+        store.delete_track(track.id, &event).await.unwrap().unwrap();
+        events.push(event);
+    }
+    assert_eq!(OutboxStore::pending(store.as_ref(), 10).await.unwrap(), events, "in order");
+    assert_eq!(OutboxStore::pending(store.as_ref(), 1).await.unwrap(), events[..1]);
+
+    let published_at = now();
+    store.mark_published(&[events[0].id], published_at).await.unwrap();
+    assert_eq!(OutboxStore::pending(store.as_ref(), 10).await.unwrap(), events[1..]);
+    store.mark_published(&[events[1].id], published_at).await.unwrap();
+    assert!(OutboxStore::pending(store.as_ref(), 10).await.unwrap().is_empty());
+
+    assert_eq!(store.prune_published(published_at).await.unwrap(), 0, "nothing older");
+    assert_eq!(store.prune_published(published_at + TimeDelta::seconds(1)).await.unwrap(), 2);
+}
