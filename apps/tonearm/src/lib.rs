@@ -3,6 +3,7 @@
 //! service; the services meet here, through HTTP routers, the session directory and events.
 
 pub mod compose;
+pub mod import;
 pub mod settings;
 
 pub use compose::{App, ServiceName};

@@ -53,6 +53,16 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Import every audio file under a folder into the catalog (again: nothing twice).
+    Import {
+        folder: PathBuf,
+        /// The account the tracks belong to; the operator's library when unset.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Files processed at once (default: the number of cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
     /// Inspect and replay the event bus (the embedded log also while `up` runs).
     Events {
         #[command(subcommand)]
@@ -189,6 +199,26 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Events { command } => events(command, &settings).await,
+        Command::Import { folder, owner, jobs } => {
+            let owner = match owner {
+                Some(email) => {
+                    let cache = cache::connect(&settings.auth_cache_url()).await?;
+                    let (auth, _) = compose::open_auth(&settings, cache).await?;
+                    auth.user_by_email(&email).await?.id
+                }
+                None => uuid::Uuid::nil(),
+            };
+            let (catalog, _, _) = compose::open_catalog(&settings).await?;
+            let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+            let summary =
+                tonearm::import::import(catalog, &folder, owner, jobs.unwrap_or(cores)).await?;
+            for (path, reason) in &summary.failed {
+                announce(&format!("failed: {}: {reason}", path.display()));
+            }
+            announce(&summary.to_string());
+            anyhow::ensure!(summary.failed.is_empty(), "{} files failed", summary.failed.len());
+            Ok(())
+        }
         Command::Config { command: ConfigCommand::Default } => Ok(()),
     }
 }

@@ -198,6 +198,12 @@ impl AuthService {
         Ok(())
     }
 
+    /// Operator look-up of an account by email.
+    pub async fn user_by_email(&self, email: &str) -> Result<User, AuthError> {
+        let email = Email::parse(email)?;
+        Ok(self.store.credentials(&email).await?.ok_or(AuthError::UserNotFound)?.0)
+    }
+
     pub async fn me(&self, caller: &Caller) -> Result<User, AuthError> {
         self.store.user(caller.user_id).await?.ok_or(AuthError::UserNotFound)
     }

@@ -169,6 +169,17 @@ impl CatalogService {
         }
     }
 
+    /// Files one local file as `owner`'s upload, as `tonearm import` does.
+    pub async fn import_file(
+        &self,
+        owner: &Caller,
+        path: &std::path::Path,
+    ) -> Result<Uploaded, CatalogError> {
+        let spooled = self.spool(file_chunks(path.to_path_buf())).await?;
+        let file_name = path.file_name().map(|name| name.to_string_lossy().into_owned());
+        self.ingest(owner, spooled, file_name, Overrides::default()).await
+    }
+
     pub async fn track(&self, id: Uuid) -> Result<Track, CatalogError> {
         self.store.track(id).await?.ok_or(CatalogError::NotFound("track"))
     }

@@ -207,3 +207,53 @@ async fn only_the_uploader_edits_or_deletes_and_deletion_is_published() {
     }
     assert!(deleted, "track.deleted was published");
 }
+
+#[tokio::test]
+async fn importing_a_folder_twice_imports_nothing_twice() {
+    let library = tempfile::TempDir::new().unwrap();
+    for index in 0..200_u32 {
+        let folder = library
+            .path()
+            .join(format!("artist-{}", index % 7))
+            .join(format!("album-{}", index % 3));
+        std::fs::create_dir_all(&folder).unwrap();
+        let mut audio = wav(1, 0);
+        // Distinct content per file: the last sample encodes the index.
+        let len = audio.len();
+        audio[len - 2..].copy_from_slice(&u16::try_from(index).unwrap().to_le_bytes());
+        std::fs::write(folder.join(format!("track {index}.wav")), audio).unwrap();
+    }
+    std::fs::write(library.path().join("cover.jpg"), b"\xff\xd8\xff\xe0 not audio").unwrap();
+    std::fs::write(library.path().join("notes.txt"), b"liner notes").unwrap();
+
+    let data = tempfile::TempDir::new().unwrap();
+    let folder = library.path().to_str().unwrap();
+    let first = crate::support::succeeded(&crate::support::tonearm_cli(
+        &["import", folder],
+        data.path(),
+        &[],
+    ));
+    assert!(
+        first.contains("imported 200, already in the catalog 0, not audio 2, failed 0"),
+        "{first}"
+    );
+    let second = crate::support::succeeded(&crate::support::tonearm_cli(
+        &["import", folder],
+        data.path(),
+        &[],
+    ));
+    assert!(
+        second.contains("imported 0, already in the catalog 200, not audio 2, failed 0"),
+        "{second}"
+    );
+
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        data.path().join("catalog.db").display()
+    ))
+    .await
+    .unwrap();
+    let tracks: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM tracks").fetch_one(&pool).await.unwrap();
+    assert_eq!(tracks, 200);
+}
