@@ -54,6 +54,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_track, update_track, delete_track))
         .routes(routes!(list_albums))
         .routes(routes!(get_album))
+        .routes(routes!(get_artwork))
         .routes(routes!(list_artists))
         .routes(routes!(get_artist))
 }
@@ -412,6 +413,38 @@ async fn get_album(
         year: album.year,
         tracks: tracks.iter().map(TrackSummary::from).collect(),
     }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ArtworkQuery {
+    /// Edge length in pixels: 300 or 640 (the default).
+    size: Option<u32>,
+}
+
+/// An album's cover image, taken from its files' embedded pictures.
+#[utoipa::path(get, path = "/v1/albums/{id}/artwork", tag = "catalog", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ArtworkQuery),
+    responses(
+        (status = 200, description = "JPEG", content_type = "image/jpeg"),
+        (status = 404, body = Problem, description = "No such album, or it has no artwork"),
+        (status = 422, body = Problem),
+    ))]
+async fn get_artwork(
+    State(service): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(query): Query<ArtworkQuery>,
+) -> ApiResult<Response> {
+    let jpeg = service.artwork(id, query.size.unwrap_or(640)).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/jpeg"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        jpeg,
+    )
+        .into_response())
 }
 
 /// Artists by name.

@@ -16,7 +16,7 @@ use crate::{
     config::CatalogConfig,
     domain::{
         Album, AlbumSummary, Artist, ArtistSummary, AudioFormat, CatalogError, NewTrack, Track,
-        TrackEdit, TrackSort, read_tags,
+        TrackEdit, TrackSort, artwork, read_tags,
     },
     store::{CatalogStore, StoreError},
 };
@@ -58,6 +58,14 @@ pub struct CatalogService {
 /// Where a track's media lives in object storage.
 pub fn media_prefix(track: Uuid) -> Result<ObjectKey, CatalogError> {
     Ok(ObjectKey::parse(&format!("tracks/{track}"))?)
+}
+
+fn album_prefix(album: Uuid) -> Result<ObjectKey, CatalogError> {
+    Ok(ObjectKey::parse(&format!("albums/{album}"))?)
+}
+
+fn artwork_key(album: Uuid, size: u32) -> Result<ObjectKey, CatalogError> {
+    Ok(album_prefix(album)?.join(&format!("artwork-{size}.jpg"))?)
 }
 
 impl CatalogService {
@@ -130,6 +138,7 @@ impl CatalogService {
         let pick = |given: Option<String>, tagged: String| {
             given.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).unwrap_or(tagged)
         };
+        let cover = tags.cover;
         let new = NewTrack {
             id: Uuid::now_v7(),
             title: pick(overrides.title, tags.title),
@@ -151,6 +160,9 @@ impl CatalogService {
         match self.store.create_track(&new).await {
             Ok(track) => {
                 tracing::info!(track_id = %track.id, format = format.as_str(), "track uploaded");
+                if let Some(cover) = cover {
+                    self.store_artwork(track.album.0, cover).await;
+                }
                 Ok(Uploaded::Created(track))
             }
             Err(error) => {
@@ -178,6 +190,47 @@ impl CatalogService {
         let spooled = self.spool(file_chunks(path.to_path_buf())).await?;
         let file_name = path.file_name().map(|name| name.to_string_lossy().into_owned());
         self.ingest(owner, spooled, file_name, Overrides::default()).await
+    }
+
+    /// Keeps the first cover an album gets, scaled to every served size. Artwork is a
+    /// nicety: failing to store it is logged, never an upload error.
+    async fn store_artwork(&self, album: Uuid, cover: Vec<u8>) {
+        let Ok(largest) = artwork_key(album, artwork::SIZES[artwork::SIZES.len() - 1]) else {
+            return;
+        };
+        if matches!(self.objects.head(&largest).await, Ok(Some(_))) {
+            return;
+        }
+        let scaled = tokio::task::spawn_blocking(move || artwork::scale_cover(&cover)).await;
+        let Ok(Some(scaled)) = scaled else {
+            tracing::debug!(%album, "embedded cover is not a readable image");
+            return;
+        };
+        for (size, jpeg) in scaled {
+            let stored = match artwork_key(album, size) {
+                Ok(key) => self.objects.put(&key, Bytes::from(jpeg)).await,
+                Err(_) => continue,
+            };
+            if let Err(error) = stored {
+                tracing::warn!(%album, %error, "could not store artwork");
+            }
+        }
+    }
+
+    /// An album's cover at one of the served sizes, as JPEG.
+    pub async fn artwork(&self, album: Uuid, size: u32) -> Result<Bytes, CatalogError> {
+        if !artwork::SIZES.contains(&size) {
+            return Err(CatalogError::Invalid {
+                field: "size",
+                reason: "must be 300 or 640".into(),
+            });
+        }
+        self.store.album(album).await?.ok_or(CatalogError::NotFound("album"))?;
+        match self.objects.get(&artwork_key(album, size)?).await {
+            Ok(bytes) => Ok(bytes),
+            Err(objects::ObjectsError::NotFound(_)) => Err(CatalogError::NotFound("artwork")),
+            Err(error) => Err(error.into()),
+        }
     }
 
     pub async fn track(&self, id: Uuid) -> Result<Track, CatalogError> {
@@ -227,9 +280,16 @@ impl CatalogService {
         let at = now();
         let event = Envelope::new(&TrackDeleted { track_id: id, deleted_at: at }, at);
         self.store.delete_track(id, &event).await?.ok_or(CatalogError::NotFound("track"))?;
-        if let Err(error) = self.objects.delete_prefix(&media_prefix(id)?).await {
-            // The track is gone either way; leftover media is reclaimable garbage.
-            tracing::warn!(track_id = %id, %error, "could not delete a track's media");
+        let mut media = vec![media_prefix(id)?];
+        // The store drops an album left without tracks; its artwork goes with it.
+        if self.store.album(track.album.0).await?.is_none() {
+            media.push(album_prefix(track.album.0)?);
+        }
+        for prefix in media {
+            if let Err(error) = self.objects.delete_prefix(&prefix).await {
+                // The track is gone either way; leftover media is reclaimable garbage.
+                tracing::warn!(track_id = %id, %error, "could not delete media");
+            }
         }
         Ok(())
     }

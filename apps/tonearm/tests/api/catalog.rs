@@ -257,3 +257,81 @@ async fn importing_a_folder_twice_imports_nothing_twice() {
         sqlx::query_scalar("SELECT COUNT(*) FROM tracks").fetch_one(&pool).await.unwrap();
     assert_eq!(tracks, 200);
 }
+
+/// A WAV carrying an ID3v2 tag with a title and a front cover.
+fn wav_with_cover(seed: u8) -> Vec<u8> {
+    use lofty::{
+        config::WriteOptions,
+        picture::{MimeType, Picture, PictureType},
+        prelude::{Accessor, TagExt},
+        tag::{Tag, TagType},
+    };
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("covered.wav");
+    std::fs::write(&path, wav(1, seed)).unwrap();
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(900, 900, image::Rgb([30, 120, 200]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let mut tag = Tag::new(TagType::Id3v2);
+    tag.set_title("Covered".to_owned());
+    tag.set_artist("Painter".to_owned());
+    tag.set_album("Canvas".to_owned());
+    tag.push_picture(Picture::new_unchecked(
+        PictureType::CoverFront,
+        Some(MimeType::Png),
+        None,
+        png,
+    ));
+    tag.save_to_path(&path, WriteOptions::default()).unwrap();
+    std::fs::read(&path).unwrap()
+}
+
+#[tokio::test]
+async fn embedded_covers_are_served_in_two_sizes() {
+    let app = TestApp::up().await;
+    let ada = token(&app.register(&unique_email()).await, "access_token");
+    let accepted: Value =
+        upload(&app, &ada, "covered.wav", wav_with_cover(5), &[]).await.json().await.unwrap();
+    let track: Value = app
+        .get(&format!("/v1/tracks/{}", accepted["id"].as_str().unwrap()), Some(&ada))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (track["title"].as_str(), track["artist"]["name"].as_str()),
+        (Some("Covered"), Some("Painter"))
+    );
+    let album = track["album"]["id"].as_str().unwrap().to_owned();
+
+    for size in [300_u32, 640] {
+        let response =
+            app.get(&format!("/v1/albums/{album}/artwork?size={size}"), Some(&ada)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "image/jpeg");
+        let image = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+        assert_eq!((image.width(), image.height()), (size, size));
+    }
+    let odd = app.get(&format!("/v1/albums/{album}/artwork?size=123"), Some(&ada)).await;
+    assert_problem(odd, StatusCode::UNPROCESSABLE_ENTITY).await;
+
+    // An album without a cover.
+    let plain: Value = upload(&app, &ada, "plain.wav", wav(1, 6), &[("album", "Bare")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let plain: Value = app
+        .get(&format!("/v1/tracks/{}", plain["id"].as_str().unwrap()), Some(&ada))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bare = plain["album"]["id"].as_str().unwrap();
+    assert_problem(
+        app.get(&format!("/v1/albums/{bare}/artwork"), Some(&ada)).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+}

@@ -1,5 +1,6 @@
 //! The catalog's plain types and rules: no HTTP, no SQL.
 
+pub mod artwork;
 mod format;
 mod tags;
 mod track;

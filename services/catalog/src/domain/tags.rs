@@ -2,7 +2,10 @@
 
 use std::path::Path;
 
-use lofty::prelude::{Accessor, AudioFile, TaggedFileExt};
+use lofty::{
+    picture::PictureType,
+    prelude::{Accessor, AudioFile, TaggedFileExt},
+};
 
 use super::UNKNOWN_ARTIST;
 
@@ -16,6 +19,8 @@ pub struct TrackTags {
     pub year: Option<i32>,
     pub genre: Option<String>,
     pub duration_ms: u64,
+    /// The embedded cover image, front cover preferred, as stored in the file.
+    pub cover: Option<Vec<u8>>,
 }
 
 /// Reads the tags and duration of the file at `path`. A file without tags gets its title
@@ -53,6 +58,12 @@ pub fn read_tags(path: &Path, file_name: Option<&str>) -> TrackTags {
         tags.track_number = tag.track();
         tags.disc_number = tag.disk();
         tags.year = tag.year().and_then(|year| i32::try_from(year).ok());
+        let pictures = tag.pictures();
+        tags.cover = pictures
+            .iter()
+            .find(|picture| picture.pic_type() == PictureType::CoverFront)
+            .or_else(|| pictures.first())
+            .map(|picture| picture.data().to_vec());
     }
     finish(tags)
 }
