@@ -31,7 +31,7 @@ pub fn wav(seconds: u32, seed: u8) -> Vec<u8> {
     bytes
 }
 
-async fn upload(
+pub async fn upload(
     app: &TestApp,
     token: &str,
     name: &str,

@@ -68,3 +68,56 @@ async fn serve_gateway_without_an_auth_upstream_is_a_clear_error() {
     let error = tonearm::App::serve(&settings, ServiceName::Gateway).await.err().unwrap();
     assert!(format!("{error:#}").contains("gateway.upstreams.auth"), "{error:#}");
 }
+
+/// `serve catalog` on PostgreSQL and S3 behind `serve gateway`: uploads stream through
+/// the proxy into the bucket.
+#[tokio::test]
+async fn the_gateway_fronts_a_remote_catalog_on_postgres_and_s3() {
+    let dir = TempDir::new().unwrap();
+    let mut auth_settings = redis_settings(dir.path());
+    auth_settings.auth.database_url = Some(EngineUrl::new(fresh_postgres_url()));
+    let auth = TestApp::serve(auth_settings, ServiceName::Auth).await;
+
+    let mut catalog_settings = crate::support::test_settings(dir.path());
+    catalog_settings.catalog.database_url = Some(EngineUrl::new(fresh_postgres_url()));
+    catalog_settings.storage = s3_storage();
+    let catalog = TestApp::serve(catalog_settings, ServiceName::Catalog).await;
+
+    let mut gateway_settings = redis_settings(dir.path());
+    gateway_settings.gateway.upstreams.insert("auth".into(), format!("http://{}", auth.addr));
+    gateway_settings.gateway.upstreams.insert("catalog".into(), format!("http://{}", catalog.addr));
+    let gateway = TestApp::serve(gateway_settings, ServiceName::Gateway).await;
+
+    let access = token(&gateway.register(&unique_email()).await, "access_token");
+    let audio = crate::catalog::wav(2, 9);
+    let size = audio.len();
+    let accepted = crate::catalog::upload(&gateway, &access, "Remote.wav", audio, &[]).await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let accepted: Value = accepted.json().await.unwrap();
+    let id = accepted["id"].as_str().unwrap();
+    let track: Value =
+        gateway.get(&format!("/v1/tracks/{id}"), Some(&access)).await.json().await.unwrap();
+    assert_eq!(track["title"], "Remote");
+    assert_eq!(track["duration_ms"], 2_000);
+
+    let objects = objects::Objects::connect(&s3_storage(), dir.path()).await.unwrap();
+    let original = objects::ObjectKey::parse(&format!("tracks/{id}/original.wav")).unwrap();
+    assert_eq!(objects.head(&original).await.unwrap().map(|info| info.size), Some(size as u64));
+
+    let api: Value = gateway.get("/v1/openapi.json", None).await.json().await.unwrap();
+    assert!(api["paths"].get("/v1/tracks").is_some(), "the catalog is documented");
+    let ready: Value = gateway.get("/readyz", None).await.json().await.unwrap();
+    assert_eq!(ready["checks"]["upstream.catalog"], "ok");
+}
+
+/// Object storage in the test S3 server's bucket.
+fn s3_storage() -> objects::StorageConfig {
+    let s3 = testkit::s3_server();
+    objects::StorageConfig {
+        url: Some(EngineUrl::new(format!("s3://{}", s3.bucket))),
+        endpoint: Some(s3.endpoint),
+        region: None,
+        access_key_id: Some(s3.access_key_id),
+        secret_access_key: Some(s3.secret_access_key.into()),
+    }
+}
