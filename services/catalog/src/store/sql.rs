@@ -138,31 +138,6 @@ impl From<ArtistSummaryRow> for ArtistSummary {
     }
 }
 
-#[derive(sqlx::FromRow)]
-pub(super) struct OutboxRow {
-    id: Uuid,
-    event_type: String,
-    version: i32,
-    key: String,
-    payload: sqlx::types::Json<serde_json::Value>,
-    headers: sqlx::types::Json<std::collections::BTreeMap<String, String>>,
-    occurred_at: DateTime<Utc>,
-}
-
-impl From<OutboxRow> for bus::Envelope {
-    fn from(row: OutboxRow) -> Self {
-        Self {
-            id: row.id,
-            event_type: row.event_type,
-            version: u32::try_from(row.version).unwrap_or_default(),
-            occurred_at: row.occurred_at,
-            key: row.key,
-            payload: row.payload.0,
-            headers: row.headers.0,
-        }
-    }
-}
-
 pub(super) fn conflict_or(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
@@ -198,7 +173,7 @@ macro_rules! sql_store {
         use super::{
             CatalogStore, StoreError, match_key,
             sql::{
-                ALBUM_SELECT, AlbumRow, AlbumSummaryRow, ArtistRow, ArtistSummaryRow, OutboxRow,
+                ALBUM_SELECT, AlbumRow, AlbumSummaryRow, ArtistRow, ArtistSummaryRow,
                 TRACK_SELECT, TrackRow, bigint, conflict_or, count, int,
             },
         };
@@ -442,35 +417,15 @@ macro_rules! sql_store {
         #[async_trait]
         impl OutboxStore for $adapter {
             async fn pending(&self, limit: usize) -> Result<Vec<Envelope>, OutboxError> {
-                let rows = sqlx::query_as::<_, OutboxRow>(
-                    "SELECT id, event_type, version, key, payload, headers, occurred_at FROM outbox
-                     WHERE published_at IS NULL ORDER BY id LIMIT $1",
-                )
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(rows.into_iter().map(Envelope::from).collect())
+                Ok(bus::outbox::sql::pending(&self.pool, limit).await?)
             }
 
             async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<(), OutboxError> {
-                let mut tx = self.pool.begin().await?;
-                for id in ids {
-                    sqlx::query("UPDATE outbox SET published_at = $2 WHERE id = $1")
-                        .bind(id)
-                        .bind(at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                Ok(bus::outbox::sql::mark_published(&self.pool, ids, at).await?)
             }
 
             async fn prune_published(&self, before: DateTime<Utc>) -> Result<u64, OutboxError> {
-                let pruned = sqlx::query("DELETE FROM outbox WHERE published_at < $1")
-                    .bind(before)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(pruned.rows_affected())
+                Ok(bus::outbox::sql::prune(&self.pool, before).await?)
             }
         }
 
@@ -564,20 +519,7 @@ macro_rules! sql_store {
         where
             E: sqlx::Executor<'c, Database = Db>,
         {
-            sqlx::query(
-                "INSERT INTO outbox (id, event_type, version, key, payload, headers, occurred_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(event.id)
-            .bind(&event.event_type)
-            .bind(i32::try_from(event.version).unwrap_or(i32::MAX))
-            .bind(&event.key)
-            .bind(sqlx::types::Json(&event.payload))
-            .bind(sqlx::types::Json(&event.headers))
-            .bind(event.occurred_at)
-            .execute(executor)
-            .await?;
-            Ok(())
+            Ok(bus::outbox::sql::insert(executor, event).await?)
         }
     };
 }

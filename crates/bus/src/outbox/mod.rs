@@ -4,6 +4,8 @@
 //! them durably. A crash between the two re-publishes a batch, which the bus and the
 //! consumers both recognise by event id; a bus outage delays events, never loses them.
 
+pub mod sql;
+
 use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
