@@ -57,6 +57,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_artwork))
         .routes(routes!(list_artists))
         .routes(routes!(get_artist))
+        .routes(routes!(search))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -484,5 +485,86 @@ async fn get_artist(
             .into_iter()
             .map(|album| AlbumOfArtist { id: album.id, title: album.title, year: album.year })
             .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// The words to look for; each matches as a prefix or within one edit (two for
+    /// words of eight letters or more).
+    q: String,
+    /// Any of `track`, `album`, `artist`, comma-separated; all three when absent.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    kinds: Option<String>,
+    /// Results per kind, 1 to 100 (default 20).
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Items<T> {
+    items: Vec<T>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchAlbum {
+    id: Uuid,
+    title: String,
+    artist: ArtistRef,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracks: Option<Items<TrackSummary>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    albums: Option<Items<SearchAlbum>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artists: Option<Items<ArtistRef>>,
+}
+
+/// Search tracks, albums and artists, ranked.
+#[utoipa::path(get, path = "/v1/search", tag = "catalog", security(("bearer" = [])),
+    params(SearchQuery),
+    responses((status = 200, body = SearchResponse), (status = 400, body = Problem), (status = 422, body = Problem)))]
+async fn search(
+    State(service): State<AppState>,
+    _caller: Caller,
+    Query(query): Query<SearchQuery>,
+) -> ApiResult<Json<SearchResponse>> {
+    let (limit, _) = PageQuery { limit: query.limit, offset: None }.resolve()?;
+    let kinds: Vec<&str> = match query.kinds.as_deref() {
+        None => vec!["track", "album", "artist"],
+        Some(raw) => raw.split(',').map(str::trim).filter(|k| !k.is_empty()).collect(),
+    };
+    if let Some(unknown) = kinds.iter().find(|k| !["track", "album", "artist"].contains(k)) {
+        return Err(Problem::bad_request(format!(
+            "unknown type `{unknown}`: use track, album or artist"
+        )));
+    }
+    let results = service.search(&query.q, limit).await?;
+    let wants = |kind: &str| kinds.contains(&kind);
+    Ok(Json(SearchResponse {
+        tracks: wants("track")
+            .then(|| Items { items: results.tracks.iter().map(TrackSummary::from).collect() }),
+        albums: wants("album").then(|| Items {
+            items: results
+                .albums
+                .iter()
+                .map(|(id, title, artist)| SearchAlbum {
+                    id: *id,
+                    title: title.clone(),
+                    artist: ArtistRef { id: artist.id, name: artist.name.clone() },
+                })
+                .collect(),
+        }),
+        artists: wants("artist").then(|| Items {
+            items: results
+                .artists
+                .iter()
+                .map(|a| ArtistRef { id: a.id, name: a.name.clone() })
+                .collect(),
+        }),
     }))
 }

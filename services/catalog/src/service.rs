@@ -17,6 +17,7 @@ use crate::{
     domain::{
         Album, AlbumSummary, Artist, ArtistSummary, AudioFormat, CatalogError, NewTrack, Track,
         TrackEdit, TrackSort, artwork, read_tags,
+        search::{self, Field},
     },
     store::{CatalogStore, StoreError},
 };
@@ -40,6 +41,15 @@ pub struct Overrides {
     pub title: Option<String>,
     pub artist: Option<String>,
     pub album: Option<String>,
+}
+
+/// What a search found, best first.
+#[derive(Debug, Default)]
+pub struct SearchResults {
+    pub tracks: Vec<Track>,
+    /// Album id, title and the artist of the best-ranked track on it.
+    pub albums: Vec<(Uuid, String, Artist)>,
+    pub artists: Vec<Artist>,
 }
 
 #[derive(Debug)]
@@ -160,6 +170,7 @@ impl CatalogService {
         match self.store.create_track(&new).await {
             Ok(track) => {
                 tracing::info!(track_id = %track.id, format = format.as_str(), "track uploaded");
+                self.index(&track).await?;
                 if let Some(cover) = cover {
                     self.store_artwork(track.album.0, cover).await;
                 }
@@ -270,7 +281,73 @@ impl CatalogService {
                 reason: "must be a four-digit year".into(),
             });
         }
-        self.store.update_track(id, &edit, now()).await?.ok_or(CatalogError::NotFound("track"))
+        let track = self
+            .store
+            .update_track(id, &edit, now())
+            .await?
+            .ok_or(CatalogError::NotFound("track"))?;
+        self.index(&track).await?;
+        Ok(track)
+    }
+
+    /// Makes a track findable by the words of its title, artist and album.
+    async fn index(&self, track: &Track) -> Result<(), CatalogError> {
+        let words: Vec<(String, Field)> = [
+            (&track.title, Field::Title),
+            (&track.artist.name, Field::Artist),
+            (&track.album.1, Field::Album),
+        ]
+        .into_iter()
+        .flat_map(|(text, field)| search::words(text).into_iter().map(move |word| (word, field)))
+        .collect();
+        Ok(self.store.index_track(track.id, &words).await?)
+    }
+
+    /// Tracks whose title, artist and album answer every word of `query` (a prefix, or a
+    /// word within one edit, two for long words), best first, with their albums and
+    /// artists.
+    pub async fn search(&self, query: &str, limit: u32) -> Result<SearchResults, CatalogError> {
+        let query_words: Vec<String> = search::words(query).into_iter().take(8).collect();
+        if query_words.is_empty() {
+            return Err(CatalogError::Invalid { field: "q", reason: "must contain a word".into() });
+        }
+        let mut candidates = std::collections::BTreeSet::new();
+        for word in &query_words {
+            candidates.extend(self.store.words_with_prefix(word, 50).await?);
+            if word.chars().count() >= 3 {
+                let similar = self
+                    .store
+                    .words_sharing_trigrams(
+                        &search::trigrams(word),
+                        search::min_shared_trigrams(word),
+                        200,
+                    )
+                    .await?;
+                candidates.extend(
+                    similar.into_iter().filter(|c| search::match_strength(word, c).is_some()),
+                );
+            }
+        }
+        let candidates: Vec<String> = candidates.into_iter().collect();
+        let occurrences = self.store.occurrences(&candidates).await?;
+        let ranked: Vec<Uuid> = search::rank(&query_words, &occurrences)
+            .into_iter()
+            .take(limit as usize)
+            .map(|(track, _)| track)
+            .collect();
+        let mut tracks = self.store.tracks_by_id(&ranked).await?;
+        tracks.sort_by_key(|track| ranked.iter().position(|id| *id == track.id));
+        let mut albums: Vec<(Uuid, String, Artist)> = Vec::new();
+        let mut artists: Vec<Artist> = Vec::new();
+        for track in &tracks {
+            if !albums.iter().any(|(id, _, _)| *id == track.album.0) {
+                albums.push((track.album.0, track.album.1.clone(), track.artist.clone()));
+            }
+            if !artists.iter().any(|artist| artist.id == track.artist.id) {
+                artists.push(track.artist.clone());
+            }
+        }
+        Ok(SearchResults { tracks, albums, artists })
     }
 
     /// Deletes a track, its media, and publishes `track.deleted`.

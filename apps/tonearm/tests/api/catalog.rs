@@ -335,3 +335,74 @@ async fn embedded_covers_are_served_in_two_sizes() {
     )
     .await;
 }
+
+/// Titles of the tracks a search found, best first.
+async fn search_titles(app: &TestApp, token: &str, query: &str) -> Vec<String> {
+    let response = app.get(&format!("/v1/search?q={query}&type=track"), Some(token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert!(body.get("albums").is_none(), "only the types asked for");
+    body["tracks"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn search_matches_prefixes_and_near_misses_ranked() {
+    let app = TestApp::up().await;
+    let ada = token(&app.register(&unique_email()).await, "access_token");
+    for (seed, title, artist, album) in [
+        (10, "Feeling Good", "Nina Simone", "I Put a Spell on You"),
+        (11, "Sinnerman", "Nina Simone", "Pastel Blues"),
+        (12, "Good Vibrations", "The Beach Boys", "Smiley Smile"),
+        (13, "Artist in Residence", "Jazz Trio", "Portraits"),
+    ] {
+        let fields = [("title", title), ("artist", artist), ("album", album)];
+        assert_eq!(
+            upload(&app, &ada, "x.wav", wav(1, seed), &fields).await.status(),
+            StatusCode::ACCEPTED
+        );
+    }
+
+    assert_eq!(search_titles(&app, &ada, "artst").await, ["Artist in Residence"], "one edit");
+    assert_eq!(search_titles(&app, &ada, "sinerman").await, ["Sinnerman"], "a missing letter");
+    assert_eq!(
+        search_titles(&app, &ada, "vibratoins").await,
+        ["Good Vibrations"],
+        "two edits for long words"
+    );
+    assert_eq!(
+        search_titles(&app, &ada, "nina%20feel").await,
+        ["Feeling Good"],
+        "every word must match"
+    );
+    let good = search_titles(&app, &ada, "good").await;
+    assert_eq!(good.len(), 2);
+    assert!(search_titles(&app, &ada, "zzzz").await.is_empty());
+
+    let all: Value = app.get("/v1/search?q=nina", Some(&ada)).await.json().await.unwrap();
+    assert_eq!(all["tracks"]["items"].as_array().unwrap().len(), 2);
+    assert_eq!(all["artists"]["items"][0]["name"], "Nina Simone");
+    assert_eq!(all["albums"]["items"].as_array().unwrap().len(), 2);
+
+    // An edit is searchable at once.
+    let id = all["tracks"]["items"][0]["id"].as_str().unwrap().to_owned();
+    let renamed = app
+        .send(
+            Method::PATCH,
+            &format!("/v1/tracks/{id}"),
+            Some(&ada),
+            Some(json!({"title": "Wild Is the Wind"})),
+        )
+        .await;
+    assert_eq!(renamed.status(), StatusCode::OK);
+    assert_eq!(search_titles(&app, &ada, "wild%20wind").await, ["Wild Is the Wind"]);
+
+    assert_problem(app.get("/v1/search?q=%20", Some(&ada)).await, StatusCode::UNPROCESSABLE_ENTITY)
+        .await;
+    assert_problem(app.get("/v1/search?q=x&type=song", Some(&ada)).await, StatusCode::BAD_REQUEST)
+        .await;
+}

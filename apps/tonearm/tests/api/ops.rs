@@ -109,6 +109,7 @@ async fn health_readiness_request_ids_and_docs() {
         "/v1/albums/{id}/artwork",
         "/v1/artists",
         "/v1/artists/{id}",
+        "/v1/search",
         "/healthz",
         "/readyz",
         "/metrics",

@@ -104,6 +104,9 @@ async fn the_gateway_fronts_a_remote_catalog_on_postgres_and_s3() {
     let original = objects::ObjectKey::parse(&format!("tracks/{id}/original.wav")).unwrap();
     assert_eq!(objects.head(&original).await.unwrap().map(|info| info.size), Some(size as u64));
 
+    let found: Value = gateway.get("/v1/search?q=remot", Some(&access)).await.json().await.unwrap();
+    assert_eq!(found["tracks"]["items"][0]["id"], id, "search works on PostgreSQL too");
+
     let api: Value = gateway.get("/v1/openapi.json", None).await.json().await.unwrap();
     assert!(api["paths"].get("/v1/tracks").is_some(), "the catalog is documented");
     let ready: Value = gateway.get("/readyz", None).await.json().await.unwrap();

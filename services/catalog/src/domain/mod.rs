@@ -2,6 +2,7 @@
 
 pub mod artwork;
 mod format;
+pub mod search;
 mod tags;
 mod track;
 

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     Album, AlbumSummary, Artist, ArtistSummary, NewTrack, Track, TrackEdit, TrackSort,
+    search::Field,
 };
 
 pub use postgres::PostgresCatalogStore;
@@ -85,6 +86,31 @@ pub trait CatalogStore: OutboxStore {
 
     /// An artist with their albums by year, then title.
     async fn artist(&self, id: Uuid) -> Result<Option<(Artist, Vec<Album>)>, StoreError>;
+
+    /// Replaces a track's indexed words (and indexes the trigrams of new words).
+    async fn index_track(
+        &self,
+        track_id: Uuid,
+        words: &[(String, Field)],
+    ) -> Result<(), StoreError>;
+
+    /// Distinct indexed words that start with `prefix`, at most `limit`.
+    async fn words_with_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StoreError>;
+
+    /// Indexed words sharing at least `min_shared` of `grams`, most shared first.
+    async fn words_sharing_trigrams(
+        &self,
+        grams: &[String],
+        min_shared: usize,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Every indexed occurrence of these words: which track, in which field.
+    async fn occurrences(&self, words: &[String])
+    -> Result<Vec<(Uuid, Field, String)>, StoreError>;
+
+    /// The tracks with these ids, in no particular order.
+    async fn tracks_by_id(&self, ids: &[Uuid]) -> Result<Vec<Track>, StoreError>;
 }
 
 /// Opens the store a pool points at and brings its schema up to date.

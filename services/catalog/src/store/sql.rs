@@ -180,6 +180,7 @@ macro_rules! sql_store {
         use crate::domain::{
             Album, AlbumSummary, Artist, ArtistSummary, NewTrack, Track, TrackEdit, TrackSort,
             TrackStatus,
+            search::{Field, trigrams},
         };
 
         type Db = <$adapter as super::sql::Engine>::Database;
@@ -411,6 +412,112 @@ macro_rules! sql_store {
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(Some((artist.into(), albums.into_iter().map(Album::from).collect())))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn index_track(&self, track_id: Uuid, words: &[(String, Field)]) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("DELETE FROM search_words WHERE track_id = $1")
+                    .bind(track_id)
+                    .execute(&mut *tx)
+                    .await?;
+                for (word, field) in words {
+                    sqlx::query(
+                        "INSERT INTO search_words (word, track_id, field) VALUES ($1, $2, $3)
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(word)
+                    .bind(track_id)
+                    .bind(*field as i16)
+                    .execute(&mut *tx)
+                    .await?;
+                    for gram in trigrams(word) {
+                        sqlx::query("INSERT INTO search_grams (gram, word) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                            .bind(gram)
+                            .bind(word)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn words_with_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StoreError> {
+                Ok(sqlx::query_scalar(
+                    "SELECT DISTINCT word FROM search_words WHERE word >= $1 AND word < $2
+                     ORDER BY word LIMIT $3",
+                )
+                .bind(prefix)
+                .bind(format!("{prefix}\u{10FFFF}"))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn words_sharing_trigrams(
+                &self,
+                grams: &[String],
+                min_shared: usize,
+                limit: u32,
+            ) -> Result<Vec<String>, StoreError> {
+                if grams.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let placeholders: Vec<String> = (1..=grams.len()).map(|n| format!("${n}")).collect();
+                let sql = format!(
+                    "SELECT word FROM search_grams WHERE gram IN ({}) GROUP BY word
+                     HAVING COUNT(*) >= ${} ORDER BY COUNT(*) DESC, word LIMIT ${}",
+                    placeholders.join(", "),
+                    grams.len() + 1,
+                    grams.len() + 2,
+                );
+                let mut query = sqlx::query_scalar(&sql);
+                for gram in grams {
+                    query = query.bind(gram);
+                }
+                Ok(query
+                    .bind(i64::try_from(min_shared).unwrap_or(i64::MAX))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn occurrences(&self, words: &[String]) -> Result<Vec<(Uuid, Field, String)>, StoreError> {
+                if words.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let placeholders: Vec<String> = (1..=words.len()).map(|n| format!("${n}")).collect();
+                let sql = format!(
+                    "SELECT track_id, field, word FROM search_words WHERE word IN ({}) LIMIT 5000",
+                    placeholders.join(", ")
+                );
+                let mut query = sqlx::query_as::<_, (Uuid, i16, String)>(&sql);
+                for word in words {
+                    query = query.bind(word);
+                }
+                let rows = query.fetch_all(&self.pool).await?;
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|(track, field, word)| Field::from_code(field).map(|f| (track, f, word)))
+                    .collect())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn tracks_by_id(&self, ids: &[Uuid]) -> Result<Vec<Track>, StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+                let sql = format!("{TRACK_SELECT} WHERE t.id IN ({})", placeholders.join(", "));
+                let mut query = sqlx::query_as::<_, TrackRow>(&sql);
+                for id in ids {
+                    query = query.bind(*id);
+                }
+                query.fetch_all(&self.pool).await?.into_iter().map(TryInto::try_into).collect()
             }
         }
 

@@ -1,0 +1,16 @@
+-- The search index: every word of a track's title, artist and album, and the trigrams
+-- of every indexed word, so a query finds candidates by index, never by a table scan.
+-- Byte-order collation makes a prefix a range scan.
+CREATE TABLE search_words (
+    word     TEXT COLLATE "C" NOT NULL,
+    track_id UUID NOT NULL REFERENCES tracks (id) ON DELETE CASCADE,
+    field    SMALLINT NOT NULL,
+    PRIMARY KEY (word, track_id, field)
+);
+CREATE INDEX search_words_by_track ON search_words (track_id);
+
+CREATE TABLE search_grams (
+    gram TEXT COLLATE "C" NOT NULL,
+    word TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (gram, word)
+);
