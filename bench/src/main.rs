@@ -2,6 +2,7 @@
 //! time, or pushes events through the bus, and reports throughput and latency percentiles.
 
 mod events;
+mod search;
 
 use std::{
     sync::Arc,
@@ -41,6 +42,15 @@ struct Args {
     /// `events`: events per publish call.
     #[arg(long, default_value_t = 500)]
     batch: usize,
+    /// `search`: tracks in the catalog.
+    #[arg(long, default_value_t = 100_000)]
+    tracks: usize,
+    /// `search`: searches to time.
+    #[arg(long, default_value_t = 2_000)]
+    queries: usize,
+    /// `search`: a PostgreSQL URL to use instead of a temporary SQLite file.
+    #[arg(long)]
+    database: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -51,6 +61,8 @@ enum Scenario {
     Login,
     /// The event bus: publish → consume throughput and latency.
     Events,
+    /// Catalog search latency on a large catalog.
+    Search,
 }
 
 const PASSWORD: &str = "benchmark password";
@@ -58,6 +70,10 @@ const PASSWORD: &str = "benchmark password";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Scenario::Search = args.scenario {
+        print_line(&search::run(args.tracks, args.queries, args.database.clone()).await?);
+        return Ok(());
+    }
     if let Scenario::Events = args.scenario {
         let summary = events::run(events::EventsArgs {
             url: args.bus.clone(),
@@ -107,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
                     Scenario::Login => client
                         .post(format!("{url}/v1/auth/login"))
                         .json(&json!({"email": email, "password": PASSWORD})),
-                    Scenario::Me | Scenario::Events => {
+                    Scenario::Me | Scenario::Events | Scenario::Search => {
                         client.get(format!("{url}/v1/me")).bearer_auth(&token)
                     }
                 };

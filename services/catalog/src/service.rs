@@ -170,7 +170,7 @@ impl CatalogService {
         match self.store.create_track(&new).await {
             Ok(track) => {
                 tracing::info!(track_id = %track.id, format = format.as_str(), "track uploaded");
-                self.index(&track).await?;
+                self.reindex(&track).await?;
                 if let Some(cover) = cover {
                     self.store_artwork(track.album.0, cover).await;
                 }
@@ -286,12 +286,12 @@ impl CatalogService {
             .update_track(id, &edit, now())
             .await?
             .ok_or(CatalogError::NotFound("track"))?;
-        self.index(&track).await?;
+        self.reindex(&track).await?;
         Ok(track)
     }
 
     /// Makes a track findable by the words of its title, artist and album.
-    async fn index(&self, track: &Track) -> Result<(), CatalogError> {
+    pub async fn reindex(&self, track: &Track) -> Result<(), CatalogError> {
         let words: Vec<(String, Field)> = [
             (&track.title, Field::Title),
             (&track.artist.name, Field::Artist),
