@@ -94,10 +94,18 @@ pub fn match_strength(query_word: &str, indexed: &str) -> Option<u32> {
 /// Ranks tracks from their indexed words: a track must answer every query word; each
 /// word scores its best match times the weight of the field it matched in.
 pub fn rank(query: &[String], hits: &[(Uuid, Field, String)]) -> Vec<(Uuid, u32)> {
+    // Hits repeat a few words many times: judge each word once.
+    let mut strengths: HashMap<&str, Vec<Option<u32>>> = HashMap::new();
+    for (_, _, word) in hits {
+        strengths.entry(word.as_str()).or_insert_with(|| {
+            query.iter().map(|query_word| match_strength(query_word, word)).collect()
+        });
+    }
     let mut best: HashMap<(Uuid, usize), u32> = HashMap::new();
     for (track, field, word) in hits {
-        for (position, query_word) in query.iter().enumerate() {
-            if let Some(strength) = match_strength(query_word, word) {
+        let Some(judged) = strengths.get(word.as_str()) else { continue };
+        for (position, strength) in judged.iter().enumerate() {
+            if let Some(strength) = *strength {
                 let score = strength * field.weight();
                 let entry = best.entry((*track, position)).or_default();
                 *entry = (*entry).max(score);
