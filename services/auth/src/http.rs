@@ -25,7 +25,6 @@ use uuid::Uuid;
 use crate::{
     domain::{AuthError, Session, User},
     service::{AuthService, Registration, SignedIn},
-    store::StoreError,
 };
 
 type AppState = Arc<AuthService>;
@@ -191,9 +190,9 @@ impl From<AuthError> for Problem {
             AuthError::SessionNotFound | AuthError::UserNotFound => {
                 Problem::not_found(error.to_string())
             }
-            AuthError::Store(StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
-            )) => Problem::unavailable("the account store is unavailable; try again shortly"),
+            AuthError::Store(ref store) if store.is_unavailable() => {
+                Problem::unavailable("the account store is unavailable; try again shortly")
+            }
             AuthError::Store(_) | AuthError::Signing(_) => Problem::internal(&error),
         }
     }

@@ -27,7 +27,6 @@ use uuid::Uuid;
 use crate::{
     domain::{Album, CatalogError, Track, TrackEdit, TrackSort},
     service::{CatalogService, Overrides, Uploaded},
-    store::StoreError,
 };
 
 type AppState = Arc<CatalogService>;
@@ -240,10 +239,10 @@ impl From<CatalogError> for Problem {
             CatalogError::NotFound(_) => Problem::not_found(error.to_string()),
             CatalogError::NotYours => Problem::forbidden(error.to_string()),
             CatalogError::Upload(_) => Problem::bad_request(error.to_string()),
-            CatalogError::Store(StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
-            ))
-            | CatalogError::Objects(objects::ObjectsError::Unavailable(_)) => {
+            CatalogError::Store(ref store) if store.is_unavailable() => {
+                Problem::unavailable("the catalog's storage is unavailable; try again shortly")
+            }
+            CatalogError::Objects(objects::ObjectsError::Unavailable(_)) => {
                 Problem::unavailable("the catalog's storage is unavailable; try again shortly")
             }
             CatalogError::Store(_) | CatalogError::Objects(_) => Problem::internal(&error),

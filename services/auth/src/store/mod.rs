@@ -22,17 +22,7 @@ use crate::domain::{DisplayName, Email, NewSession, NewUser, RefreshRecord, Sess
 pub use postgres::PostgresAuthStore;
 pub use sqlite::SqliteAuthStore;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("unique constraint violated")]
-    Conflict,
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
-}
+pub use kernel::db::StoreError;
 
 /// A key that signs access tokens, kept so every replica signs and verifies alike.
 #[derive(Debug, Clone, PartialEq, Eq)]

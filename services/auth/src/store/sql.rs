@@ -121,13 +121,6 @@ impl From<RefreshRow> for RefreshRecord {
     }
 }
 
-pub(super) fn conflict_or(error: sqlx::Error) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
-        _ => StoreError::Database(error),
-    }
-}
-
 macro_rules! sql_store {
     ($adapter:ty, $migrations:literal) => {
         use async_trait::async_trait;
@@ -143,7 +136,7 @@ macro_rules! sql_store {
             AuthStore, SigningKeyRecord, StoreError,
             sql::{
                 CredentialsRow, GrantRow, RefreshRow, SessionRow, USER_COLUMNS,
-                UserRow, conflict_or,
+                UserRow,
             },
         };
         use crate::domain::{DisplayName, Email, NewSession, NewUser, RefreshRecord, Session, User};
@@ -172,7 +165,7 @@ macro_rules! sql_store {
                 .bind(user.created_at)
                 .execute(&mut *tx)
                 .await
-                .map_err(conflict_or)?;
+                .map_err(StoreError::conflict_or)?;
                 insert_event(&mut *tx, event).await?;
                 tx.commit().await?;
                 Ok(())

@@ -22,17 +22,7 @@ use crate::domain::{
 pub use postgres::PostgresCatalogStore;
 pub use sqlite::SqliteCatalogStore;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("unique constraint violated")]
-    Conflict,
-    #[error("stored data is corrupt: {0}")]
-    Corrupt(String),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
-}
+pub use kernel::db::StoreError;
 
 /// Also the outbox the relay drains.
 #[async_trait]

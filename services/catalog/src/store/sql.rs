@@ -138,13 +138,6 @@ impl From<ArtistSummaryRow> for ArtistSummary {
     }
 }
 
-pub(super) fn conflict_or(error: sqlx::Error) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
-        _ => StoreError::Database(error),
-    }
-}
-
 /// A `COUNT(*)`, never negative.
 pub(super) fn count(raw: i64) -> u64 {
     u64::try_from(raw).unwrap_or_default()
@@ -174,7 +167,7 @@ macro_rules! sql_store {
             CatalogStore, StoreError, match_key,
             sql::{
                 ALBUM_SELECT, AlbumRow, AlbumSummaryRow, ArtistRow, ArtistSummaryRow,
-                TRACK_SELECT, TrackRow, bigint, conflict_or, count, int,
+                TRACK_SELECT, TrackRow, bigint, count, int,
             },
         };
         use crate::domain::{
@@ -231,7 +224,7 @@ macro_rules! sql_store {
                 .bind(new.created_at)
                 .execute(&mut *tx)
                 .await
-                .map_err(conflict_or)?;
+                .map_err(StoreError::conflict_or)?;
                 let track = fetch_track(&mut *tx, new.id)
                     .await?
                     .ok_or_else(|| StoreError::Corrupt(format!("track {} vanished", new.id)))?;
