@@ -345,11 +345,18 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_lets_a_slow_request_finish() {
+        // Shutdown must wait for the handler to be running, not for a guessed delay: a
+        // connection whose request has not been read yet is idle and may be closed.
+        let started = std::sync::Arc::new(tokio::sync::Notify::new());
         let app = observe(Router::new().route(
             "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                "done"
+            get({
+                let started = started.clone();
+                move || async move {
+                    started.notify_one();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    "done"
+                }
             }),
         ));
         let server =
@@ -360,7 +367,7 @@ mod tests {
             let _ = stopped.await;
         }));
         let request = tokio::spawn(reqwest::get(format!("http://{addr}/slow")));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        started.notified().await;
         stop.send(()).unwrap();
         let response = request.await.unwrap().unwrap();
         assert_eq!(response.status(), 200);
