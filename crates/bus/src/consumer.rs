@@ -76,6 +76,11 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    /// Runs the consumer in the background until the handle stops it.
+    pub fn spawn(self) -> kernel::background::Background {
+        kernel::background::Background::spawn(|stop| self.run(stop))
+    }
+
     /// Consumes until `stop` resolves; the batch in hand is finished and committed first.
     pub async fn run(self, stop: impl Future<Output = ()> + Send) {
         tokio::pin!(stop);

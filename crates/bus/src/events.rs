@@ -26,7 +26,7 @@ macro_rules! event {
 }
 
 /// The topics of every event type, for tools and for creating topics up front.
-pub const ALL_TYPES: [&str; 10] = [
+pub const ALL_TYPES: [&str; 12] = [
     UserRegistered::TYPE,
     UserDeleted::TYPE,
     SongPlayed::TYPE,
@@ -35,6 +35,8 @@ pub const ALL_TYPES: [&str; 10] = [
     PlaylistCreated::TYPE,
     TrackPublished::TYPE,
     TrackDeleted::TYPE,
+    TrackUploaded::TYPE,
+    TrackTranscoded::TYPE,
     ApiRequest::TYPE,
     PaymentCompleted::TYPE,
 ];
@@ -131,6 +133,53 @@ pub struct TrackDeleted {
     pub deleted_at: DateTime<Utc>,
 }
 event!(TrackDeleted, "track.deleted", version = 1, key = track_id);
+
+/// Internal: the catalog stored a new upload; streaming transcodes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackUploaded {
+    pub track_id: Uuid,
+    /// The original file's object key in the shared object storage.
+    pub source_key: String,
+    /// The container the catalog recognised (`mp3`, `flac`, `ogg`, `wav`, `m4a`).
+    pub format: String,
+    pub uploaded_at: DateTime<Utc>,
+}
+event!(TrackUploaded, "track.uploaded", version = 1, key = track_id);
+
+/// One encoded rendition of a track, as players are told about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenditionInfo {
+    pub bitrate_kbps: u32,
+    /// An RFC 6381 codec string, e.g. `mp4a.40.2` for AAC-LC.
+    pub codec: String,
+}
+
+/// How a transcode ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TranscodeOutcome {
+    Ready {
+        renditions: Vec<RenditionInfo>,
+        /// Integrated loudness (EBU R128); absent for silence, which has none.
+        loudness_lufs: Option<f64>,
+        /// The decoded duration, which corrects whatever the tags claimed.
+        duration_ms: u64,
+    },
+    Failed {
+        /// Why, in words a listener or uploader can act on.
+        error: String,
+    },
+}
+
+/// Internal: streaming finished (or gave up on) a track's transcode; the catalog marks the
+/// track ready or failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackTranscoded {
+    pub track_id: Uuid,
+    pub outcome: TranscodeOutcome,
+    pub finished_at: DateTime<Utc>,
+}
+event!(TrackTranscoded, "track.transcoded", version = 1, key = track_id);
 
 /// One request the gateway answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::{DefaultOnResponse, TraceLayer},
+    trace::{DefaultOnResponse, OnResponse as _, TraceLayer},
 };
 use tracing::Level;
 
@@ -82,7 +82,7 @@ pub fn observe(router: Router) -> Router {
                             )
                         })
                         .on_request(())
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                        .on_response(log_response),
                 )
                 .layer(CatchPanicLayer::custom(|_panic| {
                     tracing::error!("handler panicked");
@@ -90,6 +90,17 @@ pub fn observe(router: Router) -> Router {
                         .into_response()
                 })),
         )
+}
+
+/// Marks a response that gets no log line of its own (media segments and playlists, the
+/// hot path): it is still counted in the request metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Unlogged;
+
+fn log_response<B>(response: &Response<B>, latency: Duration, span: &tracing::Span) {
+    if response.extensions().get::<Unlogged>().is_none() {
+        DefaultOnResponse::new().level(Level::INFO).on_response(response, latency, span);
+    }
 }
 
 /// Error responses made by layers or a framework (a 405, a 408, a 413 without a body)
@@ -347,7 +358,7 @@ mod tests {
     async fn shutdown_lets_a_slow_request_finish() {
         // Shutdown must wait for the handler to be running, not for a guessed delay: a
         // connection whose request has not been read yet is idle and may be closed.
-        let started = std::sync::Arc::new(tokio::sync::Notify::new());
+        let started = Arc::new(Notify::new());
         let app = observe(Router::new().route(
             "/slow",
             get({

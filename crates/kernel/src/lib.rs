@@ -7,6 +7,7 @@
 //! Anything that belongs to a single service lives in that service's crate instead.
 
 pub mod api;
+pub mod background;
 pub mod cache;
 pub mod caller;
 pub mod config;

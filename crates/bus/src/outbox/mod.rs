@@ -10,7 +10,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::{sync::oneshot, task::JoinHandle};
+use kernel::background::{Background, StopSignal};
 use uuid::Uuid;
 
 use crate::{envelope::Envelope, port::EventBus};
@@ -56,29 +56,6 @@ pub struct Relay {
     options: RelayOptions,
 }
 
-/// A running relay; [`RelayHandle::stop`] lets it publish what is pending, then ends it.
-pub struct RelayHandle {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<()>,
-}
-
-impl RelayHandle {
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = (&mut self.task).await;
-    }
-}
-
-impl Drop for RelayHandle {
-    fn drop(&mut self) {
-        if self.stop.is_some() {
-            self.task.abort();
-        }
-    }
-}
-
 impl Relay {
     pub fn new(
         service: &'static str,
@@ -104,13 +81,11 @@ impl Relay {
         Ok(ids.len())
     }
 
-    pub fn spawn(self) -> RelayHandle {
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(self.run(stopped));
-        RelayHandle { stop: Some(stop), task }
+    pub fn spawn(self) -> Background {
+        Background::spawn(|stopped| self.run(stopped))
     }
 
-    async fn run(self, mut stopped: oneshot::Receiver<()>) {
+    async fn run(self, mut stopped: StopSignal) {
         let mut backoff = self.options.idle_poll;
         let mut last_prune = tokio::time::Instant::now();
         loop {
