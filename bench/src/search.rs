@@ -74,7 +74,16 @@ pub async fn run(
             uploaded_by: Uuid::nil(),
             created_at: chrono::Utc::now(),
         };
-        let track = store.create_track(&new).await?;
+        let event = bus::Envelope::new(
+            &bus::events::TrackUploaded {
+                track_id: new.id,
+                source_key: format!("tracks/{}/original.mp3", new.id),
+                format: "mp3".to_owned(),
+                uploaded_at: new.created_at,
+            },
+            new.created_at,
+        );
+        let track = store.create_track(&new, &event).await?;
         service.reindex(&track).await?;
     }
     let seeded_in = seeding.elapsed();

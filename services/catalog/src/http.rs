@@ -140,7 +140,11 @@ impl From<Track> for TrackView {
             loudness_lufs: track.loudness_lufs,
             status: track.status.as_str(),
             error: track.error,
-            renditions: Vec::new(),
+            renditions: track
+                .renditions
+                .into_iter()
+                .map(|r| Rendition { bitrate_kbps: r.bitrate_kbps, codec: r.codec })
+                .collect(),
             uploaded_by: track.uploaded_by,
             created_at: track.created_at,
             duplicate: None,

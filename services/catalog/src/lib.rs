@@ -1,9 +1,12 @@
 //! The catalog owns what can be played: artists, albums and tracks with their tags,
 //! uploads (recognised by content, deduplicated by hash) and their media in object
-//! storage. It publishes `track.deleted` through its outbox.
+//! storage. It announces uploads (`track.uploaded`) to streaming, applies streaming's
+//! results (`track.transcoded`) to track status, and publishes `track.published` and
+//! `track.deleted` through its outbox.
 
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod http;
 pub mod service;
 pub mod store;

@@ -2,7 +2,10 @@
 
 use std::{path::PathBuf, sync::Arc};
 
-use bus::{Envelope, events::TrackDeleted};
+use bus::{
+    Envelope,
+    events::{AlbumRef, ArtistRef, TrackDeleted, TrackPublished, TrackTranscoded, TrackUploaded},
+};
 use bytes::Bytes;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use futures::{Stream, StreamExt};
@@ -21,6 +24,9 @@ use crate::{
     },
     store::{CatalogStore, StoreError},
 };
+
+/// The consumer name under which transcode results are recorded as applied.
+const TRANSCODE_CONSUMER: &str = "catalog.transcodes";
 
 fn now() -> DateTime<Utc> {
     let now = Utc::now();
@@ -167,7 +173,14 @@ impl CatalogService {
         };
         let original = media_prefix(new.id)?.join(&format!("original.{}", format.as_str()))?;
         self.objects.put_stream(&original, file_chunks(spooled.file.to_path_buf())).await?;
-        match self.store.create_track(&new).await {
+        let uploaded = TrackUploaded {
+            track_id: new.id,
+            source_key: original.to_string(),
+            format: format.as_str().to_owned(),
+            uploaded_at: new.created_at,
+        };
+        let event = Envelope::new(&uploaded, new.created_at);
+        match self.store.create_track(&new, &event).await {
             Ok(track) => {
                 tracing::info!(track_id = %track.id, format = format.as_str(), "track uploaded");
                 self.reindex(&track).await?;
@@ -348,6 +361,33 @@ impl CatalogService {
             }
         }
         Ok(SearchResults { tracks, albums, artists })
+    }
+
+    /// Marks a track ready or failed as streaming reports, once per event; a track that
+    /// became ready is announced with `track.published`.
+    pub async fn apply_transcode(
+        &self,
+        event_id: Uuid,
+        transcoded: &TrackTranscoded,
+    ) -> Result<(), CatalogError> {
+        let publish = |track: &Track| {
+            let at = now();
+            let published = TrackPublished {
+                track_id: track.id,
+                title: track.title.clone(),
+                artist: ArtistRef { id: track.artist.id, name: track.artist.name.clone() },
+                album: AlbumRef { id: track.album.0, title: track.album.1.clone() },
+                duration_ms: track.duration_ms,
+                published_at: at,
+            };
+            Envelope::new(&published, at)
+        };
+        let applied =
+            self.store.apply_transcode(TRANSCODE_CONSUMER, event_id, transcoded, &publish).await?;
+        if let Some(track) = applied {
+            tracing::info!(track_id = %track.id, status = track.status.as_str(), error = track.error.as_deref(), "transcode applied");
+        }
+        Ok(())
     }
 
     /// Deletes a track, its media, and publishes `track.deleted`.

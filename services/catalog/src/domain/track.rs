@@ -59,9 +59,14 @@ pub struct Track {
     pub status: TrackStatus,
     pub error: Option<String>,
     pub loudness_lufs: Option<f64>,
+    /// The encodings streaming made; empty until the track is ready.
+    pub renditions: Vec<Rendition>,
     pub uploaded_by: Uuid,
     pub created_at: DateTime<Utc>,
 }
+
+/// One encoding of a track a player can pick.
+pub use bus::events::RenditionInfo as Rendition;
 
 /// A track about to be stored; its artist and album are found by name, or created.
 #[derive(Debug, Clone, PartialEq)]

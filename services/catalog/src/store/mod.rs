@@ -9,7 +9,7 @@ mod sql;
 mod sqlite;
 
 use async_trait::async_trait;
-use bus::{Envelope, outbox::OutboxStore};
+use bus::{Envelope, events::TrackTranscoded, outbox::OutboxStore};
 use chrono::{DateTime, Utc};
 use kernel::db::SqlPool;
 use uuid::Uuid;
@@ -33,9 +33,22 @@ pub trait CatalogStore: OutboxStore {
     async fn track_by_hash(&self, content_hash: &str) -> Result<Option<Track>, StoreError>;
 
     /// Stores a track (status `processing`), finding or creating its artist (by name,
-    /// case-insensitively) and album (by title and artist, case-insensitively).
+    /// case-insensitively) and album (by title and artist, case-insensitively), and
+    /// records `event` (`track.uploaded`) in the same transaction.
     /// [`StoreError::Conflict`] when a track with the same content hash exists.
-    async fn create_track(&self, new: &NewTrack) -> Result<Track, StoreError>;
+    async fn create_track(&self, new: &NewTrack, event: &Envelope) -> Result<Track, StoreError>;
+
+    /// Applies a transcode result once per event id (as `consumer`): the track becomes
+    /// ready, with its renditions, loudness and decoded duration, or failed with the
+    /// reason. A ready track's `publish(track)` event is recorded in the same transaction.
+    /// `None` when the event was applied before or the track is gone.
+    async fn apply_transcode(
+        &self,
+        consumer: &str,
+        event_id: Uuid,
+        transcoded: &TrackTranscoded,
+        publish: &(dyn for<'t> Fn(&'t Track) -> Envelope + Send + Sync),
+    ) -> Result<Option<Track>, StoreError>;
 
     async fn track(&self, id: Uuid) -> Result<Option<Track>, StoreError>;
 

@@ -11,7 +11,7 @@ use crate::domain::{Album, AlbumSummary, Artist, ArtistSummary, AudioFormat, Tra
 pub(super) const TRACK_SELECT: &str = "SELECT t.id, t.title, t.artist_id, ar.name AS artist_name,
         t.album_id, al.title AS album_title, t.track_number, t.disc_number, t.year, t.genre,
         t.duration_ms, t.content_hash, t.format, t.size_bytes, t.status, t.error,
-        t.loudness_lufs, t.uploaded_by, t.created_at
+        t.loudness_lufs, t.renditions, t.uploaded_by, t.created_at
     FROM tracks t
     JOIN artists ar ON ar.id = t.artist_id
     JOIN albums al ON al.id = t.album_id";
@@ -41,6 +41,7 @@ pub(super) struct TrackRow {
     status: String,
     error: Option<String>,
     loudness_lufs: Option<f64>,
+    renditions: sqlx::types::Json<Vec<crate::domain::Rendition>>,
     uploaded_by: Uuid,
     created_at: DateTime<Utc>,
 }
@@ -74,6 +75,7 @@ impl TryFrom<TrackRow> for Track {
             content_hash: row.content_hash,
             error: row.error,
             loudness_lufs: row.loudness_lufs,
+            renditions: row.renditions.0,
             uploaded_by: row.uploaded_by,
             created_at: row.created_at,
         })
@@ -160,6 +162,7 @@ macro_rules! sql_store {
             Envelope,
             outbox::{OutboxError, OutboxStore},
         };
+        use bus::events::{TrackTranscoded, TranscodeOutcome};
         use chrono::{DateTime, Utc};
         use uuid::Uuid;
 
@@ -197,7 +200,11 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
-            async fn create_track(&self, new: &NewTrack) -> Result<Track, StoreError> {
+            async fn create_track(
+                &self,
+                new: &NewTrack,
+                event: &Envelope,
+            ) -> Result<Track, StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let artist_id = artist_named(&mut tx, &new.artist_name).await?;
                 let album_id = album_titled(&mut tx, artist_id, &new.album_title, new.year).await?;
@@ -225,6 +232,7 @@ macro_rules! sql_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::conflict_or)?;
+                insert_event(&mut *tx, event).await?;
                 let track = fetch_track(&mut *tx, new.id)
                     .await?
                     .ok_or_else(|| StoreError::Corrupt(format!("track {} vanished", new.id)))?;
@@ -305,6 +313,61 @@ macro_rules! sql_store {
                     prune(&mut tx, current.album.0, current.artist.id).await?;
                 }
                 let track = fetch_track(&mut *tx, id).await?;
+                tx.commit().await?;
+                Ok(track)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn apply_transcode(
+                &self,
+                consumer: &str,
+                event_id: Uuid,
+                transcoded: &TrackTranscoded,
+                publish: &(dyn for<'t> Fn(&'t Track) -> Envelope + Send + Sync),
+            ) -> Result<Option<Track>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if !bus::inbox::first_delivery(&mut *tx, consumer, event_id).await? {
+                    return Ok(None);
+                }
+                let id = transcoded.track_id;
+                let at = transcoded.finished_at;
+                let changed = match &transcoded.outcome {
+                    TranscodeOutcome::Ready { renditions, loudness_lufs, duration_ms } => {
+                        sqlx::query(
+                            "UPDATE tracks SET status = $2, error = NULL, renditions = $3,
+                                 loudness_lufs = $4, duration_ms = $5, updated_at = $6
+                             WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(TrackStatus::Ready.as_str())
+                        .bind(sqlx::types::Json(renditions))
+                        .bind(*loudness_lufs)
+                        .bind(bigint(*duration_ms))
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?
+                    }
+                    TranscodeOutcome::Failed { error } => {
+                        sqlx::query(
+                            "UPDATE tracks SET status = $2, error = $3, updated_at = $4
+                             WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(TrackStatus::Failed.as_str())
+                        .bind(error)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?
+                    }
+                };
+                // A track deleted while it was transcoding has nothing left to update.
+                let track = match changed.rows_affected() {
+                    0 => None,
+                    _ => fetch_track(&mut *tx, id).await?,
+                };
+                if let Some(track) = track.as_ref().filter(|t| t.status == TrackStatus::Ready) {
+                    insert_event(&mut *tx, &publish(track)).await?;
+                }
                 tx.commit().await?;
                 Ok(track)
             }

@@ -4,7 +4,14 @@
 
 use std::sync::Arc;
 
-use bus::{Envelope, Event, events::TrackDeleted, outbox::OutboxStore};
+use bus::{
+    Envelope, Event,
+    events::{
+        RenditionInfo, TrackDeleted, TrackPublished, TrackTranscoded, TrackUploaded,
+        TranscodeOutcome,
+    },
+    outbox::OutboxStore,
+};
 use catalog::{
     domain::{AudioFormat, NewTrack, Track, TrackEdit, TrackSort, TrackStatus},
     store::{CatalogStore, StoreError},
@@ -49,6 +56,10 @@ store_contract!(
     deleting_records_the_event_and_prunes_empty_albums_and_artists,
     albums_and_artists_are_listed_in_order,
     the_outbox_drains,
+    uploads_are_announced_with_the_track,
+    a_ready_transcode_is_applied_once_and_published,
+    a_failed_transcode_keeps_its_reason,
+    a_result_for_a_deleted_track_changes_nothing,
 );
 
 /// A store on a fresh database of its own, removed again by [`StoreFixture::finish`].
@@ -125,7 +136,109 @@ fn new_track(title: &str, artist: &str, album: &str) -> NewTrack {
 }
 
 async fn stored(store: &dyn CatalogStore, new: NewTrack) -> Track {
-    store.create_track(&new).await.expect("create a track")
+    store.create_track(&new, &uploaded(&new)).await.expect("create a track")
+}
+
+fn uploaded(new: &NewTrack) -> Envelope {
+    let event = TrackUploaded {
+        track_id: new.id,
+        source_key: format!("tracks/{}/original.flac", new.id),
+        format: "flac".to_owned(),
+        uploaded_at: new.created_at,
+    };
+    Envelope::new(&event, new.created_at)
+}
+
+fn transcoded(track_id: Uuid, outcome: TranscodeOutcome) -> TrackTranscoded {
+    TrackTranscoded { track_id, outcome, finished_at: now() }
+}
+
+fn ladder() -> Vec<RenditionInfo> {
+    [64, 128, 256]
+        .into_iter()
+        .map(|bitrate_kbps| RenditionInfo { bitrate_kbps, codec: "mp4a.40.2".to_owned() })
+        .collect()
+}
+
+/// What the catalog service publishes for a ready track, reduced to what the test checks.
+fn published(track: &Track) -> Envelope {
+    let event = TrackPublished {
+        track_id: track.id,
+        title: track.title.clone(),
+        artist: bus::events::ArtistRef { id: track.artist.id, name: track.artist.name.clone() },
+        album: bus::events::AlbumRef { id: track.album.0, title: track.album.1.clone() },
+        duration_ms: track.duration_ms,
+        published_at: now(),
+    };
+    Envelope::new(&event, now())
+}
+
+async fn uploads_are_announced_with_the_track(store: Arc<dyn CatalogStore>) {
+    let track = stored(store.as_ref(), new_track("So What", "Miles Davis", "Kind of Blue")).await;
+    let events = pending(store.as_ref(), track.id).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event_type, TrackUploaded::TYPE);
+    let event: TrackUploaded = events[0].decode().unwrap();
+    assert_eq!(event.source_key, format!("tracks/{}/original.flac", track.id));
+    assert!(track.renditions.is_empty());
+    assert_eq!(track.status, TrackStatus::Processing);
+}
+
+async fn a_ready_transcode_is_applied_once_and_published(store: Arc<dyn CatalogStore>) {
+    let track =
+        stored(store.as_ref(), new_track("Blue in Green", "Miles Davis", "Kind of Blue")).await;
+    let result = transcoded(
+        track.id,
+        TranscodeOutcome::Ready {
+            renditions: ladder(),
+            loudness_lufs: Some(-14.25),
+            duration_ms: 337_500,
+        },
+    );
+    let event_id = Uuid::now_v7();
+    let ready = store
+        .apply_transcode("catalog.test", event_id, &result, &published)
+        .await
+        .unwrap()
+        .expect("the track is updated");
+    assert_eq!(ready.status, TrackStatus::Ready);
+    assert_eq!(ready.renditions, ladder());
+    assert_eq!(ready.loudness_lufs, Some(-14.25));
+    assert_eq!(ready.duration_ms, 337_500, "the decoded duration replaces the tagged one");
+    assert_eq!(store.track(track.id).await.unwrap(), Some(ready.clone()));
+
+    let again = store.apply_transcode("catalog.test", event_id, &result, &published).await;
+    assert_eq!(again.unwrap(), None, "a redelivered result is recognised");
+    let announced: Vec<String> =
+        pending(store.as_ref(), track.id).await.into_iter().map(|event| event.event_type).collect();
+    assert_eq!(announced, [TrackUploaded::TYPE, TrackPublished::TYPE], "published once");
+}
+
+async fn a_failed_transcode_keeps_its_reason(store: Arc<dyn CatalogStore>) {
+    let track =
+        stored(store.as_ref(), new_track("Flamenco Sketches", "Miles Davis", "Kind of Blue")).await;
+    let reason = "the file is not decodable audio: Invalid data found".to_owned();
+    let result = transcoded(track.id, TranscodeOutcome::Failed { error: reason.clone() });
+    let failed = store
+        .apply_transcode("catalog.test", Uuid::now_v7(), &result, &published)
+        .await
+        .unwrap()
+        .expect("the track is updated");
+    assert_eq!(failed.status, TrackStatus::Failed);
+    assert_eq!(failed.error, Some(reason));
+    assert!(failed.renditions.is_empty());
+    let types: Vec<String> =
+        pending(store.as_ref(), track.id).await.into_iter().map(|e| e.event_type).collect();
+    assert_eq!(types, [TrackUploaded::TYPE], "a failed track is not published");
+}
+
+async fn a_result_for_a_deleted_track_changes_nothing(store: Arc<dyn CatalogStore>) {
+    let track = stored(store.as_ref(), new_track("All Blues", "Miles Davis", "Kind of Blue")).await;
+    store.delete_track(track.id, &deleted(track.id)).await.unwrap();
+    let result = transcoded(track.id, TranscodeOutcome::Failed { error: "late".into() });
+    let applied = store.apply_transcode("catalog.test", Uuid::now_v7(), &result, &published).await;
+    assert_eq!(applied.unwrap(), None);
+    assert_eq!(store.track(track.id).await.unwrap(), None);
 }
 
 fn deleted(track_id: Uuid) -> Envelope {
@@ -191,7 +304,10 @@ async fn duplicate_hashes_conflict(store: Arc<dyn CatalogStore>) {
             .await;
     let mut second = new_track("Feeling Good (copy)", "Someone Else", "Elsewhere");
     second.content_hash = first.content_hash.clone();
-    let error = store.create_track(&second).await.expect_err("the content is stored already");
+    let error = store
+        .create_track(&second, &uploaded(&second))
+        .await
+        .expect_err("the content is stored already");
     assert!(matches!(error, StoreError::Conflict), "expected Conflict, got {error:?}");
     assert_eq!(store.track(second.id).await.unwrap(), None);
     let (artists, total) = store.artists(10, 0).await.unwrap();
@@ -311,7 +427,8 @@ async fn deleting_records_the_event_and_prunes_empty_albums_and_artists(
     let event = deleted(first.id);
     assert_eq!(store.delete_track(first.id, &event).await.unwrap(), Some(first.clone()));
     assert_eq!(store.track(first.id).await.unwrap(), None);
-    let events = pending(store.as_ref(), first.id).await;
+    let mut events = pending(store.as_ref(), first.id).await;
+    events.retain(|event| event.event_type == TrackDeleted::TYPE);
     assert_eq!(events, vec![event], "the track.deleted event waits in the outbox");
     assert_eq!(events[0].event_type, TrackDeleted::TYPE);
     assert_eq!(events[0].payload["track_id"], first.id.to_string());
@@ -420,9 +537,16 @@ async fn albums_and_artists_are_listed_in_order(store: Arc<dyn CatalogStore>) {
 }
 
 async fn the_outbox_drains(store: Arc<dyn CatalogStore>) {
+    let one = stored(store.as_ref(), new_track("one", "Nina Simone", "Pastel Blues")).await;
+    let two = stored(store.as_ref(), new_track("two", "Nina Simone", "Pastel Blues")).await;
+    let uploads = OutboxStore::pending(store.as_ref(), 10).await.unwrap();
+    let ids: Vec<Uuid> = uploads.iter().map(|event| event.id).collect();
+    assert_eq!(ids.len(), 2, "each upload was announced");
+    store.mark_published(&ids, now() - TimeDelta::seconds(60)).await.unwrap();
+    assert_eq!(store.prune_published(now() - TimeDelta::seconds(30)).await.unwrap(), 2);
+
     let mut events = Vec::new();
-    for title in ["one", "two"] {
-        let track = stored(store.as_ref(), new_track(title, "Nina Simone", "Pastel Blues")).await;
+    for track in [one, two] {
         let event = deleted(track.id);
         store.delete_track(track.id, &event).await.unwrap().unwrap();
         events.push(event);
