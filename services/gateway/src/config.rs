@@ -24,6 +24,11 @@ pub struct GatewayConfig {
     pub audience: String,
     /// How long a session grant read from the shared cache is trusted.
     pub grant_max_age_secs: u64,
+    /// The per-IP guard on signed media requests (playlists and segments), which skip the
+    /// API budgets: a sustained rate and a burst, sized for players (a few segments per
+    /// minute per stream, a burst on start and seek) behind a shared address.
+    pub media_per_ip_per_second: u32,
+    pub media_burst_per_ip: u32,
 }
 
 /// Requests per minute.
@@ -54,6 +59,8 @@ impl Default for GatewayConfig {
             issuer: kernel::grant::DEFAULT_ISSUER.to_owned(),
             audience: kernel::grant::DEFAULT_AUDIENCE.to_owned(),
             grant_max_age_secs: 60,
+            media_per_ip_per_second: 50,
+            media_burst_per_ip: 200,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod limiter;
+pub mod media;
 pub mod upstream;
 pub mod verifier;
 
@@ -54,6 +55,9 @@ pub struct GatewayParts {
     /// Paths (as documented, e.g. `/v1/tracks`) that accept bodies larger than
     /// `body_limit_bytes`, with their own limit.
     pub route_body_limits: Vec<(String, usize)>,
+    /// The service behind signed media URLs (`/media/…`), if any: mounted outside the API
+    /// budgets, behind a per-IP guard.
+    pub media: Option<Upstream>,
 }
 
 struct Gateway {
@@ -90,10 +94,14 @@ pub fn router(parts: GatewayParts) -> Router {
     }
     let document = Arc::new(parts.api);
     let served = document.clone();
-    let api = api
+    let mut api = api
         .route("/v1/openapi.json", get(move || async move { axum::Json(served.as_ref().clone()) }))
         .merge(Scalar::with_url("/docs", document.as_ref().clone()))
         .layer(middleware::from_fn_with_state(gateway, admit));
+    if let Some(upstream) = parts.media {
+        let guard = Arc::new(media::MediaGuard::new(&parts.config));
+        api = api.merge(media::routes(upstream, guard));
+    }
     kernel::http::observe(
         api.merge(kernel::http::ops_router(parts.probes)).layer(cors(&parts.config)),
     )
@@ -150,6 +158,18 @@ async fn admit(State(gateway): State<Arc<Gateway>>, mut request: Request, next: 
     response
 }
 
+/// The client's address: the first `X-Forwarded-For` hop behind a trusted proxy, else the
+/// connection's peer.
+fn client_address(headers: &HeaderMap, connected: Option<String>, trust_forwarded: bool) -> String {
+    let forwarded = trust_forwarded
+        .then(|| headers.get("x-forwarded-for"))
+        .flatten()
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(',').next())
+        .map(|ip| ip.trim().to_owned());
+    forwarded.or(connected).unwrap_or_else(|| "unknown".to_owned())
+}
+
 fn stamp(headers: &mut HeaderMap, decision: Decision) {
     headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
     headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
@@ -192,21 +212,11 @@ impl Gateway {
     }
 
     fn client_ip(&self, request: &Request) -> String {
-        let forwarded = self
-            .trust_forwarded_for
-            .then(|| request.headers().get("x-forwarded-for"))
-            .flatten()
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(',').next())
-            .map(|ip| ip.trim().to_owned());
-        forwarded
-            .or_else(|| {
-                request
-                    .extensions()
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|info| info.0.ip().to_string())
-            })
-            .unwrap_or_else(|| "unknown".to_owned())
+        let connected = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip().to_string());
+        client_address(request.headers(), connected, self.trust_forwarded_for)
     }
 
     /// The body limit of the route a request matched.

@@ -76,10 +76,17 @@ pub async fn proxy(State(service): State<RemoteService>, request: Request) -> Re
     let (parts, body) = request.into_parts();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let mut headers = end_to_end(&parts.headers);
+    // The service builds URLs that point back at the client's host, not its own.
+    if let Some(host) = parts.headers.get(header::HOST)
+        && !headers.contains_key("x-forwarded-host")
+    {
+        headers.insert("x-forwarded-host", host.clone());
+    }
     let upstream = service
         .client
         .request(parts.method, format!("{}{path}", service.base_url))
-        .headers(end_to_end(&parts.headers))
+        .headers(headers)
         .body(reqwest::Body::wrap_stream(stream))
         .send()
         .await;
