@@ -4,17 +4,21 @@ use anyhow::Context;
 use auth::AuthService;
 use axum::Router;
 use bus::{
-    BusProbe, EventBus,
-    outbox::{OutboxStore, Relay, RelayHandle, RelayOptions},
+    BusProbe, Event as _, EventBus,
+    consumer::{Consumer, ConsumerOptions, Handler},
+    events::{TrackDeleted, TrackTranscoded, TrackUploaded},
+    outbox::{OutboxStore, Relay, RelayOptions},
 };
 use catalog::CatalogService;
 use gateway::{GatewayParts, RemoteDirectory, RemoteService, Route, Upstream, UpstreamProbe};
 use kernel::{
+    background::Background,
     cache::{self, Cache},
     db::SqlPool,
     http::{CacheProbe, Probe, Server, SqlProbe},
 };
 use objects::{Objects, ObjectsProbe};
+use streaming::StreamingService;
 use utoipa::openapi::{
     OpenApi,
     security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -28,13 +32,16 @@ pub enum ServiceName {
     Gateway,
     Auth,
     Catalog,
+    Streaming,
 }
 
 /// A bound server with its router and the background work of its services, ready to run.
 pub struct App {
     server: Server,
     router: Router,
-    relays: Vec<RelayHandle>,
+    /// Stopped in order on shutdown: workers and consumers first, relays last, so that
+    /// what they wrote is published before the process exits.
+    background: Vec<Background>,
 }
 
 impl App {
@@ -47,38 +54,48 @@ impl App {
         let bus = open_bus(settings).await?;
         let (auth, auth_pool) = open_auth(settings, shared.clone()).await?;
         let (catalog, catalog_pool, objects) = open_catalog(settings).await?;
-        let relays = vec![
+        let (streaming, streaming_pool) =
+            open_streaming(settings, objects.clone(), shared.clone()).await?;
+        let mut background = streaming_work(&streaming, &bus);
+        background.push(catalog_work(&catalog, &bus));
+        background.extend([
             relay("auth", auth.store().clone(), &bus),
             relay("catalog", catalog.store().clone(), &bus),
-        ];
+            relay("streaming", streaming.store().clone(), &bus),
+        ]);
         let upload_limit = upload_limit(&catalog);
         let (auth_router, auth_api) = auth::router(auth.clone());
         let (catalog_router, catalog_api) = catalog::router(catalog);
+        let (streaming_router, streaming_api) = streaming::router(streaming.clone());
         let probes: Vec<Arc<dyn Probe>> = vec![
             Arc::new(SqlProbe { name: "auth.database".into(), pool: auth_pool }),
             Arc::new(SqlProbe { name: "catalog.database".into(), pool: catalog_pool }),
+            Arc::new(SqlProbe { name: "streaming.database".into(), pool: streaming_pool }),
             Arc::new(CacheProbe { name: "cache".into(), cache: shared.clone() }),
             Arc::new(BusProbe(bus)),
             Arc::new(ObjectsProbe(objects)),
+            Arc::new(TranscoderProbe::new(streaming.clone())),
         ];
         let router = gateway::router(GatewayParts {
             config: settings.gateway.clone(),
             directory: auth,
             cache: shared,
-            api: public_api([&auth_api, &catalog_api]),
+            api: public_api([&auth_api, &catalog_api, &streaming_api, &streaming::media_openapi()]),
             routes: vec![
                 Route { upstream: Upstream::Local(auth_router), api: auth_api },
                 Route { upstream: Upstream::Local(catalog_router), api: catalog_api },
+                Route { upstream: Upstream::Local(streaming_router), api: streaming_api },
             ],
             probes,
             route_body_limits: vec![upload_limit],
+            media: Some(Upstream::Local(streaming::media_router(streaming))),
         });
-        Self::bind(settings, router, relays).await
+        Self::bind(settings, router, background).await
     }
 
     /// One service alone, on the engines its configuration names.
     pub async fn serve(settings: &Settings, service: ServiceName) -> anyhow::Result<Self> {
-        let (router, relays) = match service {
+        let (router, background) = match service {
             ServiceName::Auth => {
                 let cache = open_cache(&settings.auth_cache_url()).await?;
                 let bus = open_bus(settings).await?;
@@ -100,7 +117,10 @@ impl App {
             ServiceName::Catalog => {
                 let bus = open_bus(settings).await?;
                 let (catalog, pool, objects) = open_catalog(settings).await?;
-                let relays = vec![relay("catalog", catalog.store().clone(), &bus)];
+                let background = vec![
+                    catalog_work(&catalog, &bus),
+                    relay("catalog", catalog.store().clone(), &bus),
+                ];
                 let (public, _) = catalog::router(catalog);
                 let probes: Vec<Arc<dyn Probe>> = vec![
                     Arc::new(SqlProbe { name: "catalog.database".into(), pool }),
@@ -108,23 +128,46 @@ impl App {
                     Arc::new(ObjectsProbe(objects)),
                 ];
                 let router = kernel::http::observe(public.merge(kernel::http::ops_router(probes)));
-                (router, relays)
+                (router, background)
+            }
+            ServiceName::Streaming => {
+                let bus = open_bus(settings).await?;
+                let objects = Objects::connect(&settings.storage, &settings.data_dir).await?;
+                let cache = open_cache(&settings.streaming_cache_url()).await?;
+                let (streaming, pool) =
+                    open_streaming(settings, objects.clone(), cache.clone()).await?;
+                let mut background = streaming_work(&streaming, &bus);
+                background.push(relay("streaming", streaming.store().clone(), &bus));
+                let (public, _) = streaming::router(streaming.clone());
+                let probes: Vec<Arc<dyn Probe>> = vec![
+                    Arc::new(SqlProbe { name: "streaming.database".into(), pool }),
+                    Arc::new(CacheProbe { name: "streaming.cache".into(), cache }),
+                    Arc::new(BusProbe(bus)),
+                    Arc::new(ObjectsProbe(objects)),
+                    Arc::new(TranscoderProbe::new(streaming.clone())),
+                ];
+                let router = kernel::http::observe(
+                    public
+                        .merge(streaming::media_router(streaming))
+                        .merge(kernel::http::ops_router(probes)),
+                );
+                (router, background)
             }
             ServiceName::Gateway => (gateway_alone(settings).await?, Vec::new()),
         };
-        Self::bind(settings, router, relays).await
+        Self::bind(settings, router, background).await
     }
 
     async fn bind(
         settings: &Settings,
         router: Router,
-        relays: Vec<RelayHandle>,
+        background: Vec<Background>,
     ) -> anyhow::Result<Self> {
         let addr = settings.server.addr()?;
         let server = Server::bind(addr, settings.server.grace())
             .await
             .with_context(|| format!("binding {addr}"))?;
-        Ok(Self { server, router, relays })
+        Ok(Self { server, router, background })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -136,14 +179,15 @@ impl App {
         self.router.clone()
     }
 
-    /// Serves until `shutdown`, then lets the relays publish what the last requests wrote.
+    /// Serves until `shutdown`, then stops the background work in order, so that the
+    /// relays publish what the last requests and jobs wrote.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let served = self.server.run(self.router, shutdown).await.context("serving");
-        for relay in self.relays {
-            relay.stop().await;
+        for work in self.background {
+            work.stop().await;
         }
         served
     }
@@ -166,8 +210,93 @@ fn relay(
     service: &'static str,
     outbox: Arc<dyn OutboxStore>,
     bus: &Arc<dyn EventBus>,
-) -> RelayHandle {
+) -> Background {
     Relay::new(service, outbox, bus.clone(), RelayOptions::default()).spawn()
+}
+
+/// Runs `handler` over `topic` as consumer group `group`, in the background.
+fn consume(bus: &Arc<dyn EventBus>, topic: &str, group: &str, handler: impl Handler) -> Background {
+    Consumer {
+        bus: bus.clone(),
+        topic: topic.to_owned(),
+        group: group.to_owned(),
+        handler: Arc::new(handler),
+        options: ConsumerOptions::default(),
+    }
+    .spawn()
+}
+
+/// The catalog's background work: applying transcode results.
+fn catalog_work(catalog: &Arc<CatalogService>, bus: &Arc<dyn EventBus>) -> Background {
+    let results = catalog::events::TranscodeResults(catalog.clone());
+    consume(bus, TrackTranscoded::TYPE, catalog::events::TRANSCODE_GROUP, results)
+}
+
+/// Streaming's background work: the transcode workers and the consumers that feed them.
+fn streaming_work(streaming: &Arc<StreamingService>, bus: &Arc<dyn EventBus>) -> Vec<Background> {
+    use streaming::events::{DELETIONS_GROUP, Deletions, UPLOADS_GROUP, Uploads};
+    vec![
+        streaming::worker::Workers::new(streaming.clone()).spawn(),
+        consume(bus, TrackUploaded::TYPE, UPLOADS_GROUP, Uploads(streaming.clone())),
+        consume(bus, TrackDeleted::TYPE, DELETIONS_GROUP, Deletions(streaming.clone())),
+    ]
+}
+
+/// Opens the streaming store (migrated) and builds the service. On SQLite, the embedded
+/// shape, this process alone runs transcodes, so jobs that were running when it last
+/// stopped are queued again at once rather than after their leases lapse.
+pub async fn open_streaming(
+    settings: &Settings,
+    objects: Objects,
+    cache: Arc<dyn Cache>,
+) -> anyhow::Result<(Arc<StreamingService>, SqlPool)> {
+    let url = settings.streaming_database_url();
+    let pool = SqlPool::connect(&url, streaming::DATABASE_NAME).await?;
+    let store =
+        streaming::store::open(pool.clone()).await.context("migrating the streaming database")?;
+    if matches!(pool, SqlPool::Sqlite(_)) {
+        let requeued = store.requeue_running(chrono::Utc::now()).await?;
+        if requeued > 0 {
+            tracing::info!(requeued, "resuming transcodes interrupted by the last stop");
+        }
+    }
+    let service = StreamingService::open(
+        store,
+        objects,
+        cache,
+        settings.streaming.clone(),
+        &settings.data_dir,
+    )
+    .await
+    .context("opening streaming")?;
+    tracing::info!(engine = pool.engine(), "streaming ready");
+    Ok((Arc::new(service), pool))
+}
+
+/// Ready once ffmpeg and ffprobe have run; checked until they have.
+struct TranscoderProbe {
+    streaming: Arc<StreamingService>,
+    found: tokio::sync::OnceCell<()>,
+}
+
+impl TranscoderProbe {
+    fn new(streaming: Arc<StreamingService>) -> Self {
+        Self { streaming, found: tokio::sync::OnceCell::new() }
+    }
+}
+
+#[async_trait::async_trait]
+impl Probe for TranscoderProbe {
+    fn name(&self) -> String {
+        "streaming.ffmpeg".into()
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.found
+            .get_or_try_init(|| async { self.streaming.transcoder().version().await.map(drop) })
+            .await
+            .map(drop)
+    }
 }
 
 /// Opens the catalog store (migrated) and object storage, and builds the service.
@@ -227,15 +356,26 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
         probes.push(Arc::new(UpstreamProbe(catalog.clone())));
         routes.push(Route { upstream: Upstream::Remote(catalog), api: catalog::openapi() });
     }
+    let mut media = None;
+    let mut documents = vec![streaming::media_openapi()];
+    if let Some(url) = config.upstreams.get("streaming") {
+        let streaming = RemoteService::new("streaming", url, timeout)?;
+        probes.push(Arc::new(UpstreamProbe(streaming.clone())));
+        media = Some(Upstream::Remote(streaming.clone()));
+        routes.push(Route { upstream: Upstream::Remote(streaming), api: streaming::openapi() });
+    } else {
+        documents.clear();
+    }
     let upload_limit = usize::try_from(settings.catalog.max_upload_bytes).unwrap_or(usize::MAX);
     Ok(gateway::router(GatewayParts {
         config: config.clone(),
         directory,
         cache,
-        api: public_api(routes.iter().map(|route| &route.api)),
+        api: public_api(routes.iter().map(|route| &route.api).chain(&documents)),
         routes,
         probes,
         route_body_limits: vec![("/v1/tracks".to_owned(), upload_limit)],
+        media,
     }))
 }
 

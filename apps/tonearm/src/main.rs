@@ -115,8 +115,12 @@ enum UsersCommand {
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Add a new signing key; each replica signs with it from its next start, and tokens
-    /// signed with the previous key keep verifying.
-    Rotate,
+    /// (or media URLs) signed with the previous key keep verifying.
+    Rotate {
+        /// Rotate the key that signs media URLs instead of the access-token key.
+        #[arg(long)]
+        media: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -173,6 +177,12 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
                 catalog::store::open(pool).await.context("migrating the catalog database")?;
                 announce(&format!("catalog: migrated {url}"));
             }
+            if matches!(service, None | Some(ServiceName::Streaming)) {
+                let url = settings.streaming_database_url();
+                let pool = kernel::db::SqlPool::connect(&url, streaming::DATABASE_NAME).await?;
+                streaming::store::open(pool).await.context("migrating the streaming database")?;
+                announce(&format!("streaming: migrated {url}"));
+            }
             if service == Some(ServiceName::Gateway) {
                 announce("gateway: no database to migrate");
             }
@@ -189,7 +199,19 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             announce(&format!("{}: tier {}, role {}", user.email, user.tier, user.role));
             Ok(())
         }
-        Command::Keys { command: KeysCommand::Rotate } => {
+        Command::Keys { command: KeysCommand::Rotate { media: true } } => {
+            let url = settings.streaming_database_url();
+            let pool = kernel::db::SqlPool::connect(&url, streaming::DATABASE_NAME).await?;
+            let store = streaming::store::open(pool).await?;
+            let key = streaming::domain::SigningKey::generate(chrono::Utc::now());
+            store.add_signing_key(&key).await?;
+            announce(&format!(
+                "new media URL signing key {}; restart streaming replicas to sign with it",
+                key.id
+            ));
+            Ok(())
+        }
+        Command::Keys { command: KeysCommand::Rotate { media: false } } => {
             let pool =
                 kernel::db::SqlPool::connect(&settings.auth_database_url(), auth::DATABASE_NAME)
                     .await?;

@@ -9,6 +9,7 @@ use gateway::GatewayConfig;
 use kernel::{engine::EngineUrl, telemetry::TelemetryConfig};
 use objects::StorageConfig;
 use serde::Deserialize;
+use streaming::StreamingConfig;
 
 /// The documented default configuration file, printed by `tonearm config default`.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/default.toml");
@@ -23,6 +24,7 @@ pub struct Settings {
     pub storage: StorageConfig,
     pub auth: AuthConfig,
     pub catalog: CatalogConfig,
+    pub streaming: StreamingConfig,
     pub gateway: GatewayConfig,
 }
 
@@ -36,6 +38,7 @@ impl Default for Settings {
             storage: StorageConfig::default(),
             auth: AuthConfig::default(),
             catalog: CatalogConfig::default(),
+            streaming: StreamingConfig::default(),
             gateway: GatewayConfig::default(),
         }
     }
@@ -82,6 +85,18 @@ impl Settings {
     /// The catalog database: as configured, else a SQLite file in the data directory.
     pub fn catalog_database_url(&self) -> EngineUrl {
         self.catalog.database_url.clone().unwrap_or_else(|| self.sqlite_in_data_dir("catalog.db"))
+    }
+
+    /// The streaming database: as configured, else a SQLite file in the data directory.
+    pub fn streaming_database_url(&self) -> EngineUrl {
+        self.streaming
+            .database_url
+            .clone()
+            .unwrap_or_else(|| self.sqlite_in_data_dir("streaming.db"))
+    }
+
+    pub fn streaming_cache_url(&self) -> EngineUrl {
+        self.streaming.cache_url.clone().unwrap_or_else(memory)
     }
 
     pub fn auth_cache_url(&self) -> EngineUrl {

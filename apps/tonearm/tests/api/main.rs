@@ -12,5 +12,6 @@ mod faults;
 mod limits;
 mod ops;
 mod remote;
+mod streaming;
 mod support;
 mod tokens;

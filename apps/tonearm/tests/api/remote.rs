@@ -124,3 +124,77 @@ fn s3_storage() -> objects::StorageConfig {
         secret_access_key: Some(s3.secret_access_key.into()),
     }
 }
+
+/// The whole upload-to-playback path in the deployed shape: `serve catalog` and `serve
+/// streaming` on PostgreSQL, meeting only through Kafka events and the S3 bucket, with
+/// rendered playlists cached in Redis, behind `serve gateway`.
+#[tokio::test]
+async fn uploads_through_a_remote_catalog_play_from_a_remote_streaming_service() {
+    let dir = TempDir::new().unwrap();
+    let kafka = Some(EngineUrl::new(testkit::kafka_url()));
+    let mut auth_settings = redis_settings(dir.path());
+    auth_settings.auth.database_url = Some(EngineUrl::new(fresh_postgres_url()));
+    let auth = TestApp::serve(auth_settings, ServiceName::Auth).await;
+
+    let mut catalog_settings = crate::support::test_settings(dir.path());
+    catalog_settings.catalog.database_url = Some(EngineUrl::new(fresh_postgres_url()));
+    catalog_settings.storage = s3_storage();
+    catalog_settings.events.url = kafka.clone();
+    let catalog = TestApp::serve(catalog_settings, ServiceName::Catalog).await;
+
+    let mut streaming_settings = crate::support::test_settings(dir.path());
+    streaming_settings.streaming.database_url = Some(EngineUrl::new(fresh_postgres_url()));
+    streaming_settings.streaming.cache_url = Some(EngineUrl::new(crate::support::redis_url()));
+    streaming_settings.storage = s3_storage();
+    streaming_settings.events.url = kafka;
+    let streaming = TestApp::serve(streaming_settings, ServiceName::Streaming).await;
+
+    let mut gateway_settings = redis_settings(dir.path());
+    let upstreams = &mut gateway_settings.gateway.upstreams;
+    upstreams.insert("auth".into(), format!("http://{}", auth.addr));
+    upstreams.insert("catalog".into(), format!("http://{}", catalog.addr));
+    upstreams.insert("streaming".into(), format!("http://{}", streaming.addr));
+    let gateway = TestApp::serve(gateway_settings, ServiceName::Gateway).await;
+
+    let access = token(&gateway.register(&unique_email()).await, "access_token");
+    let audio = crate::streaming::audio("flac", 9, 21);
+    let accepted = crate::catalog::upload(&gateway, &access, "Deployed.flac", audio, &[]).await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    let accepted: Value = accepted.json().await.unwrap();
+    let id = accepted["id"].as_str().unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let track = loop {
+        let track: Value =
+            gateway.get(&format!("/v1/tracks/{id}"), Some(&access)).await.json().await.unwrap();
+        if track["status"] != "processing" {
+            break track;
+        }
+        assert!(std::time::Instant::now() < deadline, "never transcoded: {track}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(track["status"], "ready", "{track}");
+    assert_eq!(track["renditions"].as_array().unwrap().len(), 3);
+
+    let stream: Value =
+        gateway.get(&format!("/v1/tracks/{id}/stream"), Some(&access)).await.json().await.unwrap();
+    let url = stream["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("http://{}/media/", gateway.addr)), "via the gateway: {url}");
+    for _ in 0..2 {
+        // The second read comes from the Redis playlist cache.
+        let master = gateway.client.get(url).send().await.unwrap();
+        assert_eq!(master.status(), StatusCode::OK);
+        assert_eq!(master.text().await.unwrap().matches("CODECS=\"mp4a.40.2\"").count(), 3);
+    }
+    let report = crate::streaming::ffprobe(url).await;
+    let seconds = crate::streaming::probed_seconds(&report);
+    assert!((seconds - 9.0).abs() <= 0.5, "{seconds}");
+
+    let objects = objects::Objects::connect(&s3_storage(), dir.path()).await.unwrap();
+    let segments = objects::ObjectKey::parse(&format!("streams/{id}")).unwrap();
+    assert!(objects.list(&segments).await.unwrap().len() >= 6, "the ladder is in the bucket");
+    let ready: Value = gateway.get("/readyz", None).await.json().await.unwrap();
+    assert_eq!(ready["checks"]["upstream.streaming"], "ok");
+    let ready: Value = streaming.get("/readyz", None).await.json().await.unwrap();
+    assert_eq!(ready["checks"]["streaming.ffmpeg"], "ok");
+}

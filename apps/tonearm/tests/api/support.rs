@@ -92,6 +92,19 @@ impl TestApp {
         }
     }
 
+    /// A client of a server running elsewhere (an [`UpProcess`]), at `url`.
+    pub fn attach(url: &str, data_dir: &Path) -> Self {
+        let addr = url.trim_start_matches("http://").trim_end_matches('/').parse().unwrap();
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            data_dir: data_dir.to_owned(),
+            _dir: None,
+            stop: None,
+            task: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
