@@ -53,6 +53,11 @@ async fn open_sqlite(url: &EngineUrl) -> Result<SqlitePool, EngineError> {
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(10))
+        // Reads (search above all) come from memory-mapped pages and a 64 MiB page cache
+        // per connection rather than a read() per 4 KiB page through the default 2 MiB.
+        .pragma("mmap_size", "268435456")
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "memory")
         .log_statements(tracing::log::LevelFilter::Trace);
     if let Some(parent) = Path::new(options.get_filename()).parent()
         && !parent.as_os_str().is_empty()
