@@ -166,6 +166,26 @@ async fn mp3_flac_ogg_and_wav_uploads_become_adaptive_streams() {
         let report = ffprobe(&dash).await;
         assert!(audio_streams(&report) >= 3, "{extension}: {report}");
     }
+
+    // Each track that became ready was announced, once, for the read sides.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let args = ["events", "tail", "track.published", "--from-beginning", "--max", "10"];
+        let tail = crate::support::tonearm_cli(&args, &app.data_dir, &[]);
+        let published: Vec<String> = crate::support::succeeded(&tail)
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .map(|event| event["payload"]["track_id"].as_str().unwrap().to_owned())
+            .collect();
+        if published.len() == uploads.len() {
+            for (_, id, _) in &uploads {
+                assert!(published.contains(id), "{id} was not published: {published:?}");
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "published so far: {published:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The signed URL of a playlist entry (`64k/index.m3u8?…`) relative to `base`.
@@ -314,6 +334,17 @@ async fn a_garbage_mp3_fails_with_a_reason_and_the_server_keeps_serving() {
     assert!(!transcode_dir.exists(), "scratch files are removed");
     let written = files_under(&app.data_dir.join("media/streams").join(&id));
     assert_eq!(written, 0, "no half-written stream");
+
+    // A file cut off mid-way plays as far as it goes, or fails with a reason; either way
+    // it settles, and nothing half-made is left behind.
+    let mut truncated = audio("mp3", 10, 8);
+    truncated.truncate(truncated.len() * 2 / 5);
+    let cut = uploaded_id(&app, &listener, "Cut Short.mp3", truncated).await;
+    let track = settled(&app, &listener, &cut).await;
+    match track["status"].as_str().unwrap() {
+        "ready" => assert!(track["duration_ms"].as_u64().unwrap() < 6_000, "{track}"),
+        _ => assert!(track["error"].as_str().is_some_and(|e| !e.is_empty()), "{track}"),
+    }
 
     // The server is fine: the next upload plays.
     let good = uploaded_id(&app, &listener, "Fine.ogg", audio("ogg", 4, 9)).await;
