@@ -6,7 +6,7 @@ use axum::Router;
 use bus::{
     BusProbe, Event as _, EventBus,
     consumer::{Consumer, ConsumerOptions, Handler},
-    events::{TrackDeleted, TrackTranscoded, TrackUploaded},
+    events::{TrackDeleted, TrackPublished, TrackTranscoded, TrackUploaded},
     outbox::{OutboxStore, Relay, RelayOptions},
 };
 use catalog::CatalogService;
@@ -18,6 +18,7 @@ use kernel::{
     http::{CacheProbe, Probe, Server, SqlProbe},
 };
 use objects::{Objects, ObjectsProbe};
+use playlist::PlaylistService;
 use streaming::StreamingService;
 use utoipa::openapi::{
     OpenApi,
@@ -33,6 +34,7 @@ pub enum ServiceName {
     Auth,
     Catalog,
     Streaming,
+    Playlist,
 }
 
 /// A bound server with its router and the background work of its services, ready to run.
@@ -56,21 +58,27 @@ impl App {
         let (catalog, catalog_pool, objects) = open_catalog(settings).await?;
         let (streaming, streaming_pool) =
             open_streaming(settings, objects.clone(), shared.clone()).await?;
+        let (playlists, playlist_pool) =
+            open_playlist(settings, Arc::new(LocalCatalog(catalog.clone()))).await?;
         let mut background = streaming_work(&streaming, &bus);
         background.push(catalog_work(&catalog, &bus));
+        background.extend(playlist_work(&playlists, &bus));
         background.extend([
             relay("auth", auth.store().clone(), &bus),
             relay("catalog", catalog.store().clone(), &bus),
             relay("streaming", streaming.store().clone(), &bus),
+            relay("playlist", playlists.store().clone(), &bus),
         ]);
         let upload_limit = upload_limit(&catalog);
         let (auth_router, auth_api) = auth::router(auth.clone());
         let (catalog_router, catalog_api) = catalog::router(catalog);
         let (streaming_router, streaming_api) = streaming::router(streaming.clone());
+        let (playlist_router, playlist_api) = playlist::router(playlists);
         let probes: Vec<Arc<dyn Probe>> = vec![
             Arc::new(SqlProbe { name: "auth.database".into(), pool: auth_pool }),
             Arc::new(SqlProbe { name: "catalog.database".into(), pool: catalog_pool }),
             Arc::new(SqlProbe { name: "streaming.database".into(), pool: streaming_pool }),
+            Arc::new(SqlProbe { name: "playlist.database".into(), pool: playlist_pool }),
             Arc::new(CacheProbe { name: "cache".into(), cache: shared.clone() }),
             Arc::new(BusProbe(bus)),
             Arc::new(ObjectsProbe(objects)),
@@ -80,11 +88,18 @@ impl App {
             config: settings.gateway.clone(),
             directory: auth,
             cache: shared,
-            api: public_api([&auth_api, &catalog_api, &streaming_api, &streaming::media_openapi()]),
+            api: public_api([
+                &auth_api,
+                &catalog_api,
+                &streaming_api,
+                &streaming::media_openapi(),
+                &playlist_api,
+            ]),
             routes: vec![
                 Route { upstream: Upstream::Local(auth_router), api: auth_api },
                 Route { upstream: Upstream::Local(catalog_router), api: catalog_api },
                 Route { upstream: Upstream::Local(streaming_router), api: streaming_api },
+                Route { upstream: Upstream::Local(playlist_router), api: playlist_api },
             ],
             probes,
             route_body_limits: vec![upload_limit],
@@ -151,6 +166,23 @@ impl App {
                         .merge(streaming::media_router(streaming))
                         .merge(kernel::http::ops_router(probes)),
                 );
+                (router, background)
+            }
+            ServiceName::Playlist => {
+                let bus = open_bus(settings).await?;
+                let catalog_url = settings.playlist.catalog_url.as_deref().context(
+                    "`tonearm serve playlist` needs playlist.catalog_url (TONEARM_PLAYLIST__CATALOG_URL)",
+                )?;
+                let catalog = Arc::new(playlist::catalog::RemoteCatalog::new(catalog_url)?);
+                let (playlists, pool) = open_playlist(settings, catalog).await?;
+                let mut background = playlist_work(&playlists, &bus);
+                background.push(relay("playlist", playlists.store().clone(), &bus));
+                let (public, _) = playlist::router(playlists);
+                let probes: Vec<Arc<dyn Probe>> = vec![
+                    Arc::new(SqlProbe { name: "playlist.database".into(), pool }),
+                    Arc::new(BusProbe(bus)),
+                ];
+                let router = kernel::http::observe(public.merge(kernel::http::ops_router(probes)));
                 (router, background)
             }
             ServiceName::Gateway => (gateway_alone(settings).await?, Vec::new()),
@@ -240,6 +272,61 @@ fn streaming_work(streaming: &Arc<StreamingService>, bus: &Arc<dyn EventBus>) ->
         consume(bus, TrackUploaded::TYPE, UPLOADS_GROUP, Uploads(streaming.clone())),
         consume(bus, TrackDeleted::TYPE, DELETIONS_GROUP, Deletions(streaming.clone())),
     ]
+}
+
+/// The playlist service's background work: its projection of the catalog's tracks.
+fn playlist_work(playlists: &Arc<PlaylistService>, bus: &Arc<dyn EventBus>) -> Vec<Background> {
+    use playlist::events::{DELETED_GROUP, Deleted, PUBLISHED_GROUP, Published};
+    vec![
+        consume(bus, TrackPublished::TYPE, PUBLISHED_GROUP, Published(playlists.clone())),
+        consume(bus, TrackDeleted::TYPE, DELETED_GROUP, Deleted(playlists.clone())),
+    ]
+}
+
+/// Opens the playlist store (migrated) and builds the service.
+pub async fn open_playlist(
+    settings: &Settings,
+    catalog: Arc<dyn playlist::catalog::Catalog>,
+) -> anyhow::Result<(Arc<PlaylistService>, SqlPool)> {
+    let url = settings.playlist_database_url();
+    let pool = SqlPool::connect(&url, playlist::DATABASE_NAME).await?;
+    let store =
+        playlist::store::open(pool.clone()).await.context("migrating the playlist database")?;
+    tracing::info!(engine = pool.engine(), "playlists ready");
+    let service = PlaylistService::new(store, catalog, settings.playlist.clone());
+    Ok((Arc::new(service), pool))
+}
+
+/// The catalog in this process, as the playlist service asks it about tracks.
+struct LocalCatalog(Arc<CatalogService>);
+
+#[async_trait::async_trait]
+impl playlist::catalog::Catalog for LocalCatalog {
+    async fn ready_tracks(
+        &self,
+        _caller: &kernel::caller::Caller,
+        ids: &[uuid::Uuid],
+    ) -> Result<Vec<playlist::domain::TrackSummary>, String> {
+        let mut ready = Vec::new();
+        for id in ids {
+            match self.0.track(*id).await {
+                Ok(track) if track.status == catalog::domain::TrackStatus::Ready => {
+                    ready.push(playlist::domain::TrackSummary {
+                        id: track.id,
+                        title: track.title,
+                        artist_id: track.artist.id,
+                        artist_name: track.artist.name,
+                        album_id: track.album.0,
+                        album_title: track.album.1,
+                        duration_ms: track.duration_ms,
+                    });
+                }
+                Ok(_) | Err(catalog::domain::CatalogError::NotFound(_)) => {}
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Ok(ready)
+    }
 }
 
 /// Opens the streaming store (migrated) and builds the service. On SQLite, the embedded
@@ -355,6 +442,11 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
         let catalog = RemoteService::new("catalog", url, timeout)?;
         probes.push(Arc::new(UpstreamProbe(catalog.clone())));
         routes.push(Route { upstream: Upstream::Remote(catalog), api: catalog::openapi() });
+    }
+    if let Some(url) = config.upstreams.get("playlist") {
+        let playlists = RemoteService::new("playlist", url, timeout)?;
+        probes.push(Arc::new(UpstreamProbe(playlists.clone())));
+        routes.push(Route { upstream: Upstream::Remote(playlists), api: playlist::openapi() });
     }
     let mut media = None;
     let mut documents = vec![streaming::media_openapi()];

@@ -183,6 +183,12 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
                 streaming::store::open(pool).await.context("migrating the streaming database")?;
                 announce(&format!("streaming: migrated {url}"));
             }
+            if matches!(service, None | Some(ServiceName::Playlist)) {
+                let url = settings.playlist_database_url();
+                let pool = kernel::db::SqlPool::connect(&url, playlist::DATABASE_NAME).await?;
+                playlist::store::open(pool).await.context("migrating the playlist database")?;
+                announce(&format!("playlist: migrated {url}"));
+            }
             if service == Some(ServiceName::Gateway) {
                 announce("gateway: no database to migrate");
             }

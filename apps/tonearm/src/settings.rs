@@ -8,6 +8,7 @@ use catalog::CatalogConfig;
 use gateway::GatewayConfig;
 use kernel::{engine::EngineUrl, telemetry::TelemetryConfig};
 use objects::StorageConfig;
+use playlist::PlaylistConfig;
 use serde::Deserialize;
 use streaming::StreamingConfig;
 
@@ -25,6 +26,7 @@ pub struct Settings {
     pub auth: AuthConfig,
     pub catalog: CatalogConfig,
     pub streaming: StreamingConfig,
+    pub playlist: PlaylistConfig,
     pub gateway: GatewayConfig,
 }
 
@@ -39,6 +41,7 @@ impl Default for Settings {
             auth: AuthConfig::default(),
             catalog: CatalogConfig::default(),
             streaming: StreamingConfig::default(),
+            playlist: PlaylistConfig::default(),
             gateway: GatewayConfig::default(),
         }
     }
@@ -93,6 +96,11 @@ impl Settings {
             .database_url
             .clone()
             .unwrap_or_else(|| self.sqlite_in_data_dir("streaming.db"))
+    }
+
+    /// The playlist database: as configured, else a SQLite file in the data directory.
+    pub fn playlist_database_url(&self) -> EngineUrl {
+        self.playlist.database_url.clone().unwrap_or_else(|| self.sqlite_in_data_dir("playlist.db"))
     }
 
     pub fn streaming_cache_url(&self) -> EngineUrl {

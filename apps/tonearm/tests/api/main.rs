@@ -11,6 +11,7 @@ mod events;
 mod faults;
 mod limits;
 mod ops;
+mod playlists;
 mod remote;
 mod streaming;
 mod support;
