@@ -186,8 +186,9 @@ impl PlaylistService {
 
     /// Likes a track (idempotent: the first like's time stays).
     pub async fn like(&self, caller: &Caller, track_id: Uuid) -> Result<(), PlaylistError> {
-        if self.ensure_known(caller, &[track_id]).await.is_err() {
-            return Err(PlaylistError::NotFound("track"));
+        match self.ensure_known(caller, &[track_id]).await {
+            Err(PlaylistError::UnknownTracks(_)) => return Err(PlaylistError::NotFound("track")),
+            other => other?,
         }
         let at = now();
         let event = SongLiked { user_id: caller.user_id, track_id, liked_at: at };

@@ -149,11 +149,18 @@ async fn uploads_through_a_remote_catalog_play_from_a_remote_streaming_service()
     streaming_settings.events.url = kafka;
     let streaming = TestApp::serve(streaming_settings, ServiceName::Streaming).await;
 
+    let mut playlist_settings = crate::support::test_settings(dir.path());
+    playlist_settings.playlist.database_url = Some(EngineUrl::new(fresh_postgres_url()));
+    playlist_settings.playlist.catalog_url = Some(format!("http://{}", catalog.addr));
+    playlist_settings.events.url = Some(EngineUrl::new(testkit::kafka_url()));
+    let playlists = TestApp::serve(playlist_settings, ServiceName::Playlist).await;
+
     let mut gateway_settings = redis_settings(dir.path());
     let upstreams = &mut gateway_settings.gateway.upstreams;
     upstreams.insert("auth".into(), format!("http://{}", auth.addr));
     upstreams.insert("catalog".into(), format!("http://{}", catalog.addr));
     upstreams.insert("streaming".into(), format!("http://{}", streaming.addr));
+    upstreams.insert("playlist".into(), format!("http://{}", playlists.addr));
     let gateway = TestApp::serve(gateway_settings, ServiceName::Gateway).await;
 
     let access = token(&gateway.register(&unique_email()).await, "access_token");
@@ -197,4 +204,19 @@ async fn uploads_through_a_remote_catalog_play_from_a_remote_streaming_service()
     assert_eq!(ready["checks"]["upstream.streaming"], "ok");
     let ready: Value = streaming.get("/readyz", None).await.json().await.unwrap();
     assert_eq!(ready["checks"]["streaming.ffmpeg"], "ok");
+
+    // The ready track goes straight into a playlist: from the projection if its
+    // track.published has arrived, from the catalog over HTTP if not.
+    let created = gateway.post("/v1/playlists", Some(&access), json!({"name": "Deployed"})).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    let tracks = format!("/v1/playlists/{}/tracks", created["id"].as_str().unwrap());
+    let added = gateway.post(&tracks, Some(&access), json!({"track_ids": [id]})).await;
+    assert_eq!(added.status(), StatusCode::CREATED);
+    let listed: Value = gateway.get(&tracks, Some(&access)).await.json().await.unwrap();
+    assert_eq!(listed["items"][0]["track"]["id"], id);
+    assert_eq!(listed["items"][0]["track"]["title"], "Deployed");
+    let unknown = json!({"track_ids": [uuid::Uuid::now_v7()]});
+    let refused = gateway.post(&tracks, Some(&access), unknown).await;
+    assert_problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
 }
