@@ -76,7 +76,11 @@ async fn tracks_the_projection_has_not_seen_are_asked_of_the_catalog() {
     catalog.ready.lock().unwrap().push(fresh.clone());
     let add = |ids: Vec<Uuid>| TrackChange::Add { track_ids: ids, position: None };
     service.change(&owner, playlist.id, None, add(vec![fresh.id])).await.unwrap();
-    assert_eq!(store.summaries(&[fresh.id]).await.unwrap(), [fresh.clone()], "now projected");
+    assert_eq!(
+        store.summaries(&[fresh.id]).await.unwrap(),
+        std::slice::from_ref(&fresh),
+        "now projected"
+    );
     let (entries, _) = service.tracks(&owner, playlist.id, 10, 0).await.unwrap();
     assert_eq!(entries[0].track, fresh);
 
