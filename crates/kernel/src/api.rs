@@ -1,4 +1,5 @@
-//! Shapes every API shares: paged lists and millisecond timestamps.
+//! Shapes every API shares: paged lists, the embedded track summary and millisecond
+//! timestamps.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
@@ -46,6 +47,29 @@ impl<T> Page<T> {
         let items = all.into_iter().skip(offset as usize).take(limit as usize).collect();
         Self { items, total, limit, offset }
     }
+}
+
+/// The summary every response embeds wherever it refers to a track (under `track`, or as
+/// a list item): one shape across services, as the API conventions promise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TrackSummary {
+    pub id: uuid::Uuid,
+    pub title: String,
+    pub artist: ArtistRef,
+    pub album: AlbumRef,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ArtistRef {
+    pub id: uuid::Uuid,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct AlbumRef {
+    pub id: uuid::Uuid,
+    pub title: String,
 }
 
 /// Serializes a time as RFC 3339 UTC with milliseconds: `2026-01-02T03:04:05.678Z`.

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use kernel::{
     Problem,
-    api::{Page, PageQuery, millis},
+    api::{AlbumRef, ArtistRef, Page, PageQuery, TrackSummary, millis},
     caller::Caller,
     http::{Json, Path, Query},
 };
@@ -57,28 +57,6 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_artists))
         .routes(routes!(get_artist))
         .routes(routes!(search))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ArtistRef {
-    id: Uuid,
-    name: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AlbumRef {
-    id: Uuid,
-    title: String,
-}
-
-/// What every list embeds wherever it refers to a track.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TrackSummary {
-    id: Uuid,
-    title: String,
-    artist: ArtistRef,
-    album: AlbumRef,
-    duration_ms: u64,
 }
 
 impl From<&Track> for TrackSummary {

@@ -9,7 +9,7 @@ use axum::{Router, extract::State, http::StatusCode};
 use chrono::{DateTime, Utc};
 use kernel::{
     Problem,
-    api::{Page, PageQuery, millis},
+    api::{AlbumRef, ArtistRef, Page, PageQuery, TrackSummary as TrackView, millis},
     caller::Caller,
     http::{Json, Path, Query},
 };
@@ -104,31 +104,9 @@ impl PlaylistView {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ArtistRef {
-    id: Uuid,
-    name: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AlbumRef {
-    id: Uuid,
-    title: String,
-}
-
-/// The track summary every list embeds.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TrackView {
-    id: Uuid,
-    title: String,
-    artist: ArtistRef,
-    album: AlbumRef,
-    duration_ms: u64,
-}
-
 impl From<TrackSummary> for TrackView {
     fn from(track: TrackSummary) -> Self {
-        Self {
+        TrackView {
             id: track.id,
             title: track.title,
             artist: ArtistRef { id: track.artist_id, name: track.artist_name },
