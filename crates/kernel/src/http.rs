@@ -151,7 +151,19 @@ pub fn prometheus() -> &'static PrometheusHandle {
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
             .unwrap_or_else(|_| PrometheusBuilder::new());
         match builder.install_recorder() {
-            Ok(handle) => handle,
+            Ok(handle) => {
+                // Histograms keep their samples until someone drains them; a scrape does,
+                // but a server nobody scrapes would grow by every request it answers.
+                let upkeep = handle.clone();
+                let _ =
+                    std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+                        loop {
+                            std::thread::sleep(Duration::from_secs(5));
+                            upkeep.run_upkeep();
+                        }
+                    });
+                handle
+            }
             // Another recorder is already installed (an embedding program chose its own):
             // keep ours private so /metrics still answers.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
