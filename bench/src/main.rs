@@ -1,8 +1,13 @@
 //! Load generator for Tonearm: drives one HTTP endpoint at a fixed concurrency for a fixed
 //! time, or pushes events through the bus, and reports throughput and latency percentiles.
+//! Also times transcodes against the ffmpeg command line, and GETs a list of URLs (media
+//! segments) from any server.
 
 mod events;
+mod playlist;
 mod search;
+mod transcode;
+mod urls;
 
 use std::{
     sync::Arc,
@@ -42,15 +47,24 @@ struct Args {
     /// `events`: events per publish call.
     #[arg(long, default_value_t = 500)]
     batch: usize,
-    /// `search`: tracks in the catalog.
+    /// `search`: tracks in the catalog; `playlist`: tracks in the playlist (at most 10,000).
     #[arg(long, default_value_t = 100_000)]
     tracks: usize,
-    /// `search`: searches to time.
+    /// `search`: searches to time; `playlist`: reorders and page reads to time.
     #[arg(long, default_value_t = 2_000)]
     queries: usize,
-    /// `search`: a PostgreSQL URL to use instead of a temporary SQLite file.
+    /// `search`, `playlist`: a PostgreSQL URL to use instead of a temporary SQLite file.
     #[arg(long)]
     database: Option<String>,
+    /// `urls`: a file of URLs, one a line, that the clients cycle through.
+    #[arg(long)]
+    urls: Option<std::path::PathBuf>,
+    /// `transcode`: timed runs of each side per input.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// `transcode`: lengths of the generated inputs in seconds, each made as MP3 and FLAC.
+    #[arg(long, value_delimiter = ',', default_values_t = [30, 180])]
+    lengths: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -63,6 +77,12 @@ enum Scenario {
     Events,
     /// Catalog search latency on a large catalog.
     Search,
+    /// Reorders and page reads in a playlist at its size limit.
+    Playlist,
+    /// Transcode speed: Tonearm's probe and package against the ffmpeg CLI, same ladder.
+    Transcode,
+    /// GETs of the URLs in `--urls` (e.g. signed media segments), bodies read whole.
+    Urls,
 }
 
 const PASSWORD: &str = "benchmark password";
@@ -70,8 +90,26 @@ const PASSWORD: &str = "benchmark password";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Scenario::Playlist = args.scenario {
+        let tracks = args.tracks.min(10_000);
+        print_line(&playlist::run(tracks, args.queries, args.database.clone()).await?);
+        return Ok(());
+    }
     if let Scenario::Search = args.scenario {
         print_line(&search::run(args.tracks, args.queries, args.database.clone()).await?);
+        return Ok(());
+    }
+    if let Scenario::Transcode = args.scenario {
+        let repeat = args.repeat.max(1);
+        print_line(
+            &transcode::run(transcode::TranscodeArgs { repeat, lengths: args.lengths }).await?,
+        );
+        return Ok(());
+    }
+    if let Scenario::Urls = args.scenario {
+        let file = args.urls.clone().context("`urls` needs --urls FILE")?;
+        let (concurrency, seconds) = (args.concurrency, args.seconds);
+        print_line(&urls::run(urls::UrlsArgs { file, concurrency, seconds }).await?);
         return Ok(());
     }
     if let Scenario::Events = args.scenario {
@@ -123,9 +161,12 @@ async fn main() -> anyhow::Result<()> {
                     Scenario::Login => client
                         .post(format!("{url}/v1/auth/login"))
                         .json(&json!({"email": email, "password": PASSWORD})),
-                    Scenario::Me | Scenario::Events | Scenario::Search => {
-                        client.get(format!("{url}/v1/me")).bearer_auth(&token)
-                    }
+                    Scenario::Me
+                    | Scenario::Events
+                    | Scenario::Search
+                    | Scenario::Playlist
+                    | Scenario::Transcode
+                    | Scenario::Urls => client.get(format!("{url}/v1/me")).bearer_auth(&token),
                 };
                 let ok = match request.send().await {
                     Ok(response) => {
