@@ -486,6 +486,11 @@ macro_rules! sql_store {
                         return Err(ChangeError::Full(max_tracks));
                     }
                 }
+                let total = usize::try_from(total).unwrap_or_default();
+                if touch_only_what_moves(&mut tx, playlist_id, change, total, at).await? {
+                    tx.commit().await.map_err(StoreError::from)?;
+                    return Ok(version);
+                }
 
                 let current: Vec<(Uuid, i64)> = sqlx::query_as(
                     "SELECT entry_id, sort_key FROM playlist_entries
@@ -768,6 +773,106 @@ macro_rules! sql_store {
         /// The ids among `track_ids` that the projection does not hold, each once, in
         /// their first order. On PostgreSQL the summaries found stay locked against
         /// deletion until the transaction ends.
+        /// The common changes, reading only the rows they touch and their two neighbours
+        /// (by offset) instead of the whole list: an add or a move whose keys fit in the
+        /// gap where they go. False, having written nothing, when the gap has run out and
+        /// the whole list must be read (and renumbered) instead.
+        async fn touch_only_what_moves(
+            tx: &mut Conn,
+            playlist_id: Uuid,
+            change: &TrackChange,
+            len: usize,
+            at: DateTime<Utc>,
+        ) -> Result<bool, ChangeError> {
+            use crate::domain::PositionError;
+            match change {
+                TrackChange::Add { track_ids, position } => {
+                    let at_index = position.unwrap_or(len);
+                    if at_index > len {
+                        return Err(PositionError::PastEnd { position: at_index, len }.into());
+                    }
+                    let (before, after) = neighbours(tx, playlist_id, at_index, len).await?;
+                    let Some(keys) = positions::keys_between(before, after, track_ids.len())
+                    else {
+                        return Ok(false);
+                    };
+                    let missing = missing_summaries(tx, track_ids).await?;
+                    if !missing.is_empty() {
+                        return Err(ChangeError::UnknownTracks(missing));
+                    }
+                    insert_entries(tx, playlist_id, track_ids, &keys, at).await?;
+                    set_total(tx, playlist_id, len + track_ids.len()).await?;
+                    Ok(true)
+                }
+                TrackChange::Reorder { range_start, range_length, insert_before } => {
+                    let (start, length, before_index) =
+                        (*range_start, *range_length, *insert_before);
+                    let end = start.saturating_add(length);
+                    if length == 0 || end > len {
+                        return Err(PositionError::RangeOutside { start, end, len }.into());
+                    }
+                    if before_index > len {
+                        return Err(PositionError::PastEnd { position: before_index, len }.into());
+                    }
+                    if (start..=end).contains(&before_index) {
+                        return Ok(true);
+                    }
+                    let (before, after) = neighbours(tx, playlist_id, before_index, len).await?;
+                    let Some(keys) = positions::keys_between(before, after, length) else {
+                        return Ok(false);
+                    };
+                    let moved = window(tx, playlist_id, start, length).await?;
+                    write_keys(tx, playlist_id, &moved, keys.into_iter().enumerate()).await?;
+                    Ok(true)
+                }
+                TrackChange::Remove { .. } => Ok(false),
+            }
+        }
+
+        /// The keys either side of `index` (the gap before the entry now at `index`).
+        async fn neighbours(
+            tx: &mut Conn,
+            playlist_id: Uuid,
+            index: usize,
+            len: usize,
+        ) -> Result<(Option<i64>, Option<i64>), StoreError> {
+            let first = index.saturating_sub(1);
+            let rows = window(tx, playlist_id, first, if index == 0 { 1 } else { 2 }).await?;
+            let keys: Vec<i64> = rows.into_iter().map(|(_, key)| key).collect();
+            Ok(match (index, index < len) {
+                (0, _) => (None, keys.first().copied()),
+                (_, true) => (keys.first().copied(), keys.get(1).copied()),
+                (_, false) => (keys.first().copied(), None),
+            })
+        }
+
+        /// `length` entries from `offset`, in order.
+        async fn window(
+            tx: &mut Conn,
+            playlist_id: Uuid,
+            offset: usize,
+            length: usize,
+        ) -> Result<Vec<(Uuid, i64)>, StoreError> {
+            Ok(sqlx::query_as(
+                "SELECT entry_id, sort_key FROM playlist_entries
+                 WHERE playlist_id = $1 ORDER BY sort_key LIMIT $2 OFFSET $3",
+            )
+            .bind(playlist_id)
+            .bind(bigint(length as u64))
+            .bind(bigint(offset as u64))
+            .fetch_all(&mut *tx)
+            .await?)
+        }
+
+        async fn set_total(tx: &mut Conn, playlist_id: Uuid, total: usize) -> Result<(), StoreError> {
+            sqlx::query("UPDATE playlists SET tracks_total = $2 WHERE id = $1")
+                .bind(playlist_id)
+                .bind(int(total))
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        }
+
         async fn missing_summaries(
             conn: &mut Conn,
             track_ids: &[Uuid],
