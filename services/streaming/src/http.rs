@@ -161,8 +161,9 @@ async fn media(
     axum::extract::State(service): axum::extract::State<AppState>,
     Path((track_id, path)): Path<(Uuid, String)>,
     Query(query): Query<SignedQuery>,
-    headers: HeaderMap,
+    request: axum::extract::Request,
 ) -> Response {
+    let headers = request.headers();
     let mut response = match service.media(track_id, &path, &query).await {
         Ok(Media::Text { content_type, body }) => (
             [
@@ -173,7 +174,7 @@ async fn media(
             body,
         )
             .into_response(),
-        Ok(Media::Segment { bytes, etag }) => segment_response(&headers, bytes, &etag),
+        Ok(Media::Segment { bytes, etag }) => segment_response(headers, bytes, etag),
         Err(error) => {
             if let StreamingError::Signature(reason) = &error {
                 metrics::counter!("media_signature_refusals_total", "reason" => signature_reason(*reason)).increment(1);
@@ -197,7 +198,7 @@ fn signature_reason(error: SignatureError) -> &'static str {
 }
 
 /// A segment, whole or the one range asked for, with its validator and CDN-fit caching.
-fn segment_response(request: &HeaderMap, bytes: bytes::Bytes, etag: &str) -> Response {
+fn segment_response(request: &HeaderMap, bytes: bytes::Bytes, etag: bytes::Bytes) -> Response {
     let mut headers = HeaderMap::new();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/mp4"));
     headers.insert(
@@ -205,13 +206,15 @@ fn segment_response(request: &HeaderMap, bytes: bytes::Bytes, etag: &str) -> Res
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(value) = HeaderValue::from_str(etag) {
-        headers.insert(header::ETAG, value);
-    }
     let matches_etag = request
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag || tag.trim() == "*"));
+        .is_some_and(|tags| {
+            tags.split(',').any(|tag| tag.trim().as_bytes() == etag.as_ref() || tag.trim() == "*")
+        });
+    if let Ok(value) = HeaderValue::from_maybe_shared(etag) {
+        headers.insert(header::ETAG, value);
+    }
     if matches_etag {
         return (StatusCode::NOT_MODIFIED, headers).into_response();
     }

@@ -58,8 +58,9 @@ pub struct SignedUrl {
 pub enum Media {
     /// A playlist or manifest, rendered and signed for this request's expiry.
     Text { content_type: &'static str, body: String },
-    /// An initialisation or media segment; immutable, so its tag never changes.
-    Segment { bytes: Bytes, etag: String },
+    /// An initialisation or media segment; immutable, so its tag never changes. The tag
+    /// is shared bytes, so a cache hit copies neither.
+    Segment { bytes: Bytes, etag: Bytes },
 }
 
 /// The consumer names under which handled events are recorded.
@@ -77,7 +78,7 @@ pub struct StreamingService {
     config: StreamingConfig,
     signer: RwLock<Arc<UrlSigner>>,
     keys_loaded_at: Mutex<Instant>,
-    segments: moka::future::Cache<ObjectKey, (Bytes, String)>,
+    segments: moka::future::Cache<ObjectKey, (Bytes, Bytes)>,
     transcoder: Transcoder,
     work_dir: PathBuf,
     /// Rung when a job is queued, so an idle worker starts at once.
@@ -106,7 +107,7 @@ impl StreamingService {
         let signer = load_signer(store.as_ref()).await?;
         let segments = moka::future::Cache::builder()
             .max_capacity(config.segment_cache_mib.saturating_mul(1024 * 1024))
-            .weigher(|_key: &ObjectKey, (bytes, _): &(Bytes, String)| {
+            .weigher(|_key: &ObjectKey, (bytes, _): &(Bytes, Bytes)| {
                 u32::try_from(bytes.len()).unwrap_or(u32::MAX)
             })
             .time_to_live(Duration::from_secs(600))
@@ -239,12 +240,16 @@ impl StreamingService {
         // Only the server signs, and it signs only packaged files: a valid signature
         // already names a segment, so the hot path needs no database read.
         let key = media_prefix(track_id)?.join(path_in_track)?;
+        if let Some((bytes, etag)) = self.segments.get(&key).await {
+            return Ok(Media::Segment { bytes, etag });
+        }
         let objects = self.objects.clone();
+        // Concurrent misses for one segment share a single read.
         let fetched = self
             .segments
             .try_get_with(key.clone(), async move {
                 let bytes = objects.get(&key).await?;
-                let etag = format!("\"{}\"", short_hash(&bytes));
+                let etag = Bytes::from(format!("\"{}\"", short_hash(&bytes)));
                 Ok::<_, ObjectsError>((bytes, etag))
             })
             .await;
