@@ -209,3 +209,53 @@ pub fn s3_server() -> S3Server {
         secret_access_key: var("TONEARM_TEST_S3_SECRET_KEY", "tonearm-secret"),
     }
 }
+
+/// A database of one test's own, for a store contract case: a SQLite file in a temporary
+/// directory, or a new PostgreSQL database. [`TestDatabase::finish`] removes it; a failed
+/// test skips that and leaves it behind for a look.
+pub struct TestDatabase {
+    pool: kernel::db::SqlPool,
+    postgres_database: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        Self::open(&url, None, Some(dir)).await
+    }
+
+    pub async fn postgres() -> Self {
+        let database = fresh_database_name();
+        let url = postgres_database_url(&database);
+        Self::open(&url, Some(database), None).await
+    }
+
+    async fn open(
+        url: &str,
+        postgres_database: Option<String>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Self {
+        let engine_url = kernel::engine::EngineUrl::new(url);
+        let pool = kernel::db::SqlPool::connect(&engine_url, "unused")
+            .await
+            .unwrap_or_else(|error| panic!("cannot open {url}: {error}"));
+        Self { pool, postgres_database, _dir: dir }
+    }
+
+    pub fn pool(&self) -> &kernel::db::SqlPool {
+        &self.pool
+    }
+
+    /// Closes the pool and drops the PostgreSQL database.
+    pub async fn finish(self) {
+        match self.pool {
+            kernel::db::SqlPool::Sqlite(pool) => pool.close().await,
+            kernel::db::SqlPool::Postgres(pool) => pool.close().await,
+        }
+        if let Some(database) = self.postgres_database {
+            drop_database(&database).await;
+        }
+    }
+}

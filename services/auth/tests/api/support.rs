@@ -5,12 +5,7 @@ use auth::{
     store::AuthStore,
 };
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use kernel::{
-    db::SqlPool,
-    engine::EngineUrl,
-    grant::{Role, Tier},
-};
-use tempfile::TempDir;
+use kernel::grant::{Role, Tier};
 use uuid::Uuid;
 
 /// Now at the millisecond precision the service keeps.
@@ -29,52 +24,36 @@ pub fn display_name(raw: &str) -> DisplayName {
     DisplayName::parse(raw).expect("a valid display name")
 }
 
-/// A store on a fresh database of its own, removed again by [`StoreFixture::finish`].
+/// A store on a database of its own, removed again by [`StoreFixture::finish`].
 pub struct StoreFixture {
     store: Arc<dyn AuthStore>,
-    pool: SqlPool,
-    postgres_database: Option<String>,
-    _dir: Option<TempDir>,
+    database: testkit::TestDatabase,
 }
 
 impl StoreFixture {
     pub async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("auth.db").display());
-        Self::open(&url, None, Some(dir)).await
+        Self::open(testkit::TestDatabase::sqlite().await).await
     }
 
     pub async fn postgres() -> Self {
-        let database = testkit::fresh_database_name();
-        let url = testkit::postgres_database_url(&database);
-        Self::open(&url, Some(database), None).await
+        Self::open(testkit::TestDatabase::postgres().await).await
     }
 
-    async fn open(url: &str, postgres_database: Option<String>, dir: Option<TempDir>) -> Self {
-        let pool = SqlPool::connect(&EngineUrl::new(url), auth::DATABASE_NAME)
+    async fn open(database: testkit::TestDatabase) -> Self {
+        let store = auth::store::open(database.pool().clone())
             .await
-            .unwrap_or_else(|error| panic!("cannot open {url}: {error}"));
-        let store = auth::store::open(pool.clone())
-            .await
-            .unwrap_or_else(|error| panic!("cannot migrate {url}: {error}"));
-        Self { store, pool, postgres_database, _dir: dir }
+            .unwrap_or_else(|error| panic!("cannot migrate the test database: {error}"));
+        Self { store, database }
     }
 
     pub fn store(&self) -> Arc<dyn AuthStore> {
         Arc::clone(&self.store)
     }
 
-    /// Closes the pool and drops the PostgreSQL database. A failed test skips this and
-    /// leaves its database behind for a look.
+    /// Drops the store, then the database (a failed test leaves it for a look).
     pub async fn finish(self) {
         drop(self.store);
-        match self.pool {
-            SqlPool::Sqlite(pool) => pool.close().await,
-            SqlPool::Postgres(pool) => pool.close().await,
-        }
-        if let Some(database) = self.postgres_database {
-            testkit::drop_database(&database).await;
-        }
+        self.database.finish().await;
     }
 }
 

@@ -13,7 +13,7 @@ use bus::{
     outbox::OutboxStore,
 };
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use kernel::{db::SqlPool, engine::EngineUrl};
+use kernel::db::SqlPool;
 use playlist::{
     domain::{
         Like, MAX_TRACKS, NewPlaylist, Playlist, PlaylistEdit, PositionError, TrackChange,
@@ -21,7 +21,6 @@ use playlist::{
     },
     store::{ChangeError, PlaylistStore, StoreError},
 };
-use tempfile::TempDir;
 use uuid::Uuid;
 
 macro_rules! store_contract {
@@ -81,35 +80,26 @@ store_contract!(
     ],
 );
 
-/// A store on a fresh database of its own, removed again by [`StoreFixture::finish`].
+/// A store on a database of its own, removed again by [`StoreFixture::finish`].
 struct StoreFixture {
     store: Arc<dyn PlaylistStore>,
-    pool: SqlPool,
-    postgres_database: Option<String>,
-    _dir: Option<TempDir>,
+    database: testkit::TestDatabase,
 }
 
 impl StoreFixture {
     async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("playlist.db").display());
-        Self::open(&url, None, Some(dir)).await
+        Self::open(testkit::TestDatabase::sqlite().await).await
     }
 
     async fn postgres() -> Self {
-        let database = testkit::fresh_database_name();
-        let url = testkit::postgres_database_url(&database);
-        Self::open(&url, Some(database), None).await
+        Self::open(testkit::TestDatabase::postgres().await).await
     }
 
-    async fn open(url: &str, postgres_database: Option<String>, dir: Option<TempDir>) -> Self {
-        let pool = SqlPool::connect(&EngineUrl::new(url), playlist::DATABASE_NAME)
+    async fn open(database: testkit::TestDatabase) -> Self {
+        let store = playlist::store::open(database.pool().clone())
             .await
-            .unwrap_or_else(|error| panic!("cannot open {url}: {error}"));
-        let store = playlist::store::open(pool.clone())
-            .await
-            .unwrap_or_else(|error| panic!("cannot migrate {url}: {error}"));
-        Self { store, pool, postgres_database, _dir: dir }
+            .unwrap_or_else(|error| panic!("cannot migrate the test database: {error}"));
+        Self { store, database }
     }
 
     fn store(&self) -> Arc<dyn PlaylistStore> {
@@ -120,7 +110,7 @@ impl StoreFixture {
     async fn sort_keys(&self, playlist_id: Uuid) -> Vec<(Uuid, i64)> {
         let sql = "SELECT track_id, sort_key FROM playlist_entries
                    WHERE playlist_id = $1 ORDER BY sort_key";
-        match &self.pool {
+        match self.database.pool() {
             SqlPool::Sqlite(pool) => sqlx::query_as(sql).bind(playlist_id).fetch_all(pool).await,
             SqlPool::Postgres(pool) => sqlx::query_as(sql).bind(playlist_id).fetch_all(pool).await,
         }
@@ -131,7 +121,7 @@ impl StoreFixture {
     async fn set_sort_key(&self, playlist_id: Uuid, track_id: Uuid, key: i64) {
         let sql = "UPDATE playlist_entries SET sort_key = $3
                    WHERE playlist_id = $1 AND track_id = $2";
-        let updated = match &self.pool {
+        let updated = match self.database.pool() {
             SqlPool::Sqlite(pool) => sqlx::query(sql)
                 .bind(playlist_id)
                 .bind(track_id)
@@ -151,17 +141,10 @@ impl StoreFixture {
         assert_eq!(updated, 1, "one entry of {track_id}");
     }
 
-    /// Closes the pool and drops the PostgreSQL database. A failed test skips this and
-    /// leaves its database behind for a look.
+    /// Drops the store, then the database (a failed test leaves it for a look).
     async fn finish(self) {
         drop(self.store);
-        match self.pool {
-            SqlPool::Sqlite(pool) => pool.close().await,
-            SqlPool::Postgres(pool) => pool.close().await,
-        }
-        if let Some(database) = self.postgres_database {
-            testkit::drop_database(&database).await;
-        }
+        self.database.finish().await;
     }
 }
 

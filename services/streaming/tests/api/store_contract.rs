@@ -10,12 +10,11 @@ use bus::{
     outbox::OutboxStore,
 };
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use kernel::{db::SqlPool, engine::EngineUrl};
+use kernel::db::SqlPool;
 use streaming::{
     domain::{Job, JobResult, JobStatus, NewJob, Packaged, PackagedRendition, Segment, SigningKey},
     store::{StoreError, StreamingStore},
 };
-use tempfile::TempDir;
 use uuid::Uuid;
 
 macro_rules! store_contract {
@@ -70,35 +69,26 @@ store_contract!(
     fixtures: [undecodable_rows_are_reported_as_corrupt],
 );
 
-/// A store on a fresh database of its own, removed again by [`StoreFixture::finish`].
+/// A store on a database of its own, removed again by [`StoreFixture::finish`].
 struct StoreFixture {
     store: Arc<dyn StreamingStore>,
-    pool: SqlPool,
-    postgres_database: Option<String>,
-    _dir: Option<TempDir>,
+    database: testkit::TestDatabase,
 }
 
 impl StoreFixture {
     async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("streaming.db").display());
-        Self::open(&url, None, Some(dir)).await
+        Self::open(testkit::TestDatabase::sqlite().await).await
     }
 
     async fn postgres() -> Self {
-        let database = testkit::fresh_database_name();
-        let url = testkit::postgres_database_url(&database);
-        Self::open(&url, Some(database), None).await
+        Self::open(testkit::TestDatabase::postgres().await).await
     }
 
-    async fn open(url: &str, postgres_database: Option<String>, dir: Option<TempDir>) -> Self {
-        let pool = SqlPool::connect(&EngineUrl::new(url), streaming::DATABASE_NAME)
+    async fn open(database: testkit::TestDatabase) -> Self {
+        let store = streaming::store::open(database.pool().clone())
             .await
-            .unwrap_or_else(|error| panic!("cannot open {url}: {error}"));
-        let store = streaming::store::open(pool.clone())
-            .await
-            .unwrap_or_else(|error| panic!("cannot migrate {url}: {error}"));
-        Self { store, pool, postgres_database, _dir: dir }
+            .unwrap_or_else(|error| panic!("cannot migrate the test database: {error}"));
+        Self { store, database }
     }
 
     fn store(&self) -> Arc<dyn StreamingStore> {
@@ -107,7 +97,7 @@ impl StoreFixture {
 
     /// Runs one statement with a track id as `$1`, behind the store's back.
     async fn execute(&self, sql: &str, track_id: Uuid) {
-        match &self.pool {
+        match self.database.pool() {
             SqlPool::Sqlite(pool) => sqlx::query(sql).bind(track_id).execute(pool).await.map(drop),
             SqlPool::Postgres(pool) => {
                 sqlx::query(sql).bind(track_id).execute(pool).await.map(drop)
@@ -116,17 +106,10 @@ impl StoreFixture {
         .unwrap_or_else(|error| panic!("cannot run {sql}: {error}"));
     }
 
-    /// Closes the pool and drops the PostgreSQL database. A failed test skips this and
-    /// leaves its database behind for a look.
+    /// Drops the store, then the database (a failed test leaves it for a look).
     async fn finish(self) {
         drop(self.store);
-        match self.pool {
-            SqlPool::Sqlite(pool) => pool.close().await,
-            SqlPool::Postgres(pool) => pool.close().await,
-        }
-        if let Some(database) = self.postgres_database {
-            testkit::drop_database(&database).await;
-        }
+        self.database.finish().await;
     }
 }
 
