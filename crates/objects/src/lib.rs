@@ -31,7 +31,7 @@ pub struct StorageConfig {
     pub secret_access_key: Option<SecretString>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ObjectsError {
     #[error("invalid object key `{0}`")]
     InvalidKey(String),

@@ -187,8 +187,9 @@ impl StreamingService {
         if self.store.forget(DELETIONS_CONSUMER, event_id, track_id).await? {
             tracing::info!(%track_id, "stream deleted with its track");
         }
-        self.objects.delete_prefix(&media_prefix(track_id)?).await?;
-        let prefix = format!("{}/", media_prefix(track_id)?.as_str());
+        let media = media_prefix(track_id)?;
+        self.objects.delete_prefix(&media).await?;
+        let prefix = format!("{}/", media.as_str());
         if let Err(error) =
             self.segments.invalidate_entries_if(move |key, _| key.as_str().starts_with(&prefix))
         {
@@ -257,10 +258,8 @@ impl StreamingService {
             Ok((bytes, etag)) => Ok(Media::Segment { bytes, etag }),
             Err(error) => match error.as_ref() {
                 ObjectsError::NotFound(_) => Err(StreamingError::NotFound("segment")),
-                ObjectsError::InvalidKey(key) => Err(ObjectsError::InvalidKey(key.clone()).into()),
-                ObjectsError::Unavailable(reason) => {
-                    Err(ObjectsError::Unavailable(reason.clone()).into())
-                }
+                // The cache shares one read's error among every request that waited on it.
+                other => Err(other.clone().into()),
             },
         }
     }

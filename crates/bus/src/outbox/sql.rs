@@ -123,3 +123,36 @@ where
         .await?;
     Ok(pruned.rows())
 }
+
+/// Implements [`OutboxStore`](crate::outbox::OutboxStore) for a store adapter that holds
+/// its engine's pool in a field named `pool`, on the SQL above. Every service's SQLite and
+/// PostgreSQL adapters use it, so the relay reads every outbox the same way.
+#[macro_export]
+macro_rules! sql_outbox_store {
+    ($adapter:ty) => {
+        #[::async_trait::async_trait]
+        impl $crate::outbox::OutboxStore for $adapter {
+            async fn pending(
+                &self,
+                limit: usize,
+            ) -> Result<Vec<$crate::Envelope>, $crate::outbox::OutboxError> {
+                Ok($crate::outbox::sql::pending(&self.pool, limit).await?)
+            }
+
+            async fn mark_published(
+                &self,
+                ids: &[::uuid::Uuid],
+                at: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<(), $crate::outbox::OutboxError> {
+                Ok($crate::outbox::sql::mark_published(&self.pool, ids, at).await?)
+            }
+
+            async fn prune_published(
+                &self,
+                before: ::chrono::DateTime<::chrono::Utc>,
+            ) -> Result<u64, $crate::outbox::OutboxError> {
+                Ok($crate::outbox::sql::prune(&self.pool, before).await?)
+            }
+        }
+    };
+}

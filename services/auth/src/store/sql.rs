@@ -125,10 +125,7 @@ macro_rules! sql_store {
     ($adapter:ty, $migrations:literal) => {
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
-        use bus::{
-            Envelope,
-            outbox::{OutboxError, OutboxStore},
-        };
+        use bus::Envelope;
         use kernel::grant::{Role, SessionGrant, Tier};
         use uuid::Uuid;
 
@@ -463,20 +460,7 @@ macro_rules! sql_store {
             }
         }
 
-        #[async_trait]
-        impl OutboxStore for $adapter {
-            async fn pending(&self, limit: usize) -> Result<Vec<Envelope>, OutboxError> {
-                Ok(bus::outbox::sql::pending(&self.pool, limit).await?)
-            }
-
-            async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<(), OutboxError> {
-                Ok(bus::outbox::sql::mark_published(&self.pool, ids, at).await?)
-            }
-
-            async fn prune_published(&self, before: DateTime<Utc>) -> Result<u64, OutboxError> {
-                Ok(bus::outbox::sql::prune(&self.pool, before).await?)
-            }
-        }
+        bus::sql_outbox_store!($adapter);
 
         async fn insert_event<'c, E>(executor: E, event: &Envelope) -> Result<(), StoreError>
         where

@@ -158,10 +158,7 @@ pub(super) fn bigint(value: u64) -> i64 {
 macro_rules! sql_store {
     ($adapter:ty, $migrations:literal) => {
         use async_trait::async_trait;
-        use bus::{
-            Envelope,
-            outbox::{OutboxError, OutboxStore},
-        };
+        use bus::Envelope;
         use bus::events::{TrackTranscoded, TranscodeOutcome};
         use chrono::{DateTime, Utc};
         use uuid::Uuid;
@@ -577,20 +574,7 @@ macro_rules! sql_store {
             }
         }
 
-        #[async_trait]
-        impl OutboxStore for $adapter {
-            async fn pending(&self, limit: usize) -> Result<Vec<Envelope>, OutboxError> {
-                Ok(bus::outbox::sql::pending(&self.pool, limit).await?)
-            }
-
-            async fn mark_published(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<(), OutboxError> {
-                Ok(bus::outbox::sql::mark_published(&self.pool, ids, at).await?)
-            }
-
-            async fn prune_published(&self, before: DateTime<Utc>) -> Result<u64, OutboxError> {
-                Ok(bus::outbox::sql::prune(&self.pool, before).await?)
-            }
-        }
+        bus::sql_outbox_store!($adapter);
 
         async fn fetch_track<'c, E>(executor: E, id: Uuid) -> Result<Option<Track>, StoreError>
         where

@@ -230,10 +230,7 @@ pub(super) fn tally(playlist_ids: Vec<Uuid>) -> Vec<(Uuid, usize)> {
 macro_rules! sql_store {
     ($adapter:ty, $migrations:literal, $share_lock:literal) => {
         use async_trait::async_trait;
-        use bus::{
-            Envelope,
-            outbox::{OutboxError, OutboxStore},
-        };
+        use bus::Envelope;
         use chrono::{DateTime, Utc};
         use uuid::Uuid;
 
@@ -751,24 +748,7 @@ macro_rules! sql_store {
             }
         }
 
-        #[async_trait]
-        impl OutboxStore for $adapter {
-            async fn pending(&self, limit: usize) -> Result<Vec<Envelope>, OutboxError> {
-                Ok(bus::outbox::sql::pending(&self.pool, limit).await?)
-            }
-
-            async fn mark_published(
-                &self,
-                ids: &[Uuid],
-                at: DateTime<Utc>,
-            ) -> Result<(), OutboxError> {
-                Ok(bus::outbox::sql::mark_published(&self.pool, ids, at).await?)
-            }
-
-            async fn prune_published(&self, before: DateTime<Utc>) -> Result<u64, OutboxError> {
-                Ok(bus::outbox::sql::prune(&self.pool, before).await?)
-            }
-        }
+        bus::sql_outbox_store!($adapter);
 
         /// The ids among `track_ids` that the projection does not hold, each once, in
         /// their first order. On PostgreSQL the summaries found stay locked against

@@ -82,10 +82,7 @@ pub(super) type SigningKeyRow = (String, Vec<u8>, DateTime<Utc>);
 macro_rules! sql_store {
     ($adapter:ty, $migrations:literal, $lock:literal) => {
         use async_trait::async_trait;
-        use bus::{
-            Envelope,
-            outbox::{OutboxError, OutboxStore},
-        };
+        use bus::Envelope;
         use chrono::{DateTime, Utc};
         use uuid::Uuid;
 
@@ -325,24 +322,7 @@ macro_rules! sql_store {
             }
         }
 
-        #[async_trait]
-        impl OutboxStore for $adapter {
-            async fn pending(&self, limit: usize) -> Result<Vec<Envelope>, OutboxError> {
-                Ok(bus::outbox::sql::pending(&self.pool, limit).await?)
-            }
-
-            async fn mark_published(
-                &self,
-                ids: &[Uuid],
-                at: DateTime<Utc>,
-            ) -> Result<(), OutboxError> {
-                Ok(bus::outbox::sql::mark_published(&self.pool, ids, at).await?)
-            }
-
-            async fn prune_published(&self, before: DateTime<Utc>) -> Result<u64, OutboxError> {
-                Ok(bus::outbox::sql::prune(&self.pool, before).await?)
-            }
-        }
+        bus::sql_outbox_store!($adapter);
     };
 }
 
