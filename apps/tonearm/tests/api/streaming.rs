@@ -82,17 +82,21 @@ fn ffmpeg_loudness(path: &Path) -> f64 {
     value.split_whitespace().next().unwrap().parse().unwrap()
 }
 
-/// Polls a track until it leaves `processing`.
+/// Polls a track until it leaves `processing`: often at first, then once a second, which
+/// keeps a long transcode on a busy machine inside the free tier's 100 requests a minute.
 async fn settled(app: &TestApp, token: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut pause = Duration::from_millis(200);
     loop {
-        let track: Value =
-            app.get(&format!("/v1/tracks/{id}"), Some(token)).await.json().await.unwrap();
+        let response = app.get(&format!("/v1/tracks/{id}"), Some(token)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let track: Value = response.json().await.unwrap();
         if track["status"] != "processing" {
             return track;
         }
         assert!(Instant::now() < deadline, "still processing after 2 minutes: {track}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause + Duration::from_millis(50)).min(Duration::from_secs(1));
     }
 }
 

@@ -1,0 +1,16 @@
+//! Listening analytics: accepts plays (`POST /v1/me/plays`, published as `song.played`
+//! through the outbox), and consumes plays, likes, registrations and the gateway's request
+//! metrics into a warehouse (embedded SQLite under `up`, ClickHouse under `serve`) that
+//! answers listening history, top tracks, play series, active users and API statistics.
+//! Track summaries come from its own projection of `track.published` and `track.deleted`.
+
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod http;
+pub mod service;
+pub mod store;
+pub mod warehouse;
+
+/// The PostgreSQL database this service uses when its URL names none.
+pub const DATABASE_NAME: &str = "tonearm_analytics";
