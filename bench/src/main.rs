@@ -3,6 +3,7 @@
 //! Also times transcodes against the ffmpeg command line, and GETs a list of URLs (media
 //! segments) from any server.
 
+mod analytics;
 mod events;
 mod playlist;
 mod search;
@@ -44,16 +45,27 @@ struct Args {
     /// `events`: the size of each event in bytes.
     #[arg(long, default_value_t = 1024)]
     size: usize,
-    /// `events`: events per publish call.
-    #[arg(long, default_value_t = 500)]
-    batch: usize,
+    /// `events`: events per publish call (default 500); `analytics`: plays per
+    /// `record_plays` call (default 5,000 embedded, 10,000 ClickHouse).
+    #[arg(long)]
+    batch: Option<usize>,
     /// `search`: tracks in the catalog; `playlist`: tracks in the playlist (at most 10,000).
     #[arg(long, default_value_t = 100_000)]
     tracks: usize,
-    /// `search`: searches to time; `playlist`: reorders and page reads to time.
-    #[arg(long, default_value_t = 2_000)]
-    queries: usize,
-    /// `search`, `playlist`: a PostgreSQL URL to use instead of a temporary SQLite file.
+    /// `search`: searches to time; `playlist`: reorders and page reads to time (default
+    /// 2,000 each); `analytics`: times each chart query is timed (default 200).
+    #[arg(long)]
+    queries: Option<usize>,
+    /// `analytics`: `embedded` (SQLite in a temporary directory) or
+    /// `clickhouse://host:8123[/database]`; without a database, a fresh one is made and
+    /// dropped afterwards.
+    #[arg(long, default_value = "embedded")]
+    warehouse: String,
+    /// `analytics`: plays to load before the queries.
+    #[arg(long, default_value_t = 10_000_000)]
+    plays: usize,
+    /// `search`, `playlist`: a PostgreSQL URL to use instead of a temporary SQLite file;
+    /// `analytics`: the same for the ClickHouse adapter's ledger of counted plays.
     #[arg(long)]
     database: Option<String>,
     /// `urls`: a file of URLs, one a line, that the clients cycle through.
@@ -83,6 +95,8 @@ enum Scenario {
     Transcode,
     /// GETs of the URLs in `--urls` (e.g. signed media segments), bodies read whole.
     Urls,
+    /// Analytics warehouse: plays/s into an adapter, then chart and history latency.
+    Analytics,
 }
 
 const PASSWORD: &str = "benchmark password";
@@ -90,13 +104,26 @@ const PASSWORD: &str = "benchmark password";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Scenario::Analytics = args.scenario {
+        let summary = analytics::run(analytics::AnalyticsArgs {
+            warehouse: args.warehouse.clone(),
+            plays: args.plays,
+            batch: args.batch,
+            queries: args.queries.unwrap_or(200),
+            database: args.database.clone(),
+        })
+        .await?;
+        print_line(&summary);
+        return Ok(());
+    }
+    let queries = args.queries.unwrap_or(2_000);
     if let Scenario::Playlist = args.scenario {
         let tracks = args.tracks.min(10_000);
-        print_line(&playlist::run(tracks, args.queries, args.database.clone()).await?);
+        print_line(&playlist::run(tracks, queries, args.database.clone()).await?);
         return Ok(());
     }
     if let Scenario::Search = args.scenario {
-        print_line(&search::run(args.tracks, args.queries, args.database.clone()).await?);
+        print_line(&search::run(args.tracks, queries, args.database.clone()).await?);
         return Ok(());
     }
     if let Scenario::Transcode = args.scenario {
@@ -117,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
             url: args.bus.clone(),
             events: args.events,
             size: args.size,
-            batch: args.batch,
+            batch: args.batch.unwrap_or(500),
         })
         .await?;
         print_line(&summary);
@@ -166,7 +193,8 @@ async fn main() -> anyhow::Result<()> {
                     | Scenario::Search
                     | Scenario::Playlist
                     | Scenario::Transcode
-                    | Scenario::Urls => client.get(format!("{url}/v1/me")).bearer_auth(&token),
+                    | Scenario::Urls
+                    | Scenario::Analytics => client.get(format!("{url}/v1/me")).bearer_auth(&token),
                 };
                 let ok = match request.send().await {
                     Ok(response) => {

@@ -1,12 +1,16 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use analytics::AnalyticsService;
 use anyhow::Context;
 use auth::AuthService;
 use axum::Router;
 use bus::{
     BusProbe, Event as _, EventBus,
-    consumer::{Consumer, ConsumerOptions, Handler},
-    events::{TrackDeleted, TrackPublished, TrackTranscoded, TrackUploaded},
+    consumer::{BatchHandler, Consumer, ConsumerOptions, Handler, Handling},
+    events::{
+        ApiRequest, SongLiked, SongPlayed, SongUnliked, TrackDeleted, TrackPublished,
+        TrackTranscoded, TrackUploaded, UserRegistered,
+    },
     outbox::{OutboxStore, Relay, RelayOptions},
 };
 use catalog::CatalogService;
@@ -35,6 +39,7 @@ pub enum ServiceName {
     Catalog,
     Streaming,
     Playlist,
+    Analytics,
 }
 
 /// A bound server with its router and the background work of its services, ready to run.
@@ -58,33 +63,39 @@ impl App {
         let (catalog, catalog_pool, objects) = open_catalog(settings).await?;
         let (streaming, streaming_pool) =
             open_streaming(settings, objects.clone(), shared.clone()).await?;
-        let (playlists, playlist_pool) =
-            open_playlist(settings, Arc::new(LocalCatalog(catalog.clone()))).await?;
+        let local_catalog = Arc::new(LocalCatalog(catalog.clone()));
+        let (playlists, playlist_pool) = open_playlist(settings, local_catalog.clone()).await?;
+        let (analytics, analytics_pool) = open_analytics(settings, local_catalog).await?;
         let mut background = streaming_work(&streaming, &bus);
         background.push(catalog_work(&catalog, &bus));
         background.extend(playlist_work(&playlists, &bus));
+        background.extend(analytics_work(&analytics, &bus));
         background.extend([
             relay("auth", auth.store().clone(), &bus),
             relay("catalog", catalog.store().clone(), &bus),
             relay("streaming", streaming.store().clone(), &bus),
             relay("playlist", playlists.store().clone(), &bus),
+            relay("analytics", analytics.store().clone(), &bus),
         ]);
         let upload_limit = upload_limit(&catalog);
         let (auth_router, auth_api) = auth::router(auth.clone());
         let (catalog_router, catalog_api) = catalog::router(catalog);
         let (streaming_router, streaming_api) = streaming::router(streaming.clone());
         let (playlist_router, playlist_api) = playlist::router(playlists);
+        let (analytics_router, analytics_api) = analytics::router(analytics.clone());
         let probes: Vec<Arc<dyn Probe>> = vec![
             Arc::new(SqlProbe { name: "auth.database".into(), pool: auth_pool }),
             Arc::new(SqlProbe { name: "catalog.database".into(), pool: catalog_pool }),
             Arc::new(SqlProbe { name: "streaming.database".into(), pool: streaming_pool }),
             Arc::new(SqlProbe { name: "playlist.database".into(), pool: playlist_pool }),
+            Arc::new(SqlProbe { name: "analytics.database".into(), pool: analytics_pool }),
+            Arc::new(WarehouseProbe(analytics)),
             Arc::new(CacheProbe { name: "cache".into(), cache: shared.clone() }),
-            Arc::new(BusProbe(bus)),
+            Arc::new(BusProbe(bus.clone())),
             Arc::new(ObjectsProbe(objects)),
             Arc::new(TranscoderProbe::new(streaming.clone())),
         ];
-        let router = gateway::router(GatewayParts {
+        let (router, request_events) = gateway::router(GatewayParts {
             config: settings.gateway.clone(),
             directory: auth,
             cache: shared,
@@ -94,17 +105,21 @@ impl App {
                 &streaming_api,
                 &streaming::media_openapi(),
                 &playlist_api,
+                &analytics_api,
             ]),
             routes: vec![
                 Route { upstream: Upstream::Local(auth_router), api: auth_api },
                 Route { upstream: Upstream::Local(catalog_router), api: catalog_api },
                 Route { upstream: Upstream::Local(streaming_router), api: streaming_api },
                 Route { upstream: Upstream::Local(playlist_router), api: playlist_api },
+                Route { upstream: Upstream::Local(analytics_router), api: analytics_api },
             ],
             probes,
             route_body_limits: vec![upload_limit],
             media: Some(Upstream::Local(streaming::media_router(streaming))),
+            request_events: Some(bus),
         });
+        background.extend(request_events);
         Self::bind(settings, router, background).await
     }
 
@@ -173,7 +188,7 @@ impl App {
                 let catalog_url = settings.playlist.catalog_url.as_deref().context(
                     "`tonearm serve playlist` needs playlist.catalog_url (TONEARM_PLAYLIST__CATALOG_URL)",
                 )?;
-                let catalog = Arc::new(playlist::catalog::RemoteCatalog::new(catalog_url)?);
+                let catalog = Arc::new(kernel::catalog::RemoteCatalog::new(catalog_url)?);
                 let (playlists, pool) = open_playlist(settings, catalog).await?;
                 let mut background = playlist_work(&playlists, &bus);
                 background.push(relay("playlist", playlists.store().clone(), &bus));
@@ -185,7 +200,25 @@ impl App {
                 let router = kernel::http::observe(public.merge(kernel::http::ops_router(probes)));
                 (router, background)
             }
-            ServiceName::Gateway => (gateway_alone(settings).await?, Vec::new()),
+            ServiceName::Analytics => {
+                let bus = open_bus(settings).await?;
+                let catalog_url = settings.analytics.catalog_url.as_deref().context(
+                    "`tonearm serve analytics` needs analytics.catalog_url (TONEARM_ANALYTICS__CATALOG_URL)",
+                )?;
+                let catalog = Arc::new(kernel::catalog::RemoteCatalog::new(catalog_url)?);
+                let (analytics, pool) = open_analytics(settings, catalog).await?;
+                let mut background = analytics_work(&analytics, &bus);
+                background.push(relay("analytics", analytics.store().clone(), &bus));
+                let (public, _) = analytics::router(analytics.clone());
+                let probes: Vec<Arc<dyn Probe>> = vec![
+                    Arc::new(SqlProbe { name: "analytics.database".into(), pool }),
+                    Arc::new(WarehouseProbe(analytics)),
+                    Arc::new(BusProbe(bus)),
+                ];
+                let router = kernel::http::observe(public.merge(kernel::http::ops_router(probes)));
+                (router, background)
+            }
+            ServiceName::Gateway => gateway_alone(settings).await?,
         };
         Self::bind(settings, router, background).await
     }
@@ -252,7 +285,7 @@ fn consume(bus: &Arc<dyn EventBus>, topic: &str, group: &str, handler: impl Hand
         bus: bus.clone(),
         topic: topic.to_owned(),
         group: group.to_owned(),
-        handler: Arc::new(handler),
+        handler: Handling::Each(Arc::new(handler)),
         options: ConsumerOptions::default(),
     }
     .spawn()
@@ -283,10 +316,100 @@ fn playlist_work(playlists: &Arc<PlaylistService>, bus: &Arc<dyn EventBus>) -> V
     ]
 }
 
+/// The analytics service's background work: counting plays, activity and request
+/// metrics into the warehouse, and its projection of the catalog's tracks.
+fn analytics_work(analytics: &Arc<AnalyticsService>, bus: &Arc<dyn EventBus>) -> Vec<Background> {
+    use analytics::events::{
+        Activity, DELETED_GROUP, Deleted, LIKES_GROUP, PLAYS_GROUP, PUBLISHED_GROUP, Plays,
+        Published, REGISTRATIONS_GROUP, REQUESTS_GROUP, Requests, UNLIKES_GROUP,
+    };
+    let batch = analytics.config().ingest_batch.max(1);
+    let together = |topic: &str, group: &str, handler: Arc<dyn BatchHandler>| {
+        Consumer {
+            bus: bus.clone(),
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            handler: Handling::Batch(handler),
+            options: ConsumerOptions { batch, ..ConsumerOptions::default() },
+        }
+        .spawn()
+    };
+    vec![
+        together(SongPlayed::TYPE, PLAYS_GROUP, Arc::new(Plays(analytics.clone()))),
+        together(SongLiked::TYPE, LIKES_GROUP, Arc::new(Activity(analytics.clone()))),
+        together(SongUnliked::TYPE, UNLIKES_GROUP, Arc::new(Activity(analytics.clone()))),
+        together(UserRegistered::TYPE, REGISTRATIONS_GROUP, Arc::new(Activity(analytics.clone()))),
+        together(ApiRequest::TYPE, REQUESTS_GROUP, Arc::new(Requests(analytics.clone()))),
+        consume(bus, TrackPublished::TYPE, PUBLISHED_GROUP, Published(analytics.clone())),
+        consume(bus, TrackDeleted::TYPE, DELETED_GROUP, Deleted(analytics.clone())),
+    ]
+}
+
+/// Opens the analytics store (migrated) and its warehouse, and builds the service.
+pub async fn open_analytics(
+    settings: &Settings,
+    catalog: Arc<dyn kernel::catalog::Catalog>,
+) -> anyhow::Result<(Arc<AnalyticsService>, SqlPool)> {
+    let url = settings.analytics_database_url();
+    let pool = SqlPool::connect(&url, analytics::DATABASE_NAME).await?;
+    let store =
+        analytics::store::open(pool.clone()).await.context("migrating the analytics database")?;
+    let warehouse = open_warehouse(settings, pool.clone()).await?;
+    tracing::info!(engine = pool.engine(), "analytics ready");
+    let service = AnalyticsService::new(store, warehouse, catalog, settings.analytics.clone());
+    Ok((Arc::new(service), pool))
+}
+
+/// Opens the analytics warehouse the settings name (migrated): ClickHouse, whose ledger of
+/// counted facts lives in the analytics database `pool`, or the embedded one.
+pub async fn open_warehouse(
+    settings: &Settings,
+    pool: SqlPool,
+) -> anyhow::Result<Arc<dyn analytics::warehouse::Warehouse>> {
+    use analytics::warehouse::{
+        Warehouse, clickhouse::ClickHouseWarehouse, embedded::EmbeddedWarehouse,
+    };
+    let warehouse: Arc<dyn Warehouse> = match &settings.analytics.warehouse_url {
+        Some(url) if url.scheme() == "clickhouse" => Arc::new(
+            ClickHouseWarehouse::connect(url.expose(), pool)
+                .await
+                .with_context(|| format!("connecting to ClickHouse at {}", url.redacted()))?,
+        ),
+        Some(url) => anyhow::bail!(
+            "analytics.warehouse_url must be clickhouse://… (or unset for the embedded warehouse), not {}",
+            url.redacted()
+        ),
+        None => {
+            let path = settings.data_dir.join("analytics-warehouse.db");
+            Arc::new(
+                EmbeddedWarehouse::open(&path).await.with_context(|| {
+                    format!("opening the analytics warehouse {}", path.display())
+                })?,
+            )
+        }
+    };
+    warehouse.migrate().await.context("migrating the analytics warehouse")?;
+    Ok(warehouse)
+}
+
+/// Ready when the analytics warehouse answers.
+struct WarehouseProbe(Arc<AnalyticsService>);
+
+#[async_trait::async_trait]
+impl Probe for WarehouseProbe {
+    fn name(&self) -> String {
+        "analytics.warehouse".into()
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        self.0.warehouse().ping().await.map_err(|error| error.to_string())
+    }
+}
+
 /// Opens the playlist store (migrated) and builds the service.
 pub async fn open_playlist(
     settings: &Settings,
-    catalog: Arc<dyn playlist::catalog::Catalog>,
+    catalog: Arc<dyn kernel::catalog::Catalog>,
 ) -> anyhow::Result<(Arc<PlaylistService>, SqlPool)> {
     let url = settings.playlist_database_url();
     let pool = SqlPool::connect(&url, playlist::DATABASE_NAME).await?;
@@ -297,27 +420,28 @@ pub async fn open_playlist(
     Ok((Arc::new(service), pool))
 }
 
-/// The catalog in this process, as the playlist service asks it about tracks.
+/// The catalog in this process, as the playlist and analytics services ask it about tracks.
 struct LocalCatalog(Arc<CatalogService>);
 
 #[async_trait::async_trait]
-impl playlist::catalog::Catalog for LocalCatalog {
+impl kernel::catalog::Catalog for LocalCatalog {
     async fn ready_tracks(
         &self,
         _caller: &kernel::caller::Caller,
         ids: &[uuid::Uuid],
-    ) -> Result<Vec<playlist::domain::TrackSummary>, String> {
+    ) -> Result<Vec<kernel::api::TrackSummary>, String> {
         let mut ready = Vec::new();
         for id in ids {
             match self.0.track(*id).await {
                 Ok(track) if track.status == catalog::domain::TrackStatus::Ready => {
-                    ready.push(playlist::domain::TrackSummary {
+                    ready.push(kernel::api::TrackSummary {
                         id: track.id,
                         title: track.title,
-                        artist_id: track.artist.id,
-                        artist_name: track.artist.name,
-                        album_id: track.album.0,
-                        album_title: track.album.1,
+                        artist: kernel::api::ArtistRef {
+                            id: track.artist.id,
+                            name: track.artist.name,
+                        },
+                        album: kernel::api::AlbumRef { id: track.album.0, title: track.album.1 },
                         duration_ms: track.duration_ms,
                     });
                 }
@@ -419,7 +543,7 @@ pub async fn open_auth(
     Ok((Arc::new(service), pool))
 }
 
-async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
+async fn gateway_alone(settings: &Settings) -> anyhow::Result<(Router, Vec<Background>)> {
     let config = &settings.gateway;
     let timeout = Duration::from_secs(config.upstream_timeout_secs);
     let auth_url = config.upstreams.get("auth").context(
@@ -427,6 +551,7 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
     )?;
     let auth = RemoteService::new("auth", auth_url, timeout)?;
     let cache = open_cache(&settings.gateway_cache_url()).await?;
+    let bus = open_bus(settings).await?;
     let mut probes: Vec<Arc<dyn Probe>> = vec![
         Arc::new(CacheProbe { name: "gateway.cache".into(), cache: cache.clone() }),
         Arc::new(UpstreamProbe(auth.clone())),
@@ -442,6 +567,11 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
         let catalog = RemoteService::new("catalog", url, timeout)?;
         probes.push(Arc::new(UpstreamProbe(catalog.clone())));
         routes.push(Route { upstream: Upstream::Remote(catalog), api: catalog::openapi() });
+    }
+    if let Some(url) = config.upstreams.get("analytics") {
+        let analytics = RemoteService::new("analytics", url, timeout)?;
+        probes.push(Arc::new(UpstreamProbe(analytics.clone())));
+        routes.push(Route { upstream: Upstream::Remote(analytics), api: analytics::openapi() });
     }
     if let Some(url) = config.upstreams.get("playlist") {
         let playlists = RemoteService::new("playlist", url, timeout)?;
@@ -459,7 +589,7 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
         documents.clear();
     }
     let upload_limit = usize::try_from(settings.catalog.max_upload_bytes).unwrap_or(usize::MAX);
-    Ok(gateway::router(GatewayParts {
+    let (router, request_events) = gateway::router(GatewayParts {
         config: config.clone(),
         directory,
         cache,
@@ -468,7 +598,9 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<Router> {
         probes,
         route_body_limits: vec![("/v1/tracks".to_owned(), upload_limit)],
         media,
-    }))
+        request_events: Some(bus),
+    });
+    Ok((router, request_events.into_iter().collect()))
 }
 
 /// The public API document: every service's paths, the operations endpoints, and the

@@ -189,6 +189,15 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
                 playlist::store::open(pool).await.context("migrating the playlist database")?;
                 announce(&format!("playlist: migrated {url}"));
             }
+            if matches!(service, None | Some(ServiceName::Analytics)) {
+                let url = settings.analytics_database_url();
+                let pool = kernel::db::SqlPool::connect(&url, analytics::DATABASE_NAME).await?;
+                analytics::store::open(pool.clone())
+                    .await
+                    .context("migrating the analytics database")?;
+                compose::open_warehouse(&settings, pool).await?;
+                announce(&format!("analytics: migrated {url} and its warehouse"));
+            }
             if service == Some(ServiceName::Gateway) {
                 announce("gateway: no database to migrate");
             }

@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use analytics::AnalyticsConfig;
 use auth::AuthConfig;
 use bus::BusConfig;
 use catalog::CatalogConfig;
@@ -27,6 +28,7 @@ pub struct Settings {
     pub catalog: CatalogConfig,
     pub streaming: StreamingConfig,
     pub playlist: PlaylistConfig,
+    pub analytics: AnalyticsConfig,
     pub gateway: GatewayConfig,
 }
 
@@ -42,6 +44,7 @@ impl Default for Settings {
             catalog: CatalogConfig::default(),
             streaming: StreamingConfig::default(),
             playlist: PlaylistConfig::default(),
+            analytics: AnalyticsConfig::default(),
             gateway: GatewayConfig::default(),
         }
     }
@@ -96,6 +99,14 @@ impl Settings {
             .database_url
             .clone()
             .unwrap_or_else(|| self.sqlite_in_data_dir("streaming.db"))
+    }
+
+    /// The analytics database: as configured, else a SQLite file in the data directory.
+    pub fn analytics_database_url(&self) -> EngineUrl {
+        self.analytics
+            .database_url
+            .clone()
+            .unwrap_or_else(|| self.sqlite_in_data_dir("analytics.db"))
     }
 
     /// The playlist database: as configured, else a SQLite file in the data directory.

@@ -30,6 +30,26 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError>;
 }
 
+/// A handler that takes a poll's records together, for consumers whose store is fastest
+/// fed in batches (the analytics warehouse counts thousands of plays per insert).
+#[async_trait]
+pub trait BatchHandler: Send + Sync + 'static {
+    /// Handles the envelopes (in record order) and returns those it rejects, by event id
+    /// with the reason, which go to the dead-letter topic. An error is transient: the whole
+    /// batch is retried with backoff until it passes, never dead-lettered, because a store
+    /// outage fails every record alike and nothing may be lost to it.
+    async fn handle_batch(&self, envelopes: &[Envelope]) -> Result<Vec<(Uuid, String)>, String>;
+}
+
+/// How a consumer hands records to its handler.
+#[derive(Clone)]
+pub enum Handling {
+    /// One record at a time, each retried on its own.
+    Each(Arc<dyn Handler>),
+    /// A poll's records at once.
+    Batch(Arc<dyn BatchHandler>),
+}
+
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
     pub batch: usize,
@@ -71,7 +91,7 @@ pub struct Consumer {
     pub bus: Arc<dyn EventBus>,
     pub topic: String,
     pub group: String,
-    pub handler: Arc<dyn Handler>,
+    pub handler: Handling,
     pub options: ConsumerOptions,
 }
 
@@ -131,20 +151,72 @@ impl Consumer {
         subscription: &mut dyn Subscription,
         records: &[Record],
     ) -> Result<(), crate::BusError> {
-        for record in records {
-            if let Err(reason) = self.handle_record(record).await {
-                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, %reason, "dead-lettering a record");
-                self.bus.publish(&[dead_letter(record)]).await?;
-                metrics::counter!("events_dead_lettered_total", "topic" => record.topic.clone())
-                    .increment(1);
+        match &self.handler {
+            Handling::Each(handler) => {
+                for record in records {
+                    if let Err(reason) = self.handle_record(handler.as_ref(), record).await {
+                        self.dead_letter(record, &reason).await?;
+                    }
+                }
             }
+            Handling::Batch(handler) => self.handle_together(handler.as_ref(), records).await?,
         }
         subscription.commit(records).await
     }
 
+    async fn dead_letter(&self, record: &Record, reason: &str) -> Result<(), crate::BusError> {
+        tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, %reason, "dead-lettering a record");
+        self.bus.publish(&[dead_letter(record)]).await?;
+        metrics::counter!("events_dead_lettered_total", "topic" => record.topic.clone())
+            .increment(1);
+        Ok(())
+    }
+
+    /// Hands the decodable records to a batch handler, retrying the batch until it passes;
+    /// undecodable and rejected records are dead-lettered.
+    async fn handle_together(
+        &self,
+        handler: &dyn BatchHandler,
+        records: &[Record],
+    ) -> Result<(), crate::BusError> {
+        let mut envelopes = Vec::with_capacity(records.len());
+        let mut sources = std::collections::HashMap::with_capacity(records.len());
+        for record in records {
+            match record.envelope() {
+                Ok(envelope) => {
+                    sources.insert(envelope.id, record);
+                    envelopes.push(envelope);
+                }
+                Err(error) => self.dead_letter(record, &error.to_string()).await?,
+            }
+        }
+        if envelopes.is_empty() {
+            return Ok(());
+        }
+        let mut attempt: u32 = 1;
+        let rejected = loop {
+            match handler.handle_batch(&envelopes).await {
+                Ok(rejected) => break rejected,
+                Err(reason) => {
+                    let pause = (self.options.backoff * 2_u32.saturating_pow(attempt - 1))
+                        .min(Duration::from_secs(10));
+                    tracing::warn!(topic = %self.topic, group = %self.group, records = envelopes.len(), attempt, %reason, "batch failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        };
+        for (id, reason) in rejected {
+            if let Some(record) = sources.get(&id) {
+                self.dead_letter(record, &reason).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Handles one record, retrying transient failures; the error is why it must be
     /// dead-lettered.
-    async fn handle_record(&self, record: &Record) -> Result<(), String> {
+    async fn handle_record(&self, handler: &dyn Handler, record: &Record) -> Result<(), String> {
         let envelope = record.envelope().map_err(|error| error.to_string())?;
         let span = tracing::info_span!(
             "handle event",
@@ -155,13 +227,17 @@ impl Consumer {
         if let Some(traceparent) = envelope.headers.get(crate::envelope::TRACEPARENT) {
             kernel::telemetry::follow_traceparent(&span, traceparent);
         }
-        self.handle_with_retries(&envelope).instrument(span).await
+        self.handle_with_retries(handler, &envelope).instrument(span).await
     }
 
-    async fn handle_with_retries(&self, envelope: &Envelope) -> Result<(), String> {
+    async fn handle_with_retries(
+        &self,
+        handler: &dyn Handler,
+        envelope: &Envelope,
+    ) -> Result<(), String> {
         let mut attempt = 1;
         loop {
-            match self.handler.handle(envelope).await {
+            match handler.handle(envelope).await {
                 Ok(()) => return Ok(()),
                 Err(HandlerError::Rejected(reason)) => return Err(reason),
                 Err(HandlerError::Transient(reason)) if attempt >= self.options.max_attempts => {

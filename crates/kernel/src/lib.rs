@@ -10,6 +10,7 @@ pub mod api;
 pub mod background;
 pub mod cache;
 pub mod caller;
+pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod engine;

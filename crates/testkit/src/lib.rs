@@ -30,6 +30,14 @@ pub fn kafka_url() -> String {
     std::env::var("TONEARM_TEST_KAFKA_URL").unwrap_or_else(|_| "kafka://127.0.0.1:9092".to_owned())
 }
 
+/// The test ClickHouse server (`TONEARM_TEST_CLICKHOUSE_URL`), without a database name.
+pub fn clickhouse_url() -> String {
+    std::env::var("TONEARM_TEST_CLICKHOUSE_URL")
+        .unwrap_or_else(|_| "clickhouse://127.0.0.1:8123".to_owned())
+        .trim_end_matches('/')
+        .to_owned()
+}
+
 /// A database name no other test uses; `scripts/test` drops leftovers by this prefix.
 pub fn fresh_database_name() -> String {
     format!("tonearm_test_{}", Uuid::now_v7().simple())

@@ -12,5 +12,9 @@ pub mod service;
 pub mod store;
 pub mod warehouse;
 
+pub use config::AnalyticsConfig;
+pub use http::{openapi, router};
+pub use service::AnalyticsService;
+
 /// The PostgreSQL database this service uses when its URL names none.
 pub const DATABASE_NAME: &str = "tonearm_analytics";

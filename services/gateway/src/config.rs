@@ -29,6 +29,10 @@ pub struct GatewayConfig {
     /// minute per stream, a burst on start and seek) behind a shared address.
     pub media_per_ip_per_second: u32,
     pub media_burst_per_ip: u32,
+    /// How often the request samples gathered for analytics go out as `api.request` events.
+    pub request_events_flush_ms: u64,
+    /// Most samples in one `api.request` event; a busier interval goes out as several.
+    pub request_events_max_batch: usize,
 }
 
 /// Requests per minute.
@@ -61,6 +65,8 @@ impl Default for GatewayConfig {
             grant_max_age_secs: 60,
             media_per_ip_per_second: 50,
             media_burst_per_ip: 200,
+            request_events_flush_ms: 1000,
+            request_events_max_batch: 5000,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod limiter;
 pub mod media;
+pub mod request_events;
 pub mod upstream;
 pub mod verifier;
 
@@ -23,6 +24,7 @@ use axum::{
 use http_body_util::Limited;
 use kernel::{
     Problem,
+    background::Background,
     cache::Cache,
     caller::{self, Caller},
     grant::{SessionDirectory, SessionGrant},
@@ -58,6 +60,9 @@ pub struct GatewayParts {
     /// The service behind signed media URLs (`/media/…`), if any: mounted outside the API
     /// budgets, behind a per-IP guard.
     pub media: Option<Upstream>,
+    /// Where each answered API request goes as a sample in `api.request` events, for
+    /// analytics; `None` records nothing.
+    pub request_events: Option<Arc<dyn bus::EventBus>>,
 }
 
 struct Gateway {
@@ -73,8 +78,10 @@ const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
-/// Builds the gateway's router; serve it with [`kernel::http::Server`].
-pub fn router(parts: GatewayParts) -> Router {
+/// Builds the gateway's router; serve it with [`kernel::http::Server`]. With
+/// `request_events`, also the task that publishes them: stop it after the server, so that
+/// the last requests' samples go out.
+pub fn router(parts: GatewayParts) -> (Router, Option<Background>) {
     let gateway = Arc::new(Gateway {
         verifier: TokenVerifier::new(parts.directory, &parts.config.issuer, &parts.config.audience),
         limiter: RateLimiter::new(parts.cache, parts.config.rate_limits),
@@ -94,17 +101,30 @@ pub fn router(parts: GatewayParts) -> Router {
     }
     let document = Arc::new(parts.api);
     let served = document.clone();
-    let mut api = api
+    // Only the service routes are API traffic; everything else is marked so that the
+    // request recorder, which must wrap the whole router to see unmatched requests,
+    // leaves it out.
+    let unrecorded = || middleware::map_response(request_events::unrecorded);
+    let docs = Router::new()
         .route("/v1/openapi.json", get(move || async move { axum::Json(served.as_ref().clone()) }))
         .merge(Scalar::with_url("/docs", document.as_ref().clone()))
-        .layer(middleware::from_fn_with_state(gateway, admit));
+        .route_layer(unrecorded());
+    let mut api = api.merge(docs).layer(middleware::from_fn_with_state(gateway, admit));
     if let Some(upstream) = parts.media {
         let guard = Arc::new(media::MediaGuard::new(&parts.config));
-        api = api.merge(media::routes(upstream, guard));
+        api = api.merge(media::routes(upstream, guard).route_layer(unrecorded()));
     }
-    kernel::http::observe(
-        api.merge(kernel::http::ops_router(parts.probes)).layer(cors(&parts.config)),
-    )
+    let ops = kernel::http::ops_router(parts.probes).route_layer(unrecorded());
+    let router = kernel::http::observe(api.merge(ops).layer(cors(&parts.config)));
+    match parts.request_events {
+        Some(bus) => {
+            let (recorder, flusher) = request_events::start(bus, &parts.config);
+            let recorded =
+                router.layer(middleware::from_fn_with_state(recorder, request_events::record));
+            (recorded, Some(flusher))
+        }
+        None => (router, None),
+    }
 }
 
 fn cors(config: &GatewayConfig) -> CorsLayer {

@@ -4,7 +4,6 @@
 //! and `track.deleted`. It publishes `playlist.created`, `song.liked` and `song.unliked`
 //! through its outbox.
 
-pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod events;

@@ -10,8 +10,9 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use kernel::caller::Caller;
 use uuid::Uuid;
 
+use kernel::catalog::Catalog;
+
 use crate::{
-    catalog::Catalog,
     config::PlaylistConfig,
     domain::{
         Entry, Like, NewPlaylist, Playlist, PlaylistEdit, PlaylistError, TrackChange, TrackSummary,
@@ -255,7 +256,10 @@ impl PlaylistService {
             .catalog
             .ready_tracks(caller, &missing)
             .await
-            .map_err(PlaylistError::CatalogUnavailable)?;
+            .map_err(PlaylistError::CatalogUnavailable)?
+            .into_iter()
+            .map(TrackSummary::from)
+            .collect::<Vec<_>>();
         self.store.upsert_summaries(&ready).await?;
         let found: HashSet<Uuid> = ready.iter().map(|summary| summary.id).collect();
         let unknown_ids: Vec<Uuid> = missing.into_iter().filter(|id| !found.contains(id)).collect();

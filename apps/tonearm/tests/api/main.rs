@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounts;
+mod analytics;
 mod catalog;
 mod events;
 mod faults;
@@ -13,6 +14,7 @@ mod limits;
 mod ops;
 mod playlists;
 mod remote;
+mod request_events;
 mod streaming;
 mod support;
 mod tokens;

@@ -12,7 +12,7 @@ use crate::{
 };
 
 /// Uploads short tracks and waits until each is ready (transcoded and published).
-async fn ready_tracks(app: &TestApp, token: &str, count: u8, seed: u8) -> Vec<String> {
+pub(crate) async fn ready_tracks(app: &TestApp, token: &str, count: u8, seed: u8) -> Vec<String> {
     let mut ids = Vec::new();
     for index in 0..count {
         let name = format!("Song {seed}-{index}.wav");

@@ -155,12 +155,23 @@ async fn uploads_through_a_remote_catalog_play_from_a_remote_streaming_service()
     playlist_settings.events.url = Some(EngineUrl::new(testkit::kafka_url()));
     let playlists = TestApp::serve(playlist_settings, ServiceName::Playlist).await;
 
+    let mut analytics_settings = crate::support::test_settings(dir.path());
+    analytics_settings.analytics.database_url = Some(EngineUrl::new(fresh_postgres_url()));
+    let warehouse =
+        format!("{}/tonearm_test_{}", testkit::clickhouse_url(), uuid::Uuid::now_v7().simple());
+    analytics_settings.analytics.warehouse_url = Some(EngineUrl::new(warehouse));
+    analytics_settings.analytics.catalog_url = Some(format!("http://{}", catalog.addr));
+    analytics_settings.events.url = Some(EngineUrl::new(testkit::kafka_url()));
+    let analytics = TestApp::serve(analytics_settings, ServiceName::Analytics).await;
+
     let mut gateway_settings = redis_settings(dir.path());
+    gateway_settings.events.url = Some(EngineUrl::new(testkit::kafka_url()));
     let upstreams = &mut gateway_settings.gateway.upstreams;
     upstreams.insert("auth".into(), format!("http://{}", auth.addr));
     upstreams.insert("catalog".into(), format!("http://{}", catalog.addr));
     upstreams.insert("streaming".into(), format!("http://{}", streaming.addr));
     upstreams.insert("playlist".into(), format!("http://{}", playlists.addr));
+    upstreams.insert("analytics".into(), format!("http://{}", analytics.addr));
     let gateway = TestApp::serve(gateway_settings, ServiceName::Gateway).await;
 
     let access = token(&gateway.register(&unique_email()).await, "access_token");
@@ -219,4 +230,34 @@ async fn uploads_through_a_remote_catalog_play_from_a_remote_streaming_service()
     let unknown = json!({"track_ids": [uuid::Uuid::now_v7()]});
     let refused = gateway.post(&tracks, Some(&access), unknown).await;
     assert_problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
+
+    // A play reported through the gateway travels as song.played over Kafka into
+    // ClickHouse and shows in the charts within seconds; a retry counts once.
+    let play = json!({"id": uuid::Uuid::now_v7(), "track_id": id, "played_ms": 8_000});
+    let reported = std::time::Instant::now();
+    for _ in 0..2 {
+        let accepted = gateway.post("/v1/me/plays", Some(&access), play.clone()).await;
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    }
+    let top = loop {
+        let top: Value = gateway
+            .get("/v1/analytics/top-tracks?window=1h", Some(&access))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if top["total"] == 1 {
+            break top;
+        }
+        assert!(reported.elapsed() < std::time::Duration::from_secs(5), "not counted yet: {top}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(top["items"][0]["track"]["id"], id);
+    assert_eq!(top["items"][0]["plays"], 1, "{top}");
+    assert_eq!(top["items"][0]["streams"], 1);
+    let history: Value = gateway.get("/v1/me/history", Some(&access)).await.json().await.unwrap();
+    assert_eq!(history["total"], 1, "{history}");
+    assert_eq!(history["items"][0]["track"]["title"], "Deployed");
+    let ready: Value = analytics.get("/readyz", None).await.json().await.unwrap();
+    assert_eq!(ready["checks"]["analytics.warehouse"], "ok", "{ready}");
 }

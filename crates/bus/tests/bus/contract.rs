@@ -3,8 +3,8 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use bus::{
-    Position,
-    consumer::{Consumer, ConsumerOptions, dead_letter_topic},
+    Envelope, Position,
+    consumer::{BatchHandler, Consumer, ConsumerOptions, Handling, dead_letter_topic},
 };
 use uuid::Uuid;
 
@@ -40,6 +40,11 @@ macro_rules! contract {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_consumer_that_dies_mid_batch_resumes_from_its_last_commit() {
                 super::a_consumer_that_dies_mid_batch_resumes_from_its_last_commit($make).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_batch_handler_gets_records_together_and_outlasts_failures() {
+                super::a_batch_handler_gets_records_together_and_outlasts_failures($make).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,6 +138,89 @@ async fn reading_starts_where_asked(test: TestBus) {
     assert_eq!(records.len(), 3);
 }
 
+/// Takes batches, failing the first `failures` calls as a store outage would, and
+/// rejecting the ids in `rejects`.
+#[derive(Default)]
+struct BatchRecorder {
+    failures: std::sync::Mutex<u32>,
+    rejects: Vec<Uuid>,
+    seen: std::sync::Mutex<Vec<Uuid>>,
+    calls: std::sync::Mutex<Vec<usize>>,
+}
+
+#[async_trait::async_trait]
+impl BatchHandler for BatchRecorder {
+    async fn handle_batch(&self, envelopes: &[Envelope]) -> Result<Vec<(Uuid, String)>, String> {
+        self.calls.lock().unwrap().push(envelopes.len());
+        {
+            let mut failures = self.failures.lock().unwrap();
+            if *failures > 0 {
+                *failures -= 1;
+                return Err("the store is down".into());
+            }
+        }
+        let mut rejected = Vec::new();
+        for envelope in envelopes {
+            if self.rejects.contains(&envelope.id) {
+                rejected.push((envelope.id, "not for us".to_owned()));
+            } else {
+                self.seen.lock().unwrap().push(envelope.id);
+            }
+        }
+        Ok(rejected)
+    }
+}
+
+async fn a_batch_handler_gets_records_together_and_outlasts_failures(test: TestBus) {
+    let topic = unique_topic();
+    let group = unique_group();
+    let good: Vec<_> = (0..8).map(|_| message(&topic, "listener")).collect();
+    let mut poison = message(&topic, "listener");
+    poison.value = b"\x00 not an envelope".to_vec();
+    let rejected = message(&topic, "listener");
+    let mut all = good.clone();
+    all.insert(3, poison.clone());
+    all.insert(5, rejected.clone());
+    test.bus.publish(&all).await.unwrap();
+
+    let handler = Arc::new(BatchRecorder {
+        failures: std::sync::Mutex::new(6),
+        rejects: vec![rejected.id.unwrap()],
+        ..BatchRecorder::default()
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let consumer = Consumer {
+        bus: test.bus.clone(),
+        topic: topic.clone(),
+        group,
+        handler: Handling::Batch(handler.clone()),
+        options: ConsumerOptions {
+            batch: 100,
+            poll_wait: Duration::from_millis(200),
+            max_attempts: 3,
+            backoff: Duration::from_millis(10),
+        },
+    };
+    let task = tokio::spawn(consumer.run(async {
+        let _ = stopped.await;
+    }));
+    let handled = eventually(WAIT, || handler.seen.lock().unwrap().len() >= good.len()).await;
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(WAIT, task).await;
+    assert!(handled, "saw {:?}", handler.seen.lock().unwrap());
+    let expected: Vec<Uuid> = good.iter().filter_map(|m| m.id).collect();
+    assert_eq!(*handler.seen.lock().unwrap(), expected, "every good record once, in order");
+    let calls = handler.calls.lock().unwrap().clone();
+    assert!(calls.len() >= 7, "retried past more failures than max_attempts: {calls:?}");
+    assert!(calls.iter().any(|&n| n > 1), "records came together: {calls:?}");
+
+    let mut dead = test.bus.read(&dead_letter_topic(&topic), Position::Beginning).await.unwrap();
+    let letters = collect(dead.as_mut(), 2, WAIT).await;
+    assert_eq!(letters.len(), 2);
+    assert_eq!(letters[0].value, poison.value);
+    assert_eq!(letters[1].envelope().unwrap().id, rejected.id.unwrap());
+}
+
 struct RunningConsumer {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
@@ -162,7 +250,7 @@ fn run_consumer(
         bus: test.bus.clone(),
         topic: topic.to_owned(),
         group: group.to_owned(),
-        handler,
+        handler: Handling::Each(handler),
         options: ConsumerOptions {
             batch: 10,
             poll_wait: Duration::from_millis(200),

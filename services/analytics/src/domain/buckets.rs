@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(Bucketing::Week.start_of(t), ms("2026-11-23T00:00:00Z"));
         assert_eq!(Bucketing::Month.start_of(t), ms("2026-11-01T00:00:00Z"));
         assert_eq!(Bucketing::Month.next(ms("2026-12-01T00:00:00Z")), ms("2027-01-01T00:00:00Z"));
-        assert_eq!(Bucketing::Week.start_of(ms("1969-12-31T12:00:00Z")), ms("1969-12-29T00:00:00Z"));
+        assert_eq!(
+            Bucketing::Week.start_of(ms("1969-12-31T12:00:00Z")),
+            ms("1969-12-29T00:00:00Z")
+        );
     }
 
     #[test]

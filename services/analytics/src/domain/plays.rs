@@ -117,8 +117,14 @@ mod tests {
         let now = Utc::now();
         let user = Uuid::now_v7();
         let at = |delta: TimeDelta| PlayReport { started_at: Some(now + delta), ..report(1_000) };
-        assert_eq!(validate_play(&at(TimeDelta::hours(1)), user, 9_000, now), Err(PlayError::InTheFuture));
-        assert_eq!(validate_play(&at(TimeDelta::days(-31)), user, 9_000, now), Err(PlayError::TooOld));
+        assert_eq!(
+            validate_play(&at(TimeDelta::hours(1)), user, 9_000, now),
+            Err(PlayError::InTheFuture)
+        );
+        assert_eq!(
+            validate_play(&at(TimeDelta::days(-31)), user, 9_000, now),
+            Err(PlayError::TooOld)
+        );
         let offline = validate_play(&at(TimeDelta::days(-3)), user, 9_000, now).unwrap();
         assert_eq!(offline.played_at_ms, (now - TimeDelta::days(3)).timestamp_millis());
     }

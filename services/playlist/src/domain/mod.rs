@@ -23,6 +23,20 @@ pub struct TrackSummary {
     pub duration_ms: u64,
 }
 
+impl From<kernel::api::TrackSummary> for TrackSummary {
+    fn from(summary: kernel::api::TrackSummary) -> Self {
+        Self {
+            id: summary.id,
+            title: summary.title,
+            artist_id: summary.artist.id,
+            artist_name: summary.artist.name,
+            album_id: summary.album.id,
+            album_title: summary.album.title,
+            duration_ms: summary.duration_ms,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Playlist {
     pub id: Uuid,

@@ -6,17 +6,20 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use kernel::{
+    api::{AlbumRef, ArtistRef},
     caller::Caller,
+    catalog::Catalog,
     db::SqlPool,
     engine::EngineUrl,
     grant::{Role, Tier},
 };
 use playlist::{
     PlaylistConfig, PlaylistService,
-    catalog::Catalog,
-    domain::{PlaylistError, TrackChange, TrackSummary},
+    domain::{PlaylistError, TrackChange},
 };
 use uuid::Uuid;
+
+type TrackSummary = kernel::api::TrackSummary;
 
 /// A catalog that knows some ready tracks, or is down.
 #[derive(Default)]
@@ -44,10 +47,8 @@ fn summary(title: &str) -> TrackSummary {
     TrackSummary {
         id: Uuid::now_v7(),
         title: title.into(),
-        artist_id: Uuid::now_v7(),
-        artist_name: "Artist".into(),
-        album_id: Uuid::now_v7(),
-        album_title: "Album".into(),
+        artist: ArtistRef { id: Uuid::now_v7(), name: "Artist".into() },
+        album: AlbumRef { id: Uuid::now_v7(), title: "Album".into() },
         duration_ms: 1_000,
     }
 }
@@ -78,11 +79,11 @@ async fn tracks_the_projection_has_not_seen_are_asked_of_the_catalog() {
     service.change(&owner, playlist.id, None, add(vec![fresh.id])).await.unwrap();
     assert_eq!(
         store.summaries(&[fresh.id]).await.unwrap(),
-        std::slice::from_ref(&fresh),
+        vec![playlist::domain::TrackSummary::from(fresh.clone())],
         "now projected"
     );
     let (entries, _) = service.tracks(&owner, playlist.id, 10, 0).await.unwrap();
-    assert_eq!(entries[0].track, fresh);
+    assert_eq!(entries[0].track, fresh.clone().into());
 
     let nowhere = Uuid::now_v7();
     let refused = service.change(&owner, playlist.id, None, add(vec![fresh.id, nowhere])).await;

@@ -1,0 +1,280 @@
+//! Listening analytics through the gateway, on the embedded warehouse: plays reported
+//! (once per client id, all or none), then seen in history, top tracks and the play
+//! series within seconds; active users and API statistics for administrators only; and a
+//! replay of the whole `song.played` topic that changes no count.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::{TimeDelta, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+use crate::{
+    playlists::ready_tracks,
+    support::{
+        TestApp, assert_problem, redis_settings, redis_url, succeeded, token, tonearm_cli,
+        unique_email,
+    },
+};
+
+/// How soon a play must show in the charts.
+const FRESH: Duration = Duration::from_secs(5);
+
+/// Polls `path` until `done` holds of its body, or fails after `within`.
+async fn eventually(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    within: Duration,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let response = app.get(path, Some(token)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let body: Value = response.json().await.unwrap();
+        if done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{path} never got there: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn plays_of(top: &Value, track: &str) -> Option<(u64, u64, u64)> {
+    top["items"].as_array().unwrap().iter().find(|item| item["track"]["id"] == track).map(|item| {
+        (
+            item["plays"].as_u64().unwrap(),
+            item["streams"].as_u64().unwrap(),
+            item["listeners"].as_u64().unwrap(),
+        )
+    })
+}
+
+async fn report(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
+    app.post("/v1/me/plays", Some(token), body).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plays_show_in_history_and_charts_within_seconds() {
+    let app = TestApp::up().await;
+    let alice = token(&app.register(&unique_email()).await, "access_token");
+    let bob = token(&app.register(&unique_email()).await, "access_token");
+    let tracks = ready_tracks(&app, &alice, 2, 40).await;
+    let (first, second) = (&tracks[0], &tracks[1]);
+
+    // One play, retried with its id: counted once.
+    let play_id = Uuid::now_v7();
+    let one = json!({"id": play_id, "track_id": first, "played_ms": 900});
+    let reported = Instant::now();
+    let accepted = report(&app, &alice, one.clone()).await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    assert_eq!(accepted.json::<Value>().await.unwrap()["accepted"], 1);
+    let retried = report(&app, &alice, one).await;
+    assert_eq!(retried.status(), StatusCode::ACCEPTED);
+    assert_eq!(retried.json::<Value>().await.unwrap()["accepted"], 0);
+    let top = eventually(&app, &bob, "/v1/analytics/top-tracks?window=1h", FRESH, |top| {
+        plays_of(top, first).is_some()
+    })
+    .await;
+    assert!(reported.elapsed() < FRESH);
+    assert_eq!(plays_of(&top, first), Some((1, 1, 1)), "{top}");
+
+    // Offline plays, sent later as an array: an hour and two days ago; one too short to
+    // be a stream.
+    let an_hour_ago = Utc::now() - TimeDelta::hours(1);
+    let two_days_ago = Utc::now() - TimeDelta::days(2);
+    let offline = json!([
+        {"track_id": second, "played_ms": 1000, "started_at": an_hour_ago.to_rfc3339()},
+        {"track_id": first, "played_ms": 100, "started_at": two_days_ago.to_rfc3339(),
+         "context": "playlist:road-trip"},
+    ]);
+    let accepted = report(&app, &bob, offline).await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    assert_eq!(accepted.json::<Value>().await.unwrap()["accepted"], 2);
+    let week = eventually(&app, &bob, "/v1/analytics/top-tracks?window=7d", FRESH, |top| {
+        top["total"] == 2 && plays_of(top, first).is_some_and(|(plays, ..)| plays == 2)
+    })
+    .await;
+    assert_eq!(plays_of(&week, first), Some((2, 1, 2)), "two listeners, one stream: {week}");
+    assert_eq!(plays_of(&week, second), Some((1, 1, 1)));
+    assert_eq!(week["items"][0]["track"]["id"], first.as_str(), "most played first");
+    let day = app.get("/v1/analytics/top-tracks?window=24h", Some(&bob)).await;
+    let day: Value = day.json().await.unwrap();
+    assert_eq!(plays_of(&day, first), Some((1, 1, 1)), "the two-day-old play is outside: {day}");
+
+    // History: the caller's own plays, newest first, with the track summary.
+    let history: Value = app.get("/v1/me/history", Some(&bob)).await.json().await.unwrap();
+    assert_eq!(history["total"], 2, "{history}");
+    assert_eq!(history["items"][0]["track"]["id"], second.as_str());
+    assert_eq!(history["items"][0]["played_ms"], 1000);
+    assert!(history["items"][0]["track"]["title"].is_string());
+    assert_eq!(history["items"][1]["track"]["id"], first.as_str());
+    let played_at = history["items"][1]["played_at"].as_str().unwrap();
+    assert_eq!(played_at, two_days_ago.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let alices: Value = app.get("/v1/me/history", Some(&alice)).await.json().await.unwrap();
+    assert_eq!(alices["total"], 1, "{alices}");
+
+    // Plays per hour over the last day: the two recent plays, in their hours.
+    let series: Value =
+        app.get("/v1/analytics/plays?interval=hour", Some(&bob)).await.json().await.unwrap();
+    let series = series["series"].as_array().unwrap();
+    assert_eq!(series.len(), 24, "the current hour and the 23 before it");
+    let total: u64 = series.iter().map(|point| point["plays"].as_u64().unwrap()).sum();
+    assert_eq!(total, 2);
+    assert_eq!(series.last().unwrap()["plays"], 1, "{series:?}");
+    let daily = app.get("/v1/analytics/plays?interval=day&from=2020-01-01T00:00:00Z", Some(&bob));
+    assert_problem(daily.await, StatusCode::UNPROCESSABLE_ENTITY).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_plays_change_nothing() {
+    let app = TestApp::up().await;
+    let listener = token(&app.register(&unique_email()).await, "access_token");
+    let tracks = ready_tracks(&app, &listener, 1, 50).await;
+    let track = &tracks[0];
+
+    let unknown = json!({"track_id": Uuid::now_v7(), "played_ms": 10});
+    assert_problem(report(&app, &listener, unknown).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    // One good play beside one far longer than its 1 s track: neither counts.
+    let mixed = json!([
+        {"track_id": track, "played_ms": 900},
+        {"track_id": track, "played_ms": 600_000},
+    ]);
+    let problem =
+        assert_problem(report(&app, &listener, mixed).await, StatusCode::UNPROCESSABLE_ENTITY)
+            .await;
+    assert!(problem["detail"].as_str().unwrap().contains("play 1"), "{problem}");
+    let future = json!({"track_id": track, "played_ms": 5,
+        "started_at": (Utc::now() + TimeDelta::hours(2)).to_rfc3339()});
+    assert_problem(report(&app, &listener, future).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let negative = json!({"track_id": track, "played_ms": -1});
+    assert_problem(report(&app, &listener, negative).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let broken = app
+        .client
+        .post(app.url("/v1/me/plays"))
+        .bearer_auth(&listener)
+        .header("content-type", "application/json")
+        .body("{\"track_id\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(broken, StatusCode::BAD_REQUEST).await;
+    let none = report(&app, &listener, json!([])).await;
+    assert_problem(none, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let anonymous = app.post("/v1/me/plays", None, json!({"track_id": track, "played_ms": 5}));
+    assert_problem(anonymous.await, StatusCode::UNAUTHORIZED).await;
+    let window = app.get("/v1/analytics/top-tracks?window=2h", Some(&listener)).await;
+    assert_problem(window, StatusCode::BAD_REQUEST).await;
+
+    // A good play afterwards is the only one counted.
+    let good = report(&app, &listener, json!({"track_id": track, "played_ms": 900})).await;
+    assert_eq!(good.status(), StatusCode::ACCEPTED);
+    let top = eventually(&app, &listener, "/v1/analytics/top-tracks", FRESH, |top| {
+        plays_of(top, track).is_some()
+    })
+    .await;
+    assert_eq!(plays_of(&top, track), Some((1, 1, 1)), "{top}");
+    let history: Value = app.get("/v1/me/history", Some(&listener)).await.json().await.unwrap();
+    assert_eq!(history["total"], 1, "{history}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_users_and_api_statistics_are_for_administrators() {
+    // The grants live in Redis, so the operator command's role change reaches the
+    // running gateway at once.
+    let dir = Arc::new(TempDir::new().unwrap());
+    let app = TestApp::up_with(redis_settings(dir.path()), Some(dir.clone())).await;
+    let operator_email = unique_email();
+    let operator = token(&app.register(&operator_email).await, "access_token");
+    let listener = token(&app.register(&unique_email()).await, "access_token");
+    let tracks = ready_tracks(&app, &listener, 1, 60).await;
+    let played = report(&app, &listener, json!({"track_id": tracks[0], "played_ms": 700})).await;
+    assert_eq!(played.status(), StatusCode::ACCEPTED);
+    let missing = app.get("/v1/me/nothing-here", Some(&listener)).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+
+    for path in ["/v1/analytics/users/active", "/v1/analytics/api"] {
+        assert_problem(app.get(path, Some(&listener)).await, StatusCode::FORBIDDEN).await;
+    }
+    let redis = redis_url();
+    let env = [("TONEARM_AUTH__CACHE_URL", redis.as_str())];
+    succeeded(&tonearm_cli(&["users", "set-role", &operator_email, "admin"], dir.path(), &env));
+
+    // Both registered today, and the listener played: two active users today.
+    let active = eventually(&app, &operator, "/v1/analytics/users/active", FRESH, |body| {
+        body["series"].as_array().unwrap().last().unwrap()["active_users"] == 2
+    })
+    .await;
+    let series = active["series"].as_array().unwrap();
+    assert_eq!(series.len(), 30, "the last 30 days: {active}");
+    let weekly: Value = app
+        .get("/v1/analytics/users/active?interval=month", Some(&operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(weekly["series"].as_array().unwrap().last().unwrap()["active_users"], 2);
+
+    // The gateway's request metrics arrive in batches: the play report is among them,
+    // under its route's template.
+    let stats = eventually(&app, &operator, "/v1/analytics/api?window=1h", FRESH * 2, |body| {
+        body["routes"].as_array().unwrap().iter().any(|route| route["route"] == "/v1/me/plays")
+    })
+    .await;
+    let routes = stats["routes"].as_array().unwrap();
+    let plays = routes.iter().find(|route| route["route"] == "/v1/me/plays").unwrap();
+    assert_eq!(plays["method"], "POST");
+    assert!(plays["requests"].as_u64().unwrap() >= 1, "{plays}");
+    assert_eq!(plays["errors"], 0);
+    assert!(plays["p95_ms"].as_f64().unwrap() >= plays["p50_ms"].as_f64().unwrap());
+    assert!(plays["p50_ms"].as_f64().unwrap() > 0.0);
+    let tracks_route = routes.iter().find(|route| route["route"] == "/v1/tracks/{id}");
+    assert!(tracks_route.is_some(), "ids are folded into the template: {stats}");
+    assert_problem(
+        app.get("/v1/analytics/api?window=7d", Some(&operator)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_every_play_changes_no_count() {
+    let app = TestApp::up().await;
+    let listener = token(&app.register(&unique_email()).await, "access_token");
+    let tracks = ready_tracks(&app, &listener, 1, 70).await;
+    let track = &tracks[0];
+    // Four plays too short to stream (under half of the 1 s track) and one that streams.
+    let plays: Vec<Value> = [100, 200, 300, 400, 900]
+        .into_iter()
+        .map(|played_ms| json!({"track_id": track, "played_ms": played_ms}))
+        .collect();
+    assert_eq!(report(&app, &listener, Value::Array(plays)).await.status(), StatusCode::ACCEPTED);
+    let before = eventually(&app, &listener, "/v1/analytics/top-tracks", FRESH, |top| {
+        plays_of(top, track).is_some_and(|(plays, ..)| plays == 5)
+    })
+    .await;
+    assert_eq!(plays_of(&before, track), Some((5, 1, 1)), "only 900 ms of a 1 s track streams");
+
+    succeeded(&tonearm_cli(
+        &["events", "replay", "song.played", "--group", "analytics.plays", "--from", "beginning"],
+        &app.data_dir,
+        &[],
+    ));
+    // One more play of the same track lands in the same partition, after the replayed
+    // ones: once it is counted, so is everything replayed before it.
+    let sentinel = json!({"track_id": track, "played_ms": 900});
+    assert_eq!(report(&app, &listener, sentinel).await.status(), StatusCode::ACCEPTED);
+    let after = eventually(&app, &listener, "/v1/analytics/top-tracks", FRESH * 3, |top| {
+        plays_of(top, track).is_some_and(|(plays, ..)| plays >= 6)
+    })
+    .await;
+    assert_eq!(plays_of(&after, track), Some((6, 2, 1)), "the replay counted nothing: {after}");
+    let history: Value = app.get("/v1/me/history", Some(&listener)).await.json().await.unwrap();
+    assert_eq!(history["total"], 6);
+}

@@ -1,0 +1,103 @@
+//! Asking the catalog about tracks a service's projection has not heard of yet: a track the
+//! catalog reports `ready` is accepted at once, before its `track.published` arrives (the
+//! API's promise). In one process the app implements [`Catalog`] over the catalog service
+//! itself; a service deployed alone uses [`RemoteCatalog`].
+
+use std::time::Duration;
+
+use crate::caller::{self, Caller};
+use async_trait::async_trait;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::api::{AlbumRef, ArtistRef, TrackSummary};
+
+#[async_trait]
+pub trait Catalog: Send + Sync + 'static {
+    /// Summaries of those of `ids` the catalog reports ready; the others are left out.
+    /// An error means the catalog could not be asked.
+    async fn ready_tracks(
+        &self,
+        caller: &Caller,
+        ids: &[Uuid],
+    ) -> Result<Vec<TrackSummary>, String>;
+}
+
+/// The catalog across the network, asked through its public track endpoint with the
+/// caller's identity (services trust the gateway's identity headers).
+pub struct RemoteCatalog {
+    base_url: String,
+    client: reqwest::Client,
+}
+
+impl RemoteCatalog {
+    pub fn new(base_url: &str) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(2))
+            .build()?;
+        Ok(Self { base_url: base_url.trim_end_matches('/').to_owned(), client })
+    }
+}
+
+#[derive(Deserialize)]
+struct CatalogTrack {
+    id: Uuid,
+    title: String,
+    artist: Named,
+    album: Titled,
+    duration_ms: u64,
+    status: String,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    id: Uuid,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Titled {
+    id: Uuid,
+    title: String,
+}
+
+#[async_trait]
+impl Catalog for RemoteCatalog {
+    async fn ready_tracks(
+        &self,
+        caller: &Caller,
+        ids: &[Uuid],
+    ) -> Result<Vec<TrackSummary>, String> {
+        let mut ready = Vec::new();
+        for id in ids {
+            let reply = self
+                .client
+                .get(format!("{}/v1/tracks/{id}", self.base_url))
+                .header(caller::USER_ID, caller.user_id.to_string())
+                .header(caller::SESSION_ID, caller.session_id.to_string())
+                .header(caller::TIER, caller.tier.to_string())
+                .header(caller::ROLE, caller.role.to_string())
+                .send()
+                .await
+                .map_err(|error| error.to_string())?;
+            match reply.status() {
+                reqwest::StatusCode::NOT_FOUND => continue,
+                status if status.is_success() => {
+                    let track: CatalogTrack = reply.json().await.map_err(|e| e.to_string())?;
+                    if track.status == "ready" {
+                        ready.push(TrackSummary {
+                            id: track.id,
+                            title: track.title,
+                            artist: ArtistRef { id: track.artist.id, name: track.artist.name },
+                            album: AlbumRef { id: track.album.id, title: track.album.title },
+                            duration_ms: track.duration_ms,
+                        });
+                    }
+                }
+                status => return Err(format!("the catalog answered {status}")),
+            }
+        }
+        Ok(ready)
+    }
+}
