@@ -5,6 +5,7 @@
 
 use std::{
     net::TcpListener,
+    path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -150,6 +151,68 @@ impl OwnRedis {
 }
 
 impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A ClickHouse server of the test's own, on the given ports (HTTP, native, interserver),
+/// keeping its data under `dir`: stopped (dropped) and started again with the same `dir`
+/// and ports, it comes back with its tables, as a restarted production server would.
+/// Its config is a copy of the packaged one (`scripts/test` installs it), overridden to
+/// listen on loopback only.
+pub struct OwnClickHouse {
+    pub http_port: u16,
+    child: Child,
+}
+
+impl OwnClickHouse {
+    /// Three free ports for [`OwnClickHouse::start_in`].
+    pub fn free_ports() -> [u16; 3] {
+        [free_port(), free_port(), free_port()]
+    }
+
+    pub async fn start_in(dir: &Path, [http, native, interserver]: [u16; 3]) -> Self {
+        for sub in ["config.d", "data", "tmp", "user_files", "log"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        for file in ["config.xml", "users.xml"] {
+            std::fs::copy(Path::new("/etc/clickhouse-server").join(file), dir.join(file))
+                .unwrap_or_else(|error| {
+                    panic!("no packaged ClickHouse {file} (see scripts/test): {error}")
+                });
+        }
+        let home = dir.display();
+        let overrides = format!(
+            r#"<?xml version="1.0"?>
+<yandex>
+    <logger><level>warning</level><log>{home}/log/server.log</log><errorlog>{home}/log/error.log</errorlog></logger>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>{http}</http_port>
+    <tcp_port>{native}</tcp_port>
+    <interserver_http_port>{interserver}</interserver_http_port>
+    <path>{home}/data/</path>
+    <tmp_path>{home}/tmp/</tmp_path>
+    <user_files_path>{home}/user_files/</user_files_path>
+    <format_schema_path>{home}/data/format_schemas/</format_schema_path>
+</yandex>
+"#
+        );
+        std::fs::write(dir.join("config.d").join("ports.xml"), overrides).unwrap();
+        let mut command = Command::new("clickhouse-server");
+        command.arg(format!("--config-file={}", dir.join("config.xml").display())).current_dir(dir);
+        Self { http_port: http, child: start_listening(command, http, "clickhouse-server").await }
+    }
+
+    pub fn url(&self) -> String {
+        format!("clickhouse://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn stop(self) {}
+}
+
+impl Drop for OwnClickHouse {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

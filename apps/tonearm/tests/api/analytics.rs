@@ -12,20 +12,22 @@ use chrono::{TimeDelta, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use testkit::OwnClickHouse;
 use uuid::Uuid;
 
 use crate::{
     playlists::ready_tracks,
     support::{
-        TestApp, assert_problem, redis_settings, redis_url, succeeded, token, tonearm_cli,
-        unique_email,
+        TestApp, assert_problem, redis_settings, redis_url, succeeded, test_settings, token,
+        tonearm_cli, unique_email,
     },
 };
 
 /// How soon a play must show in the charts.
 const FRESH: Duration = Duration::from_secs(5);
 
-/// Polls `path` until `done` holds of its body, or fails after `within`.
+/// Polls `path` until `done` holds of its body, or fails after `within`: often at first,
+/// then every half second, which keeps a long wait inside the free tier's budget.
 async fn eventually(
     app: &TestApp,
     token: &str,
@@ -33,16 +35,30 @@ async fn eventually(
     within: Duration,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + within;
+    poll(app, token, path, within, &[StatusCode::OK], done).await
+}
+
+/// [`eventually`], also taking answers with any of `statuses` (while a store is away).
+async fn poll(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    within: Duration,
+    statuses: &[StatusCode],
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = Instant::now();
     loop {
         let response = app.get(path, Some(token)).await;
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let status = response.status();
+        assert!(statuses.contains(&status), "{path}: {status}");
         let body: Value = response.json().await.unwrap();
-        if done(&body) {
+        if status == StatusCode::OK && done(&body) {
             return body;
         }
-        assert!(Instant::now() < deadline, "{path} never got there: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(started.elapsed() < within, "{path} never got there: {body}");
+        let pause = if started.elapsed() < Duration::from_secs(2) { 100 } else { 500 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
 
@@ -277,4 +293,47 @@ async fn replaying_every_play_changes_no_count() {
     assert_eq!(plays_of(&after, track), Some((6, 2, 1)), "the replay counted nothing: {after}");
     let history: Value = app.get("/v1/me/history", Some(&listener)).await.json().await.unwrap();
     assert_eq!(history["total"], 6);
+}
+
+/// ClickHouse stopping loses no play: reports are still accepted (they wait in the outbox
+/// and on the bus), charts answer 503 while it is away, and once it is back every play is
+/// counted, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plays_wait_out_a_clickhouse_outage() {
+    let home = TempDir::new().unwrap();
+    let ports = OwnClickHouse::free_ports();
+    let clickhouse = OwnClickHouse::start_in(home.path(), ports).await;
+    let dir = Arc::new(TempDir::new().unwrap());
+    let mut settings = test_settings(dir.path());
+    let warehouse = format!("{}/tonearm_outage", clickhouse.url());
+    settings.analytics.warehouse_url = Some(kernel::engine::EngineUrl::new(warehouse));
+    let app = TestApp::up_with(settings, Some(dir)).await;
+    let listener = token(&app.register(&unique_email()).await, "access_token");
+    let tracks = ready_tracks(&app, &listener, 1, 80).await;
+    let track = &tracks[0];
+
+    let first = report(&app, &listener, json!({"track_id": track, "played_ms": 900})).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    eventually(&app, &listener, "/v1/analytics/top-tracks", FRESH, |top| {
+        plays_of(top, track).is_some()
+    })
+    .await;
+
+    clickhouse.stop();
+    let during = report(&app, &listener, json!({"track_id": track, "played_ms": 800})).await;
+    assert_eq!(during.status(), StatusCode::ACCEPTED, "reports do not need the warehouse");
+    let chart = app.get("/v1/analytics/top-tracks", Some(&listener)).await;
+    assert_problem(chart, StatusCode::SERVICE_UNAVAILABLE).await;
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ready: Value = ready.json().await.unwrap();
+    assert_ne!(ready["checks"]["analytics.warehouse"], "ok", "{ready}");
+
+    let _clickhouse = OwnClickHouse::start_in(home.path(), ports).await;
+    let recovering = [StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE];
+    let top = poll(&app, &listener, "/v1/analytics/top-tracks", FRESH * 6, &recovering, |top| {
+        plays_of(top, track).is_some_and(|(plays, ..)| plays >= 2)
+    })
+    .await;
+    assert_eq!(plays_of(&top, track), Some((2, 2, 1)), "both plays, each once: {top}");
 }
