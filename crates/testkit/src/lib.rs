@@ -175,7 +175,8 @@ impl OwnClickHouse {
 
     pub async fn start_in(dir: &Path, [http, native, interserver]: [u16; 3]) -> Self {
         for sub in ["config.d", "data", "tmp", "user_files", "log"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            std::fs::create_dir_all(dir.join(sub))
+                .unwrap_or_else(|error| panic!("cannot make ClickHouse's {sub} dir: {error}"));
         }
         for file in ["config.xml", "users.xml"] {
             std::fs::copy(Path::new("/etc/clickhouse-server").join(file), dir.join(file))
@@ -199,7 +200,8 @@ impl OwnClickHouse {
 </yandex>
 "#
         );
-        std::fs::write(dir.join("config.d").join("ports.xml"), overrides).unwrap();
+        std::fs::write(dir.join("config.d").join("ports.xml"), overrides)
+            .unwrap_or_else(|error| panic!("cannot write ClickHouse's config: {error}"));
         let mut command = Command::new("clickhouse-server");
         command.arg(format!("--config-file={}", dir.join("config.xml").display())).current_dir(dir);
         Self { http_port: http, child: start_listening(command, http, "clickhouse-server").await }
