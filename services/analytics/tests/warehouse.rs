@@ -196,6 +196,16 @@ fn dataset(seed: u64) -> Dataset {
     for _ in 0..3 {
         play(&mut rng, users[0], now - 3 * DAY_MS - 1_234);
     }
+    // Tracks played once early in a day: windows starting later that day leave them out.
+    for days_ago in [0, 1] {
+        let played_at_ms = Bucketing::Day.start_of(now) - days_ago * DAY_MS + 2 * HOUR_MS + 60_000;
+        plays.push(PlayFact {
+            play_id: rng.uuid(),
+            track_id: rng.uuid(),
+            played_at_ms,
+            ..plays[0]
+        });
+    }
 
     let mut activity = Vec::new();
     let idle: Vec<Uuid> = (0..5).map(|_| rng.uuid()).collect();

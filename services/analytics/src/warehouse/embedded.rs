@@ -2,27 +2,36 @@
 //! answering exactly what the ClickHouse warehouse answers.
 //!
 //! Why it is laid out as it is (schema in `migrations/warehouse/`):
-//! - Raw plays are keyed by `play_id`, so `INSERT OR IGNORE` is the deduplication, within
-//!   a batch as across restarts, with no read before the write.
-//! - Rollups are kept by a trigger on that insert, so they change in the same transaction
-//!   and only for rows the insert really wrote; no statement per play leaves the engine.
-//!   Plays and streams are summed per (hour, track) and per (day, track); who listened is
-//!   kept as presence rows per (track, hour, user) and per (hour, user), which answer
-//!   exact distinct counts over any whole hours without touching the raw plays; activity
-//!   is a set of (day, user) fed by the trigger and by [`Warehouse::record_activity`].
-//! - Top tracks over a window read the day rollup for its whole days and the hour rollup
-//!   for the partial first day only, a few hundred rows per track at most for 30 days,
-//!   and count distinct listeners for the page's tracks alone.
+//! - Raw plays are keyed by `play_id`: `INSERT OR IGNORE … RETURNING play_id` is the
+//!   deduplication, across batches and restarts, and names the plays that were new without
+//!   a read before the write.
+//! - The rollups change in the same transaction, for the new plays only: plays and streams
+//!   per (hour, track) and per (day, track); presence rows per (hour, track, user), per
+//!   (hour, user) and per (day, user), which give exact distinct listeners without the raw
+//!   plays; activity as a set of (day, user), fed by plays and by
+//!   [`Warehouse::record_activity`].
+//! - Ingest is bounded by pages rather than rows, since a commit writes every page it
+//!   dirtied to the log. Rollups and presence lead with their hour or day, so plays as
+//!   they arrive (recent ones) land at the end of those tables; only the user index, and
+//!   the ids when a client's are not time-ordered, spread them over the file. A batch is
+//!   folded in memory first, each rollup row written once per batch, and each table is
+//!   written in its key order, walked forwards once rather than descended at random per
+//!   play, by multi-row statements of a few fixed sizes, each prepared once.
+//! - One connection writes (SQLite has one writer at a time anyway), so its page cache
+//!   survives from batch to batch; queries have a pool of their own. The log is
+//!   checkpointed every 256 MiB rather than every 4 MiB, since the next batches dirty
+//!   many of the same pages again.
+//! - Top tracks add the day rollup over a window's whole days to the hour rollup over the
+//!   hours of its first day (those inside the window or, when they are more, the day's
+//!   total less those before it: 12 hours of rows at most), and count distinct listeners
+//!   for the page's tracks alone.
 //! - Series over days, weeks or months join the rollups with the bucket boundaries that
 //!   [`Bucketing`] computes, so no bucket arithmetic is written twice.
-//! - Writes are multi-row statements of a few fixed sizes (powers of two), each prepared
-//!   once per connection, in one transaction per call: a batch of 10,000 plays is about
-//!   twenty statements.
-//! - Requests are kept one row each, since percentiles need every duration; grouping and
-//!   percentiles are taken in Rust by [`crate::domain::quantile`].
+//! - Requests are kept one row each, since exact percentiles need every duration; they are
+//!   grouped and [`crate::domain::quantile`] is taken in Rust.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     path::Path,
     sync::LazyLock,
     time::Duration,
@@ -55,20 +64,52 @@ const BINDS_PER_READ: usize = 400;
 static PLAY_INSERTS: LazyLock<Inserts> = LazyLock::new(|| {
     Inserts::new(
         "INSERT OR IGNORE INTO plays \
-         (play_id, user_id, track_id, played_at_ms, played_ms, stream) VALUES ",
+         (play_id, user_id, track_id, played_at_ms, played_ms, stream)",
         6,
+        " RETURNING play_id",
     )
 });
 
+static TRACK_HOUR_UPSERTS: LazyLock<Inserts> = LazyLock::new(|| {
+    Inserts::new(
+        "INSERT INTO track_hours (hour, track_id, plays, streams)",
+        4,
+        " ON CONFLICT (hour, track_id) DO UPDATE \
+         SET plays = plays + excluded.plays, streams = streams + excluded.streams",
+    )
+});
+
+static TRACK_DAY_UPSERTS: LazyLock<Inserts> = LazyLock::new(|| {
+    Inserts::new(
+        "INSERT INTO track_days (day, track_id, plays, streams)",
+        4,
+        " ON CONFLICT (day, track_id) DO UPDATE \
+         SET plays = plays + excluded.plays, streams = streams + excluded.streams",
+    )
+});
+
+static TRACK_LISTENER_INSERTS: LazyLock<Inserts> = LazyLock::new(|| {
+    Inserts::new("INSERT OR IGNORE INTO track_listeners (hour, track_id, user_id)", 3, "")
+});
+
+static HOUR_LISTENER_INSERTS: LazyLock<Inserts> =
+    LazyLock::new(|| Inserts::new("INSERT OR IGNORE INTO hour_listeners (hour, user_id)", 2, ""));
+
+static DAY_LISTENER_INSERTS: LazyLock<Inserts> =
+    LazyLock::new(|| Inserts::new("INSERT OR IGNORE INTO day_listeners (day, user_id)", 2, ""));
+
 static ACTIVITY_INSERTS: LazyLock<Inserts> =
-    LazyLock::new(|| Inserts::new("INSERT OR IGNORE INTO active_days (day, user_id) VALUES ", 2));
+    LazyLock::new(|| Inserts::new("INSERT OR IGNORE INTO active_days (day, user_id)", 2, ""));
 
 static REQUEST_INSERTS: LazyLock<Inserts> = LazyLock::new(|| {
-    Inserts::new("INSERT INTO requests (at_ms, method, route, status, duration_us) VALUES ", 5)
+    Inserts::new("INSERT INTO requests (at_ms, method, route, status, duration_us)", 5, "")
 });
 
 pub struct EmbeddedWarehouse {
-    pool: SqlitePool,
+    /// The one connection that writes: SQLite runs one writer at a time anyway, and a
+    /// connection keeps its page cache only while no other connection writes.
+    writer: SqlitePool,
+    readers: SqlitePool,
 }
 
 impl EmbeddedWarehouse {
@@ -82,9 +123,9 @@ impl EmbeddedWarehouse {
                 WarehouseError::Unavailable(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
-        // The pragmas of the other embedded stores (`kernel::db`): one writer at a time
-        // waits its turn, and reads scan memory-mapped pages and a large page cache. No
-        // foreign keys: the warehouse has none.
+        // The pragmas of the other embedded stores (`kernel::db`): a writer waits its turn,
+        // and reads scan memory-mapped pages and a large page cache. No foreign keys: the
+        // warehouse has none.
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -93,12 +134,24 @@ impl EmbeddedWarehouse {
             .busy_timeout(Duration::from_secs(10))
             .pragma("mmap_size", "268435456")
             .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory");
-        let pool =
-            SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(
-                |e| WarehouseError::Unavailable(format!("cannot open {}: {e}", path.display())),
-            )?;
-        Ok(Self { pool })
+            .pragma("temp_store", "memory")
+            // A batch of plays dirties pages all over the rollups, many of them again in
+            // the next batches: checkpointing every 256 MiB of log rather than every 4 MiB
+            // copies such a page into the database once for several commits.
+            .pragma("wal_autocheckpoint", "65536")
+            .pragma("journal_size_limit", "268435456");
+        let open = |connections: u32, options: SqliteConnectOptions| async move {
+            SqlitePoolOptions::new()
+                .max_connections(connections)
+                .connect_with(options)
+                .await
+                .map_err(|e| {
+                    WarehouseError::Unavailable(format!("cannot open {}: {e}", path.display()))
+                })
+        };
+        let writer = open(1, options.clone().pragma("cache_size", "-262144")).await?;
+        let readers = open(8, options).await?;
+        Ok(Self { writer, readers })
     }
 }
 
@@ -106,24 +159,30 @@ impl EmbeddedWarehouse {
 impl Warehouse for EmbeddedWarehouse {
     async fn migrate(&self) -> Result<(), WarehouseError> {
         sqlx::migrate!("migrations/warehouse")
-            .run(&self.pool)
+            .run(&self.writer)
             .await
             .map_err(|e| WarehouseError::Unavailable(format!("migrating the warehouse: {e}")))
     }
 
     async fn ping(&self) -> Result<(), WarehouseError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(failed)?;
+        sqlx::query("SELECT 1").execute(&self.readers).await.map_err(failed)?;
         Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(plays = plays.len()))]
     async fn record_plays(&self, plays: &[PlayFact]) -> Result<u64, WarehouseError> {
-        if plays.is_empty() {
+        // In id order, each id once: the plays tree is walked forwards, and the first
+        // delivery of an id within the batch is the one counted.
+        let mut batch: Vec<&PlayFact> = plays.iter().collect();
+        batch.sort_by_key(|play| play.play_id);
+        batch.dedup_by_key(|play| play.play_id);
+        if batch.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await.map_err(failed)?;
-        let new = PLAY_INSERTS
-            .run(&mut tx, plays, |query, play| {
+        let mut tx = self.writer.begin().await.map_err(failed)?;
+        let mut new_ids = HashSet::with_capacity(batch.len());
+        for (sql, chunk) in PLAY_INSERTS.split(&batch) {
+            let query = chunk.iter().fold(sqlx::query_scalar::<_, Uuid>(sql), |query, play| {
                 query
                     .bind(play.play_id)
                     .bind(play.user_id)
@@ -131,11 +190,13 @@ impl Warehouse for EmbeddedWarehouse {
                     .bind(play.played_at_ms)
                     .bind(i64::try_from(play.played_ms).unwrap_or(i64::MAX))
                     .bind(play.stream)
-            })
-            .await
-            .map_err(failed)?;
+            });
+            new_ids.extend(query.fetch_all(&mut *tx).await.map_err(failed)?);
+        }
+        let rollups = Rollups::of(batch.iter().filter(|play| new_ids.contains(&play.play_id)));
+        rollups.write(&mut tx).await.map_err(failed)?;
         tx.commit().await.map_err(failed)?;
-        Ok(new)
+        Ok(new_ids.len() as u64)
     }
 
     #[tracing::instrument(skip_all, fields(facts = activity.len()))]
@@ -149,7 +210,7 @@ impl Warehouse for EmbeddedWarehouse {
         if days.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let mut tx = self.writer.begin().await.map_err(failed)?;
         ACTIVITY_INSERTS
             .run(&mut tx, &days, |query, (day, user_id)| query.bind(*day).bind(*user_id))
             .await
@@ -163,7 +224,7 @@ impl Warehouse for EmbeddedWarehouse {
         batch_id: Uuid,
         requests: &[RequestFact],
     ) -> Result<bool, WarehouseError> {
-        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let mut tx = self.writer.begin().await.map_err(failed)?;
         let first = sqlx::query("INSERT OR IGNORE INTO request_batches (batch_id) VALUES (?)")
             .bind(batch_id)
             .execute(&mut *tx)
@@ -196,61 +257,76 @@ impl Warehouse for EmbeddedWarehouse {
         limit: u32,
         offset: u32,
     ) -> Result<(Vec<TrackPlays>, u64), WarehouseError> {
-        // Windows start on an hour: whole days come from the day rollup, the hours before
-        // the first of them from the hour rollup.
+        // Windows start on an hour (a time inside one counts from its start). The day
+        // rollup gives whole days, and the hour rollup the hours of the first day: those
+        // inside the window added to the days after it when they are fewer, else those
+        // before the window taken from that day's total. At most 12 hours of rows.
         let from_hour = from_ms.div_euclid(HOUR_MS);
-        let first_day = (from_hour + 23).div_euclid(24);
-        let mut tx = self.pool.begin().await.map_err(failed)?;
-        let rows: Vec<(Uuid, i64, i64, i64)> = sqlx::query_as(
-            "WITH counts (track_id, plays, streams) AS (
-                 SELECT track_id, SUM(plays), SUM(streams) FROM (
-                     SELECT track_id, plays, streams FROM track_days WHERE day >= ?1
-                     UNION ALL
-                     SELECT track_id, plays, streams FROM track_hours
-                     WHERE hour >= ?2 AND hour < ?1 * 24
-                 ) GROUP BY track_id
-             )
-             SELECT track_id, plays, streams, COUNT(*) OVER () FROM counts
-             ORDER BY plays DESC, track_id
-             LIMIT ?3 OFFSET ?4",
-        )
-        .bind(first_day)
-        .bind(from_hour)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(failed)?;
+        let day = from_hour.div_euclid(24);
+        let (first_day, sign, hours) = if from_hour - day * 24 <= 12 {
+            (day, -1, (day * 24, from_hour))
+        } else {
+            (day + 1, 1, (from_hour, (day + 1) * 24))
+        };
+        let counts = "WITH counts (track_id, plays, streams) AS (
+                SELECT track_id, SUM(plays), SUM(streams) FROM (
+                    SELECT track_id, plays, streams FROM track_days WHERE day >= ?1
+                    UNION ALL
+                    SELECT track_id, ?2 * plays, ?2 * streams FROM track_hours
+                    WHERE hour >= ?3 AND hour < ?4
+                ) GROUP BY track_id HAVING SUM(plays) > 0
+            )";
+        let mut tx = self.readers.begin().await.map_err(failed)?;
+        let page = format!(
+            "{counts} SELECT track_id, plays, streams, COUNT(*) OVER () FROM counts
+             ORDER BY plays DESC, track_id LIMIT ?5 OFFSET ?6"
+        );
+        let rows: Vec<(Uuid, i64, i64, i64)> = sqlx::query_as(&page)
+            .bind(first_day)
+            .bind(sign)
+            .bind(hours.0)
+            .bind(hours.1)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed)?;
         let total = match rows.first() {
             Some(&(_, _, _, total)) => total,
             // A page past the end still says how many tracks there are.
-            None => sqlx::query_scalar(
-                "SELECT COUNT(*) FROM (
-                     SELECT track_id FROM track_days WHERE day >= ?1
-                     UNION
-                     SELECT track_id FROM track_hours WHERE hour >= ?2 AND hour < ?1 * 24
-                 )",
-            )
-            .bind(first_day)
-            .bind(from_hour)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(failed)?,
+            None => {
+                let total = format!("{counts} SELECT COUNT(*) FROM counts");
+                sqlx::query_scalar(&total)
+                    .bind(first_day)
+                    .bind(sign)
+                    .bind(hours.0)
+                    .bind(hours.1)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(failed)?
+            }
         };
 
+        // Presence is hour first, so that plays land at the end of the table; a track's
+        // listeners are read hour by hour, the hours found by a seek each.
         let mut listeners = HashMap::with_capacity(rows.len());
-        for page in rows.chunks(BINDS_PER_READ) {
-            let sql = format!(
-                "SELECT track_id, COUNT(DISTINCT user_id) FROM track_listeners
-                 WHERE track_id IN ({}) AND hour >= ? GROUP BY track_id",
-                marks(page.len())
-            );
-            let mut query = sqlx::query_as::<_, (Uuid, i64)>(&sql);
-            for (track_id, ..) in page {
-                query = query.bind(*track_id);
-            }
-            let counted = query.bind(from_hour).fetch_all(&mut *tx).await.map_err(failed)?;
-            listeners.extend(counted);
+        for &(track_id, ..) in &rows {
+            let counted: i64 = sqlx::query_scalar(
+                "WITH RECURSIVE hours (hour) AS (
+                     SELECT MIN(hour) FROM track_listeners WHERE hour >= ?1
+                     UNION ALL
+                     SELECT (SELECT MIN(hour) FROM track_listeners WHERE hour > hours.hour)
+                     FROM hours WHERE hours.hour IS NOT NULL
+                 )
+                 SELECT COUNT(DISTINCT l.user_id) FROM hours
+                 JOIN track_listeners AS l ON l.hour = hours.hour AND l.track_id = ?2",
+            )
+            .bind(from_hour)
+            .bind(track_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(failed)?;
+            listeners.insert(track_id, counted);
         }
         tx.commit().await.map_err(failed)?;
 
@@ -275,7 +351,7 @@ impl Warehouse for EmbeddedWarehouse {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<Vec<PlayPoint>, WarehouseError> {
-        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let mut tx = self.readers.begin().await.map_err(failed)?;
         let (plays, listeners): (Vec<(i64, i64, i64)>, Vec<(i64, i64)>) = match bucketing {
             Bucketing::Hour => {
                 let first = bucketing.start_of(from_ms).div_euclid(HOUR_MS);
@@ -302,7 +378,10 @@ impl Warehouse for EmbeddedWarehouse {
             }
             Bucketing::Day | Bucketing::Week | Bucketing::Month => {
                 let mut plays = Vec::new();
-                let mut listeners = Vec::new();
+                let listeners =
+                    users_per_bucket(&mut tx, "day_listeners", bucketing, from_ms, to_ms)
+                        .await
+                        .map_err(failed)?;
                 for buckets in day_buckets(bucketing, from_ms, to_ms).chunks(BINDS_PER_READ) {
                     let sql = format!(
                         "{} SELECT b.first_day * 86400000, SUM(t.plays), SUM(t.streams)
@@ -313,20 +392,6 @@ impl Warehouse for EmbeddedWarehouse {
                     );
                     plays.extend(
                         bind_buckets(sqlx::query_as::<_, (i64, i64, i64)>(&sql), buckets)
-                            .fetch_all(&mut *tx)
-                            .await
-                            .map_err(failed)?,
-                    );
-                    let sql = format!(
-                        "{} SELECT b.first_day * 86400000, COUNT(DISTINCT l.user_id)
-                         FROM buckets AS b
-                         JOIN hour_listeners AS l
-                           ON l.hour >= b.first_day * 24 AND l.hour < b.end_day * 24
-                         GROUP BY b.first_day",
-                        buckets_cte(buckets.len())
-                    );
-                    listeners.extend(
-                        bind_buckets(sqlx::query_as::<_, (i64, i64)>(&sql), buckets)
                             .fetch_all(&mut *tx)
                             .await
                             .map_err(failed)?,
@@ -363,24 +428,15 @@ impl Warehouse for EmbeddedWarehouse {
                 "active users are kept per day: hourly buckets cannot be answered".into(),
             ));
         }
-        let mut points = Vec::new();
-        for buckets in day_buckets(bucketing, from_ms, to_ms).chunks(BINDS_PER_READ) {
-            let sql = format!(
-                "{} SELECT b.first_day * 86400000, COUNT(DISTINCT a.user_id)
-                 FROM buckets AS b
-                 JOIN active_days AS a ON a.day >= b.first_day AND a.day < b.end_day
-                 GROUP BY b.first_day",
-                buckets_cte(buckets.len())
-            );
-            let rows: Vec<(i64, i64)> = bind_buckets(sqlx::query_as(&sql), buckets)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(failed)?;
-            for (t_ms, active_users) in rows {
-                points.push(ActivePoint { t_ms, active_users: count(active_users)? });
-            }
-        }
-        Ok(points)
+        let mut connection = self.readers.acquire().await.map_err(failed)?;
+        users_per_bucket(&mut connection, "active_days", bucketing, from_ms, to_ms)
+            .await
+            .map_err(failed)?
+            .into_iter()
+            .map(|(t_ms, active_users)| {
+                Ok(ActivePoint { t_ms, active_users: count(active_users)? })
+            })
+            .collect()
     }
 
     #[tracing::instrument(skip_all, fields(from_ms))]
@@ -389,7 +445,7 @@ impl Warehouse for EmbeddedWarehouse {
             "SELECT method, route, status, duration_us, at_ms FROM requests WHERE at_ms >= ?",
         )
         .bind(from_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
         .map_err(failed)?;
 
@@ -432,7 +488,7 @@ impl Warehouse for EmbeddedWarehouse {
         limit: u32,
         offset: u32,
     ) -> Result<(Vec<HistoryEntry>, u64), WarehouseError> {
-        let mut tx = self.pool.begin().await.map_err(failed)?;
+        let mut tx = self.readers.begin().await.map_err(failed)?;
         let rows: Vec<(Uuid, Uuid, i64, i64)> = sqlx::query_as(
             "SELECT play_id, track_id, played_at_ms, played_ms FROM plays
              WHERE user_id = ? ORDER BY played_at_ms DESC, play_id DESC LIMIT ? OFFSET ?",
@@ -468,33 +524,111 @@ struct Inserts {
 type SqliteQuery<'q> = Query<'q, Sqlite, SqliteArguments<'q>>;
 
 impl Inserts {
-    fn new(head: &str, columns: usize) -> Self {
+    /// `head` up to `VALUES`, rows of `columns` parameters, then `tail` (an upsert or
+    /// `RETURNING` clause).
+    fn new(head: &str, columns: usize, tail: &str) -> Self {
         let row = format!("({})", marks(columns));
         let statements = ROWS_PER_STATEMENT
             .iter()
-            .map(|&rows| (rows, format!("{head}{}", vec![row.as_str(); rows].join(", "))))
+            .map(|&rows| {
+                (rows, format!("{head} VALUES {}{tail}", vec![row.as_str(); rows].join(", ")))
+            })
             .collect();
         Self { statements }
     }
 
-    /// Inserts every row, binding each with `bind`; returns how many were written.
+    /// `rows` cut into chunks, each with the statement that inserts it.
+    fn split<'a, T>(&'a self, rows: &'a [T]) -> Vec<(&'a str, &'a [T])> {
+        let mut chunks = Vec::new();
+        let mut rest = rows;
+        for (size, sql) in &self.statements {
+            while rest.len() >= *size {
+                let (chunk, tail) = rest.split_at(*size);
+                chunks.push((sql.as_str(), chunk));
+                rest = tail;
+            }
+        }
+        chunks
+    }
+
+    /// Inserts every row, binding each with `bind`.
     async fn run<'q, T>(
         &'q self,
         connection: &mut SqliteConnection,
         rows: &'q [T],
         bind: impl Fn(SqliteQuery<'q>, &'q T) -> SqliteQuery<'q>,
-    ) -> Result<u64, sqlx::Error> {
-        let mut written = 0;
-        let mut rest = rows;
-        for (size, sql) in &self.statements {
-            while rest.len() >= *size {
-                let (chunk, tail) = rest.split_at(*size);
-                let query = chunk.iter().fold(sqlx::query(sql), &bind);
-                written += query.execute(&mut *connection).await?.rows_affected();
-                rest = tail;
-            }
+    ) -> Result<(), sqlx::Error> {
+        for (sql, chunk) in self.split(rows) {
+            chunk.iter().fold(sqlx::query(sql), &bind).execute(&mut *connection).await?;
         }
-        Ok(written)
+        Ok(())
+    }
+}
+
+/// What a batch of new plays adds to the rollups, in each table's key order, so that
+/// every table is walked forwards once.
+#[derive(Default)]
+struct Rollups {
+    track_hours: BTreeMap<(i64, Uuid), (i64, i64)>,
+    track_days: BTreeMap<(i64, Uuid), (i64, i64)>,
+    track_listeners: BTreeSet<(i64, Uuid, Uuid)>,
+    hour_listeners: BTreeSet<(i64, Uuid)>,
+    day_listeners: BTreeSet<(i64, Uuid)>,
+    active_days: BTreeSet<(i64, Uuid)>,
+}
+
+impl Rollups {
+    fn of<'a>(plays: impl Iterator<Item = &'a &'a PlayFact>) -> Self {
+        let mut rollups = Self::default();
+        for play in plays {
+            let hour = play.played_at_ms.div_euclid(HOUR_MS);
+            let day = play.played_at_ms.div_euclid(DAY_MS);
+            let stream = i64::from(play.stream);
+            for counts in [
+                rollups.track_hours.entry((hour, play.track_id)).or_default(),
+                rollups.track_days.entry((day, play.track_id)).or_default(),
+            ] {
+                counts.0 += 1;
+                counts.1 += stream;
+            }
+            rollups.track_listeners.insert((hour, play.track_id, play.user_id));
+            rollups.hour_listeners.insert((hour, play.user_id));
+            rollups.day_listeners.insert((day, play.user_id));
+            rollups.active_days.insert((day, play.user_id));
+        }
+        rollups
+    }
+
+    async fn write(&self, connection: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        for (inserts, counts) in
+            [(&*TRACK_HOUR_UPSERTS, &self.track_hours), (&*TRACK_DAY_UPSERTS, &self.track_days)]
+        {
+            let rows: Vec<_> = counts.iter().collect();
+            inserts
+                .run(connection, &rows, |query, ((bucket, track_id), (plays, streams))| {
+                    query.bind(*bucket).bind(*track_id).bind(*plays).bind(*streams)
+                })
+                .await?;
+        }
+        let rows: Vec<_> = self.track_listeners.iter().collect();
+        TRACK_LISTENER_INSERTS
+            .run(connection, &rows, |query, (hour, track_id, user_id)| {
+                query.bind(*hour).bind(*track_id).bind(*user_id)
+            })
+            .await?;
+        for (inserts, users) in [
+            (&*HOUR_LISTENER_INSERTS, &self.hour_listeners),
+            (&*DAY_LISTENER_INSERTS, &self.day_listeners),
+            (&*ACTIVITY_INSERTS, &self.active_days),
+        ] {
+            let rows: Vec<_> = users.iter().collect();
+            inserts
+                .run(connection, &rows, |query, (bucket, user_id)| {
+                    query.bind(*bucket).bind(*user_id)
+                })
+                .await?;
+        }
+        Ok(())
     }
 }
 
@@ -511,6 +645,43 @@ fn day_buckets(bucketing: Bucketing, from_ms: i64, to_ms: i64) -> Vec<(i64, i64)
         .into_iter()
         .map(|start| (start.div_euclid(DAY_MS), bucketing.next(start).div_euclid(DAY_MS)))
         .collect()
+}
+
+/// Distinct users per bucket of `table`, whose rows are (day, user) pairs; only buckets
+/// with users, as (start, users).
+async fn users_per_bucket(
+    connection: &mut SqliteConnection,
+    table: &'static str,
+    bucketing: Bucketing,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    let buckets = day_buckets(bucketing, from_ms, to_ms);
+    if bucketing == Bucketing::Day {
+        // A day's rows are its distinct users already: counting them needs no set.
+        let (Some(&(first, _)), Some(&(_, end))) = (buckets.first(), buckets.last()) else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT day * 86400000, COUNT(*) FROM {table} WHERE day >= ? AND day < ? GROUP BY day"
+        );
+        return sqlx::query_as(&sql).bind(first).bind(end).fetch_all(&mut *connection).await;
+    }
+    let mut counted = Vec::new();
+    for buckets in buckets.chunks(BINDS_PER_READ) {
+        let sql = format!(
+            "{} SELECT b.first_day * 86400000, COUNT(DISTINCT t.user_id)
+             FROM buckets AS b JOIN {table} AS t ON t.day >= b.first_day AND t.day < b.end_day
+             GROUP BY b.first_day",
+            buckets_cte(buckets.len())
+        );
+        counted.extend(
+            bind_buckets(sqlx::query_as::<_, (i64, i64)>(&sql), buckets)
+                .fetch_all(&mut *connection)
+                .await?,
+        );
+    }
+    Ok(counted)
 }
 
 fn buckets_cte(count: usize) -> String {
