@@ -26,6 +26,34 @@ const TOP_LIMIT: u32 = 20;
 const HISTORY_LIMIT: u32 = 50;
 /// The rate is reported separately up to here: the rollups are small while it lasts.
 const FIRST_PLAYS: usize = 1_000_000;
+/// How late a play may reach the warehouse when plays arrive as they are played.
+const LATENESS_MS: i64 = 5 * 60_000;
+
+/// The order plays reach the warehouse in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arrival {
+    /// As the `song.played` consumer sees them: in the order they were played, each up to
+    /// five minutes late.
+    Played,
+    /// A backfill in no order: every play at a random time of the 30 days.
+    Shuffled,
+}
+
+impl Arrival {
+    /// When the `index`-th of `total` plays was played; all fall in the 30 days to `now_ms`.
+    fn played_at_ms(self, random: &mut Random, index: usize, total: usize, now_ms: i64) -> i64 {
+        let month = DAYS * DAY_MS;
+        match self {
+            Self::Played => {
+                let span = month - LATENESS_MS;
+                let on_time = now_ms - span
+                    + (index as i128 * i128::from(span) / total.max(1) as i128) as i64;
+                on_time - random.below(LATENESS_MS as u64) as i64
+            }
+            Self::Shuffled => now_ms - random.below(month as u64) as i64,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct AnalyticsArgs {
@@ -34,6 +62,7 @@ pub struct AnalyticsArgs {
     pub plays: usize,
     pub batch: Option<usize>,
     pub queries: usize,
+    pub arrival: Arrival,
     /// The ledger of the ClickHouse adapter: a PostgreSQL URL instead of a temporary SQLite
     /// file.
     pub database: Option<String>,
@@ -104,12 +133,11 @@ impl Population {
         self.users[random.below(USERS as u64) as usize]
     }
 
-    /// One play at a uniform time of the last 30 days. `salt` changes the play ids from
-    /// run to run, and nothing else, so a ledger kept in PostgreSQL never sees a repeat.
-    fn play(&self, random: &mut Random, now_ms: i64, salt: u128) -> PlayFact {
+    /// One play at `played_at_ms`. `salt` changes the play ids from run to run, and nothing
+    /// else, so a ledger kept in PostgreSQL never sees a repeat.
+    fn play(&self, random: &mut Random, played_at_ms: i64, salt: u128) -> PlayFact {
         let (track_id, duration_ms) = self.track(random);
         let user_id = self.user(random);
-        let played_at_ms = now_ms - random.below((DAYS * DAY_MS) as u64) as i64;
         let played_ms = if random.unit() < SKIPPED {
             1_000 + random.below(STREAM_MS - 1_000)
         } else {
@@ -227,7 +255,8 @@ pub async fn run(args: AnalyticsArgs) -> anyhow::Result<String> {
     }
     let mut summary = result?;
     if args.warehouse == "embedded" {
-        summary.push_str(&format!("; warehouse file {:.0} MiB", size_mib(dir.path())));
+        summary
+            .push_str(&format!("; warehouse on disk {:.0} MiB with its WAL", size_mib(dir.path())));
     }
     Ok(summary)
 }
@@ -253,7 +282,10 @@ async fn measure(
     while loaded < args.plays {
         plays.clear();
         let size = batch.min(args.plays - loaded);
-        plays.extend((0..size).map(|_| population.play(&mut random, now_ms, salt)));
+        plays.extend((loaded..loaded + size).map(|index| {
+            let played_at_ms = args.arrival.played_at_ms(&mut random, index, args.plays, now_ms);
+            population.play(&mut random, played_at_ms, salt)
+        }));
         let started = Instant::now();
         let new = warehouse.record_plays(&plays).await?;
         loading += started.elapsed();
@@ -271,9 +303,13 @@ async fn measure(
             );
         }
     }
+    let arrival = match args.arrival {
+        Arrival::Played => "in the order played",
+        Arrival::Shuffled => "in random time order",
+    };
     let rate = |plays: usize, seconds: f64| plays as f64 / seconds;
     let mut ingest = format!(
-        "ingest, batches of {batch}: {loaded} plays in {:.1} s, {:.0} plays/s",
+        "ingest, batches of {batch}, {arrival}: {loaded} plays in {:.1} s, {:.0} plays/s",
         loading.as_secs_f64(),
         rate(loaded, loading.as_secs_f64())
     );

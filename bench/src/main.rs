@@ -61,6 +61,9 @@ struct Args {
     /// dropped afterwards.
     #[arg(long, default_value = "embedded")]
     warehouse: String,
+    /// `analytics`: the order plays are loaded in.
+    #[arg(long, value_enum, default_value_t = analytics::Arrival::Played)]
+    arrival: analytics::Arrival,
     /// `analytics`: plays to load before the queries.
     #[arg(long, default_value_t = 10_000_000)]
     plays: usize,
@@ -110,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
             plays: args.plays,
             batch: args.batch,
             queries: args.queries.unwrap_or(200),
+            arrival: args.arrival,
             database: args.database.clone(),
         })
         .await?;
