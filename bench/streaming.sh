@@ -199,5 +199,12 @@ EOF
 if command -v wrk >/dev/null; then
     wrk=(wrk -t2 -c"$concurrency" -d"${seconds}s" --latency -s "$work/urls.lua")
     load "wrk: tonearm" "$server" "${wrk[@]}" "$base" -- "$work/tonearm.urls"
+    # TONEARM_BENCH_PERF=FILE: also profile the server under a second wrk pass (perf).
+    if [ -n "${TONEARM_BENCH_PERF:-}" ]; then
+        perf record ${TONEARM_BENCH_PERF_OPTIONS:--F 999 -g} -o "$TONEARM_BENCH_PERF" -p "$server" -- sleep "$seconds" &
+        profiler=$!
+        load "wrk: tonearm, profiled" "$server" "${wrk[@]}" "$base" -- "$work/tonearm.urls"
+        wait "$profiler"
+    fi
     load "wrk: nginx" "$(nginx_pids)" "${wrk[@]}" "http://127.0.0.1:$nginx_port" -- "$work/nginx.urls"
 fi

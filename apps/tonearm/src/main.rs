@@ -10,6 +10,11 @@ use kernel::{
 };
 use tonearm::{App, ServiceName, Settings, compose, settings::DEFAULT_CONFIG};
 
+/// Every request allocates and frees many small buffers; mimalloc does that far faster
+/// than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "tonearm", version, about = "Tonearm: a self-hosted music streaming platform")]
 struct Cli {
@@ -132,6 +137,8 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // Every connection and every segment file held open for sendfile is a descriptor.
+    kernel::sendfile::raise_open_file_limit();
     let mut settings = Settings::load(cli.config.as_deref())?;
     if let Some(data_dir) = cli.data_dir {
         settings.data_dir = data_dir;

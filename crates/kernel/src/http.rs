@@ -16,6 +16,7 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
+    serve::ListenerExt as _,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
@@ -28,7 +29,7 @@ use tower_http::{
 };
 use tracing::Level;
 
-use crate::{cache::Cache, db::SqlPool, problem::Problem};
+use crate::{cache::Cache, db::SqlPool, problem::Problem, sendfile::SendfileListener};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -292,6 +293,7 @@ async fn render_metrics() -> Response {
 }
 
 /// A bound listener; binding first lets tests ask for port 0 and read the real port.
+/// Its connections send file-backed bodies without copying them ([`crate::sendfile`]).
 pub struct Server {
     listener: TcpListener,
     grace: Duration,
@@ -315,12 +317,15 @@ impl Server {
     ) -> std::io::Result<()> {
         let stopping = Arc::new(Notify::new());
         let notifier = stopping.clone();
-        let serve =
-            axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    shutdown.await;
-                    notifier.notify_one();
-                });
+        let listener = SendfileListener::new(self.listener).tap_io(|stream| {
+            // Responses are written whole; holding back small packets only adds latency.
+            let _ = stream.get_ref().set_nodelay(true);
+        });
+        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                notifier.notify_one();
+            });
         let mut server = tokio::spawn(async move { serve.await });
         tokio::select! {
             finished = &mut server => return finished.unwrap_or_else(|e| Err(std::io::Error::other(e))),

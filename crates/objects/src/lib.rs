@@ -6,7 +6,12 @@
 //! by URL, streamed writes, and [`ObjectKey`], which refuses any name that could escape the
 //! storage root.
 
-use std::{ops::Range, path::Path, sync::Arc, time::Duration};
+use std::{
+    ops::Range,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -101,6 +106,8 @@ pub struct ObjectInfo {
 pub struct Objects {
     store: Arc<dyn ObjectStore>,
     engine: &'static str,
+    /// The directory of a `file://` store, where objects are files of their key's name.
+    root: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Objects {
@@ -121,7 +128,7 @@ impl Objects {
                 std::fs::create_dir_all(root).map_err(|e| invalid(e.to_string()))?;
                 let store =
                     LocalFileSystem::new_with_prefix(root).map_err(|e| invalid(e.to_string()))?;
-                Self { store: Arc::new(store), engine: "file" }
+                Self { store: Arc::new(store), engine: "file", root: Some(PathBuf::from(root)) }
             }
             "s3" => {
                 let bucket = url.expose().trim_start_matches("s3://").trim_end_matches('/');
@@ -150,7 +157,7 @@ impl Objects {
                         .with_secret_access_key(secret.expose_secret());
                 }
                 let store = builder.build().map_err(|e| invalid(e.to_string()))?;
-                Self { store: Arc::new(store), engine: "s3" }
+                Self { store: Arc::new(store), engine: "s3", root: None }
             }
             scheme => {
                 return Err(EngineError::UnsupportedScheme {
@@ -216,6 +223,29 @@ impl Objects {
 
     pub async fn get(&self, key: &ObjectKey) -> Result<Bytes, ObjectsError> {
         Ok(self.store.get(&key.path()).await?.bytes().await?)
+    }
+
+    /// The whole object, to be served over HTTP. From the local filesystem, the bytes
+    /// remember their file, so that the server sends them with `sendfile` instead of
+    /// copying them (see [`kernel::sendfile`]); from S3 they are what [`Self::get`] reads.
+    pub async fn get_for_serving(&self, key: &ObjectKey) -> Result<Bytes, ObjectsError> {
+        let Some(root) = &self.root else { return self.get(key).await };
+        // A valid key names only files below the root.
+        let path = root.join(key.as_str());
+        let read = tokio::task::spawn_blocking(move || kernel::sendfile::read(&path)).await;
+        match read {
+            Ok(Ok(bytes)) => Ok(bytes),
+            Ok(Err(error))
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory
+                ) =>
+            {
+                Err(ObjectsError::NotFound(key.to_string()))
+            }
+            Ok(Err(error)) => Err(ObjectsError::Unavailable(format!("cannot read {key}: {error}"))),
+            Err(error) => Err(ObjectsError::Unavailable(format!("cannot read {key}: {error}"))),
+        }
     }
 
     /// The object as a stream of chunks, for serving large files.

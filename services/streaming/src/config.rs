@@ -33,6 +33,9 @@ pub struct StreamingConfig {
     pub playlist_cache_secs: u64,
     /// Memory for recently served segments, in MiB (0 turns the cache off).
     pub segment_cache_mib: u64,
+    /// Send cached segments stored on the local filesystem with `sendfile` rather than
+    /// copying them into the socket; off, for a filesystem that does not support it.
+    pub sendfile: bool,
 }
 
 impl Default for StreamingConfig {
@@ -51,6 +54,7 @@ impl Default for StreamingConfig {
             public_url: String::new(),
             playlist_cache_secs: 30,
             segment_cache_mib: 256,
+            sendfile: true,
         }
     }
 }

@@ -245,11 +245,16 @@ impl StreamingService {
             return Ok(Media::Segment { bytes, etag });
         }
         let objects = self.objects.clone();
+        let sendfile = self.config.sendfile;
         // Concurrent misses for one segment share a single read.
         let fetched = self
             .segments
             .try_get_with(key.clone(), async move {
-                let bytes = objects.get(&key).await?;
+                let bytes = if sendfile {
+                    objects.get_for_serving(&key).await?
+                } else {
+                    objects.get(&key).await?
+                };
                 let etag = Bytes::from(format!("\"{}\"", short_hash(&bytes)));
                 Ok::<_, ObjectsError>((bytes, etag))
             })

@@ -268,6 +268,25 @@ async fn media_is_served_only_through_valid_signatures_and_outside_the_api_budge
     let cached = app.client.get(&segment_url).header(header::IF_NONE_MATCH, &etag).send().await;
     assert_eq!(cached.unwrap().status(), StatusCode::NOT_MODIFIED);
 
+    // A media segment is large enough to leave with sendfile: the bytes stored, whole and
+    // in part, from the first read and from the cache.
+    let large_url = resolve(&media_url, &files[1]);
+    let stored_at = large_url.split("/media/").nth(1).unwrap().split('?').next().unwrap();
+    let stored = std::fs::read(app.data_dir.join("media/streams").join(stored_at)).unwrap();
+    assert!(stored.len() > 2 * kernel::sendfile::MIN_SENDFILE_BYTES, "{} bytes", stored.len());
+    let before = kernel::sendfile::bytes_sent_from_files();
+    for _ in 0..2 {
+        let whole = app.client.get(&large_url).send().await.unwrap();
+        assert_eq!(whole.status(), StatusCode::OK);
+        assert!(whole.bytes().await.unwrap() == stored, "the segment differs from its file");
+    }
+    let from_files = kernel::sendfile::bytes_sent_from_files() - before;
+    assert!(from_files >= 2 * stored.len() as u64, "sent with sendfile: {from_files} bytes");
+    let part = app.client.get(&large_url).header(header::RANGE, "bytes=1000-30000").send();
+    let part = part.await.unwrap();
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert!(part.bytes().await.unwrap() == stored[1000..=30000], "the range differs");
+
     // Tampering with the signature, the path or the expiry, or leaving the query out.
     let signature = segment_url.split("sig=").nth(1).unwrap().to_owned();
     let flipped = if signature.starts_with('A') { "B" } else { "A" };

@@ -65,6 +65,11 @@ macro_rules! contract {
             async fn deleting_a_prefix_deletes_only_below_it() {
                 super::deleting_a_prefix_deletes_only_below_it($make).await;
             }
+
+            #[tokio::test]
+            async fn objects_read_for_serving_are_the_stored_bytes() {
+                super::objects_read_for_serving_are_the_stored_bytes($make).await;
+            }
         }
     };
 }
@@ -154,4 +159,21 @@ async fn local_objects_live_under_the_data_dir() {
     let key = ObjectKey::parse("tracks/abc/original.flac").unwrap();
     objects.put(&key, Bytes::from_static(b"fLaC")).await.unwrap();
     assert_eq!(std::fs::read(dir.path().join("media/tracks/abc/original.flac")).unwrap(), b"fLaC");
+}
+
+async fn objects_read_for_serving_are_the_stored_bytes(test: TestStore) {
+    let missing = test.prefix.join("missing.m4s").unwrap();
+    assert!(matches!(test.objects.get_for_serving(&missing).await, Err(ObjectsError::NotFound(_))));
+    assert!(matches!(
+        test.objects.get_for_serving(&test.prefix).await,
+        Err(ObjectsError::NotFound(_))
+    ));
+    // Large enough to be sent from its file, and small enough to be copied.
+    let large: Bytes = (0..200_000_u32).map(|i| (i % 251) as u8).collect::<Vec<_>>().into();
+    for (name, contents) in [("seg-1.m4s", large), ("init.mp4", Bytes::from_static(b"ftyp"))] {
+        let key = test.prefix.join(name).unwrap();
+        test.objects.put(&key, contents.clone()).await.unwrap();
+        assert_eq!(test.objects.get_for_serving(&key).await.unwrap(), contents, "{name}");
+    }
+    test.objects.delete_prefix(&test.prefix).await.unwrap();
 }
