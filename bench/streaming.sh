@@ -3,12 +3,13 @@
 # serving under `tonearm up` against nginx serving the same files from disk, at the same
 # concurrency, from the same list of segments (every rendition of a few uploaded tracks).
 # The media guard and API rate limits are lifted so that the server, not a budget, is what
-# gets measured. Usage: ./bench/streaming.sh [seconds] [concurrency] [all|transcode|serve]
+# gets measured. Usage: ./bench/streaming.sh [seconds] [concurrency] [all|transcode|serve] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-15}"
 concurrency="${2:-64}"
 what="${3:-all}"
+rounds="${4:-3}"
 tracks=4
 track_seconds=60
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tonearm/target}"
@@ -69,13 +70,28 @@ load() {
     local rate
     rate="$(grep -oE '[0-9.]+ req/s' "$work/load.out" | cut -d' ' -f1 || true)"
     [ -n "$rate" ] || rate="$(awk '/Requests\/sec/ {print $2}' "$work/load.out")"
-    awk -v ticks="$used" -v hz="$hz" -v from="$started" -v to="$ended" -v rate="$rate" \
+    awk -v name="$name" -v results="$work/results.tsv" -v ticks="$used" -v hz="$hz" -v from="$started" -v to="$ended" -v rate="$rate" \
         -v client="$(echo "$user + $sys" | bc)" -v machine="$machine" 'BEGIN {
         wall = to - from; cores = ticks / hz / wall; client /= wall
         if (rate > 0) printf "server CPU %.2f cores (%.0f µs a request), ", cores, cores * 1e6 / rate
+        if (rate > 0) printf "%s\t%s\t%.1f\n", name, rate, cores * 1e6 / rate >> results
         printf "load generator %.2f cores, anything else %.2f cores, over %.1f s\n",
             client, machine / hz / wall - cores - client, wall }'
 }
+# Medians over the rounds of the passes named "$1: tonearm (round N)" and "$1: nginx …".
+summary() {
+    local median='sort -n | awk "{ v[NR] = \$1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }"'
+    local tonearm_rate nginx_rate tonearm_cpu nginx_cpu
+    tonearm_rate="$(grep -F "$1: tonearm (round" "$work/results.tsv" | cut -f2 | eval "$median")"
+    nginx_rate="$(grep -F "$1: nginx (round" "$work/results.tsv" | cut -f2 | eval "$median")"
+    tonearm_cpu="$(grep -F "$1: tonearm (round" "$work/results.tsv" | cut -f3 | eval "$median")"
+    nginx_cpu="$(grep -F "$1: nginx (round" "$work/results.tsv" | cut -f3 | eval "$median")"
+    echo "### $1, medians of $rounds rounds"
+    awk -v t="$tonearm_rate" -v n="$nginx_rate" -v tc="$tonearm_cpu" -v nc="$nginx_cpu" 'BEGIN {
+        printf "tonearm %.0f req/s (%.0f µs a request), nginx %.0f req/s (%.0f µs a request): %.2f× nginx\n",
+            t, tc, n, nc, t / n }'
+}
+
 if [ "$what" != serve ]; then
     echo "## Transcode speed"
     load "the ladder: Tonearm against the ffmpeg CLI" "" \
@@ -198,7 +214,13 @@ end
 EOF
 if command -v wrk >/dev/null; then
     wrk=(wrk -t2 -c"$concurrency" -d"${seconds}s" --latency -s "$work/urls.lua")
-    load "wrk: tonearm" "$server" "${wrk[@]}" "$base" -- "$work/tonearm.urls"
+    # This machine's speed drifts from minute to minute: alternate the two servers for
+    # several rounds and compare like with like (the summary takes medians).
+    for round in $(seq 1 "$rounds"); do
+        load "wrk: tonearm (round $round)" "$server" "${wrk[@]}" "$base" -- "$work/tonearm.urls"
+        load "wrk: nginx (round $round)" "$(nginx_pids)" "${wrk[@]}" "http://127.0.0.1:$nginx_port" -- "$work/nginx.urls"
+    done
+    summary "wrk"
     # TONEARM_BENCH_PERF=FILE: also profile the server under a second wrk pass (perf).
     if [ -n "${TONEARM_BENCH_PERF:-}" ]; then
         perf record ${TONEARM_BENCH_PERF_OPTIONS:--F 999 -g} -o "$TONEARM_BENCH_PERF" -p "$server" -- sleep "$seconds" &
@@ -206,5 +228,4 @@ if command -v wrk >/dev/null; then
         load "wrk: tonearm, profiled" "$server" "${wrk[@]}" "$base" -- "$work/tonearm.urls"
         wait "$profiler"
     fi
-    load "wrk: nginx" "$(nginx_pids)" "${wrk[@]}" "http://127.0.0.1:$nginx_port" -- "$work/nginx.urls"
 fi

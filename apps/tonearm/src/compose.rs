@@ -14,7 +14,9 @@ use bus::{
     outbox::{OutboxStore, Relay, RelayOptions},
 };
 use catalog::CatalogService;
-use gateway::{GatewayParts, RemoteDirectory, RemoteService, Route, Upstream, UpstreamProbe};
+use gateway::{
+    GatewayParts, MediaUpstream, RemoteDirectory, RemoteService, Route, Upstream, UpstreamProbe,
+};
 use kernel::{
     background::Background,
     cache::{self, Cache},
@@ -116,7 +118,9 @@ impl App {
             ],
             probes,
             route_body_limits: vec![upload_limit],
-            media: Some(Upstream::Local(streaming::media_router(streaming))),
+            media: Some(MediaUpstream::Local(kernel::http::HotService::new(
+                streaming::media_service(streaming),
+            ))),
             request_events: Some(bus),
         });
         background.extend(request_events);
@@ -176,10 +180,14 @@ impl App {
                     Arc::new(ObjectsProbe(objects)),
                     Arc::new(TranscoderProbe::new(streaming.clone())),
                 ];
-                let router = kernel::http::observe(
-                    public
-                        .merge(streaming::media_router(streaming))
-                        .merge(kernel::http::ops_router(probes)),
+                // Signed media is the hot path: it skips the API routes' layers.
+                let router = kernel::http::split(
+                    "/media/",
+                    kernel::http::observe_service(
+                        streaming::MEDIA_ROUTE,
+                        streaming::media_service(streaming),
+                    ),
+                    kernel::http::observe(public.merge(kernel::http::ops_router(probes))),
                 );
                 (router, background)
             }
@@ -583,7 +591,7 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<(Router, Vec<Backg
     if let Some(url) = config.upstreams.get("streaming") {
         let streaming = RemoteService::new("streaming", url, timeout)?;
         probes.push(Arc::new(UpstreamProbe(streaming.clone())));
-        media = Some(Upstream::Remote(streaming.clone()));
+        media = Some(MediaUpstream::Remote(streaming.clone()));
         routes.push(Route { upstream: Upstream::Remote(streaming), api: streaming::openapi() });
     } else {
         documents.clear();

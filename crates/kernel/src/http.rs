@@ -3,6 +3,7 @@
 //! Prometheus exposition, and a server that drains in-flight requests on shutdown.
 
 use std::{
+    convert::Infallible,
     net::SocketAddr,
     sync::{Arc, OnceLock},
     time::{Duration, Instant},
@@ -21,7 +22,7 @@ use axum::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 use tokio::{net::TcpListener, sync::Notify};
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, util::BoxCloneSyncService};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -57,40 +58,143 @@ pub struct Query<T>(pub T);
 /// Wraps a service's router in the layers every Tonearm server has. Routes added after
 /// this call are not observed, so call it last.
 pub fn observe(router: Router) -> Router {
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &Request| {
+            let request_id =
+                request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!(
+                "request",
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id,
+            )
+        })
+        .on_request(())
+        .on_response(log_response);
+    observed(router).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(trace)
+            .layer(CatchPanicLayer::custom(panic_as_problem)),
+    )
+}
+
+/// The service behind a hot path, boxed as [`split`] takes it.
+pub type HotService = BoxCloneSyncService<Request, Response, Infallible>;
+
+/// Wraps one service of a hot path (signed media) in what [`observe`] gives a router, but
+/// for the trace span and log line, which such requests never get: request ids, metrics
+/// (every request counted under `route`), problem+json for bare errors, panic capture. No
+/// router runs: the service answers every path it is given.
+pub fn observe_service<S>(route: &'static str, service: S) -> HotService
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    prometheus();
+    let observed = ServiceBuilder::new()
+        .map_response(|response: Response<_>| response.map(axum::body::Body::new))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(CatchPanicLayer::custom(panic_as_problem))
+        .service(Measured { route, inner: service });
+    BoxCloneSyncService::new(observed)
+}
+
+/// Counts and times a service's requests under one route, as [`measure`] does a router's.
+#[derive(Clone)]
+struct Measured<S> {
+    route: &'static str,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Measured<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let route = self.route;
+        let answered = self.inner.call(request);
+        Box::pin(async move {
+            let Ok(response) = answered.await;
+            let response = as_problem(response);
+            record(method.as_str(), route, response.status(), started);
+            Ok(response)
+        })
+    }
+}
+
+/// What both kinds of observed routers share: the problem+json fallback and the
+/// per-route metrics.
+fn observed(router: Router) -> Router {
     // Install the recorder before the first request records anything.
     prometheus();
     router
         .fallback(|| async { Problem::not_found("no such endpoint") })
-        .layer(middleware::from_fn(record_metrics))
-        .layer(middleware::from_fn(bare_errors_as_problems))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(|request: &Request| {
-                            let request_id = request
-                                .headers()
-                                .get(REQUEST_ID)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or_default();
-                            tracing::info_span!(
-                                "request",
-                                method = %request.method(),
-                                path = %request.uri().path(),
-                                request_id,
-                            )
-                        })
-                        .on_request(())
-                        .on_response(log_response),
-                )
-                .layer(CatchPanicLayer::custom(|_panic| {
-                    tracing::error!("handler panicked");
-                    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "an internal error occurred")
-                        .into_response()
-                })),
-        )
+        .layer(middleware::from_fn(measure))
+}
+
+fn panic_as_problem(_panic: Box<dyn std::any::Any + Send>) -> Response {
+    tracing::error!("handler panicked");
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "an internal error occurred").into_response()
+}
+
+/// One router serving paths under `prefix` with `hot` ([`observe_service`]) and every
+/// other path with `rest` ([`observe`]), so that the hot path (signed media) passes none of
+/// the other routes' layers.
+pub fn split(prefix: &'static str, hot: HotService, rest: Router) -> Router {
+    Router::new().fallback_service(Split { prefix, hot, rest })
+}
+
+#[derive(Clone)]
+struct Split {
+    prefix: &'static str,
+    hot: HotService,
+    rest: Router,
+}
+
+impl tower::Service<Request> for Split {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures::future::Either<
+        <HotService as tower::Service<Request>>::Future,
+        <Router as tower::Service<Request>>::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Both sides are always ready (routers, and services that answer every request).
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if request.uri().path().starts_with(self.prefix) {
+            futures::future::Either::Left(self.hot.call(request))
+        } else {
+            futures::future::Either::Right(self.rest.call(request))
+        }
+    }
 }
 
 /// Marks a response that gets no log line of its own (media segments and playlists, the
@@ -104,10 +208,33 @@ fn log_response<B>(response: &Response<B>, latency: Duration, span: &tracing::Sp
     }
 }
 
-/// Error responses made by layers or a framework (a 405, a 408, a 413 without a body)
-/// become problem+json too, so clients meet one error shape.
-async fn bare_errors_as_problems(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// Counts each request and its latency by route, and turns error responses made by
+/// layers or the framework (a 405, a 408, a 413 without a body) into problem+json too, so
+/// that clients meet one error shape.
+async fn measure(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let response = as_problem(next.run(request).await);
+    record(method.as_str(), &route, response.status(), started);
+    response
+}
+
+fn record(method: &str, route: &str, status: StatusCode, started: Instant) {
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+}
+
+fn as_problem(response: Response) -> Response {
     let status = response.status();
     if (status.is_client_error() || status.is_server_error())
         && !response.headers().contains_key(header::CONTENT_TYPE)
@@ -123,22 +250,6 @@ async fn bare_errors_as_problems(request: Request, next: Next) -> Response {
         }
         return problem;
     }
-    response
-}
-
-async fn record_metrics(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
-    let labels =
-        [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -405,6 +516,55 @@ mod tests {
             reqwest::get(format!("http://{addr}/slow")).await.is_err(),
             "a stopped server accepts no new requests"
         );
+    }
+
+    #[tokio::test]
+    async fn a_hot_path_is_served_apart_and_observed_like_the_rest() {
+        use tower::ServiceExt;
+        let hot = tower::service_fn(|request: Request| async move {
+            if request.uri().path() == "/hot/boom" {
+                panic!("kaboom");
+            }
+            if request.uri().path() == "/hot/teapot" {
+                // A bare error, as a layer or framework would make it.
+                return Ok::<_, Infallible>(StatusCode::IM_A_TEAPOT.into_response());
+            }
+            Ok(format!("hot {}", request.uri().path()).into_response())
+        });
+        let rest = observe(Router::new().route("/hotel", get(|| async { "rest" })));
+        let app = split("/hot/", observe_service("/hot/{path}", hot), rest);
+        let call = |path: &'static str| {
+            let app = app.clone();
+            async move {
+                let request = Request::get(path).body(axum::body::Body::empty()).unwrap();
+                app.oneshot(request).await.unwrap()
+            }
+        };
+        let body = |response: Response| async move {
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+            String::from_utf8(bytes.to_vec()).unwrap()
+        };
+
+        let served = call("/hot/a/b").await;
+        assert_eq!(served.status(), StatusCode::OK);
+        assert!(served.headers().contains_key(REQUEST_ID));
+        assert_eq!(body(served).await, "hot /hot/a/b");
+        assert_eq!(
+            body(call("/hotel").await).await,
+            "rest",
+            "only the prefix goes to the hot side"
+        );
+        for (path, status) in [
+            ("/hot/boom", StatusCode::INTERNAL_SERVER_ERROR),
+            ("/hot/teapot", StatusCode::IM_A_TEAPOT),
+        ] {
+            let response = call(path).await;
+            assert_eq!(response.status(), status, "{path}");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], crate::problem::CONTENT_TYPE);
+            assert!(response.headers().contains_key(REQUEST_ID), "{path}");
+        }
+        let metrics = prometheus().render();
+        assert!(metrics.contains(r#"route="/hot/{path}""#), "{metrics}");
     }
 
     #[tokio::test]

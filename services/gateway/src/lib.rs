@@ -36,6 +36,7 @@ use utoipa_scalar::{Scalar, Servable};
 
 pub use config::{GatewayConfig, RateLimits};
 use limiter::{Budget, Decision, RateLimiter};
+pub use media::MediaUpstream;
 pub use upstream::{RemoteDirectory, RemoteService, Upstream, UpstreamProbe};
 use verifier::{TokenError, TokenVerifier};
 
@@ -59,7 +60,7 @@ pub struct GatewayParts {
     pub route_body_limits: Vec<(String, usize)>,
     /// The service behind signed media URLs (`/media/…`), if any: mounted outside the API
     /// budgets, behind a per-IP guard.
-    pub media: Option<Upstream>,
+    pub media: Option<MediaUpstream>,
     /// Where each answered API request goes as a sample in `api.request` events, for
     /// analytics; `None` records nothing.
     pub request_events: Option<Arc<dyn bus::EventBus>>,
@@ -109,14 +110,10 @@ pub fn router(parts: GatewayParts) -> (Router, Option<Background>) {
         .route("/v1/openapi.json", get(move || async move { axum::Json(served.as_ref().clone()) }))
         .merge(Scalar::with_url("/docs", document.as_ref().clone()))
         .route_layer(unrecorded());
-    let mut api = api.merge(docs).layer(middleware::from_fn_with_state(gateway, admit));
-    if let Some(upstream) = parts.media {
-        let guard = Arc::new(media::MediaGuard::new(&parts.config));
-        api = api.merge(media::routes(upstream, guard).route_layer(unrecorded()));
-    }
+    let api = api.merge(docs).layer(middleware::from_fn_with_state(gateway, admit));
     let ops = kernel::http::ops_router(parts.probes).route_layer(unrecorded());
     let router = kernel::http::observe(api.merge(ops).layer(cors(&parts.config)));
-    match parts.request_events {
+    let (router, flusher) = match parts.request_events {
         Some(bus) => {
             let (recorder, flusher) = request_events::start(bus, &parts.config);
             let recorded =
@@ -124,7 +121,18 @@ pub fn router(parts: GatewayParts) -> (Router, Option<Background>) {
             (recorded, Some(flusher))
         }
         None => (router, None),
-    }
+    };
+    // Media is the hot path: it passes its guard and CORS, and none of the API's layers
+    // (token checks, budgets, request samples, trace spans).
+    let router = match parts.media {
+        Some(upstream) => {
+            let guard = Arc::new(media::MediaGuard::new(&parts.config));
+            let media = media::service(upstream, guard, cors(&parts.config));
+            kernel::http::split("/media/", media, router)
+        }
+        None => router,
+    };
+    (router, flusher)
 }
 
 fn cors(config: &GatewayConfig) -> CorsLayer {

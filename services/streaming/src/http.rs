@@ -4,11 +4,11 @@
 // utoipa's expansion of query extractors trips this lint on the handlers' own types.
 #![allow(unused_qualifications)]
 
-use std::{ops::Bound, sync::Arc};
+use std::{borrow::Cow, ops::Bound, sync::Arc};
 
 use axum::{
     Router,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
@@ -17,7 +17,7 @@ use kernel::{
     Problem,
     api::millis,
     caller::Caller,
-    http::{Json, Path, Query, Unlogged},
+    http::{Json, Path, Unlogged},
 };
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
@@ -46,11 +46,38 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
 }
 
-/// The signed media routes: no token, their own signature instead. The gateway mounts
-/// them outside its API rate limits.
-pub fn media_router(service: Arc<StreamingService>) -> Router {
-    // The documented `{path}` spans directories (`128k/seg001.m4s`): a wildcard in axum.
-    Router::new().route("/media/{track_id}/{*path}", axum::routing::get(media)).with_state(service)
+/// The route signed media is counted under in metrics, as the API documents it.
+pub const MEDIA_ROUTE: &str = "/media/{track_id}/{path}";
+
+/// The signed media (`/media/…`): no token, the URL's own signature instead. It is the hot
+/// path, so it is one service that answers every path below `/media/` itself, with no
+/// router or extractors in between (they cost more than the rest of a cached segment's
+/// answer). The gateway mounts it outside its API layers and rate limits.
+pub fn media_service(service: Arc<StreamingService>) -> MediaService {
+    MediaService(service)
+}
+
+#[derive(Clone)]
+pub struct MediaService(Arc<StreamingService>);
+
+impl tower::Service<axum::extract::Request> for MediaService {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        let service = self.0.clone();
+        // A media request has no body to read.
+        let (request, _) = request.into_parts();
+        Box::pin(async move { Ok(answer_media(&service, &request).await) })
+    }
 }
 
 /// The OpenAPI description of the signed media routes.
@@ -159,12 +186,29 @@ async fn dash_url(
     ))]
 async fn media(
     axum::extract::State(service): axum::extract::State<AppState>,
-    Path((track_id, path)): Path<(Uuid, String)>,
-    Query(query): Query<SignedQuery>,
     request: axum::extract::Request,
 ) -> Response {
-    let headers = request.headers();
-    let mut response = match service.media(track_id, &path, &query).await {
+    answer_media(&service, &request.into_parts().0).await
+}
+
+async fn answer_media(
+    service: &StreamingService,
+    request: &axum::http::request::Parts,
+) -> Response {
+    if request.method != Method::GET && request.method != Method::HEAD {
+        let mut refused =
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "media answers GET and HEAD only")
+                .into_response();
+        refused.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return refused;
+    }
+    let target = media_target(request.uri.path());
+    let query = SignedQuery::parse(request.uri.query().unwrap_or_default());
+    let served = match &target {
+        Some((track_id, path)) => service.media(*track_id, path, &query).await,
+        None => Err(StreamingError::NotFound("file")),
+    };
+    let mut response = match served {
         Ok(Media::Text { content_type, body }) => (
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
@@ -174,7 +218,7 @@ async fn media(
             body,
         )
             .into_response(),
-        Ok(Media::Segment { bytes, etag }) => segment_response(headers, bytes, etag),
+        Ok(Media::Segment { bytes, etag }) => segment_response(&request.headers, bytes, etag),
         Err(error) => {
             if let StreamingError::Signature(reason) = &error {
                 metrics::counter!("media_signature_refusals_total", "reason" => signature_reason(*reason)).increment(1);
@@ -185,6 +229,15 @@ async fn media(
     // Media is the hot path: counted in metrics, never a log line per request.
     response.extensions_mut().insert(Unlogged);
     response
+}
+
+/// The track and the file under it that a media path (`/media/{track_id}/{path}`) names,
+/// percent-decoded.
+fn media_target(path: &str) -> Option<(Uuid, Cow<'_, str>)> {
+    let (track_id, file) = path.strip_prefix("/media/")?.split_once('/')?;
+    let track_id = Uuid::parse_str(track_id).ok()?;
+    let file = percent_encoding::percent_decode_str(file).decode_utf8().ok()?;
+    (!file.is_empty()).then_some((track_id, file))
 }
 
 fn signature_reason(error: SignatureError) -> &'static str {
@@ -199,27 +252,31 @@ fn signature_reason(error: SignatureError) -> &'static str {
 
 /// A segment, whole or the one range asked for, with its validator and CDN-fit caching.
 fn segment_response(request: &HeaderMap, bytes: bytes::Bytes, etag: bytes::Bytes) -> Response {
-    let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/mp4"));
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
-    );
-    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     let matches_etag = request
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|tags| {
             tags.split(',').any(|tag| tag.trim().as_bytes() == etag.as_ref() || tag.trim() == "*")
         });
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/mp4"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Ok(value) = HeaderValue::from_maybe_shared(etag) {
         headers.insert(header::ETAG, value);
     }
     if matches_etag {
-        return (StatusCode::NOT_MODIFIED, headers).into_response();
+        return with_headers(StatusCode::NOT_MODIFIED, headers, bytes::Bytes::new());
+    }
+    if !request.contains_key(header::RANGE) {
+        return with_headers(StatusCode::OK, headers, bytes);
     }
     let Some(range) = request.typed_get::<headers::Range>() else {
-        return (headers, bytes).into_response();
+        // A Range header that does not parse is ignored, as RFC 9110 says.
+        return with_headers(StatusCode::OK, headers, bytes);
     };
     let length = bytes.len() as u64;
     let mut ranges = range.satisfiable_ranges(length);
@@ -243,7 +300,15 @@ fn segment_response(request: &HeaderMap, bytes: bytes::Bytes, etag: bytes::Bytes
         headers.insert(header::CONTENT_RANGE, value);
     }
     let (first, last) = (first as usize, last as usize);
-    (StatusCode::PARTIAL_CONTENT, headers, bytes.slice(first..=last)).into_response()
+    with_headers(StatusCode::PARTIAL_CONTENT, headers, bytes.slice(first..=last))
+}
+
+/// A response built in place: the headers become the response's own map, not a copy.
+fn with_headers(status: StatusCode, headers: HeaderMap, body: bytes::Bytes) -> Response {
+    let mut response = Response::new(axum::body::Body::from(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
 }
 
 fn unsatisfiable(length: u64, mut headers: HeaderMap) -> Response {

@@ -240,7 +240,7 @@ impl StreamingService {
         }
         // Only the server signs, and it signs only packaged files: a valid signature
         // already names a segment, so the hot path needs no database read.
-        let key = media_prefix(track_id)?.join(path_in_track)?;
+        let key = ObjectKey::parse(&format!("streams/{track_id}/{path_in_track}"))?;
         if let Some((bytes, etag)) = self.segments.get(&key).await {
             return Ok(Media::Segment { bytes, etag });
         }

@@ -9,7 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use gateway::{GatewayConfig, GatewayParts, Route, Upstream};
+use gateway::{GatewayConfig, GatewayParts, MediaUpstream, Route, Upstream};
 use kernel::{
     background::Background,
     cache::MemoryCache,
@@ -68,7 +68,7 @@ pub fn gateway(
         api,
         probes: Vec::new(),
         route_body_limits: Vec::new(),
-        media: Some(Upstream::Local(media())),
+        media: Some(MediaUpstream::Local(kernel::http::HotService::new(media()))),
         request_events: bus,
     })
 }

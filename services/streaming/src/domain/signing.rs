@@ -68,6 +68,24 @@ pub struct SignedQuery {
     pub sig: Option<String>,
 }
 
+impl SignedQuery {
+    /// Reads `exp`, `kid` and `sig` from a query string (the first of each; other
+    /// parameters are ignored).
+    pub fn parse(query: &str) -> Self {
+        let mut signed = Self::default();
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let slot = match name.as_ref() {
+                "exp" => &mut signed.exp,
+                "kid" => &mut signed.kid,
+                "sig" => &mut signed.sig,
+                _ => continue,
+            };
+            slot.get_or_insert_with(|| value.into_owned());
+        }
+        signed
+    }
+}
+
 /// Signs with the newest key; verifies with any key it holds.
 #[derive(Debug, Clone)]
 pub struct UrlSigner {
