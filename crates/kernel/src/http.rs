@@ -398,6 +398,8 @@ async fn run_probes(probes: &Probes) -> Vec<(String, Result<(), String>)> {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn render_metrics() -> Response {
     let handle = prometheus();
+    metrics::gauge!("sendfile_open_files").set(crate::sendfile::open_files() as f64);
+    metrics::counter!("sendfile_bytes_total").absolute(crate::sendfile::bytes_sent_from_files());
     handle.run_upkeep();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render())
         .into_response()

@@ -53,12 +53,12 @@ pub fn read(path: &Path) -> io::Result<Bytes> {
     }
 }
 
-/// How many files [`read`] keeps open now, for tests and metrics.
+/// How many files [`read`] keeps open now (`sendfile_open_files` in `/metrics`).
 pub fn open_files() -> usize {
     OPEN_FILES.held.load(Ordering::Relaxed)
 }
 
-/// How many bytes this process has sent with `sendfile`, for tests and benchmarks.
+/// How many bytes this process has sent with `sendfile` (`sendfile_bytes_total`).
 pub fn bytes_sent_from_files() -> u64 {
     SENT_FROM_FILES.load(Ordering::Relaxed)
 }
@@ -342,8 +342,8 @@ mod tests {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()
     }
 
-    /// Writes `parts` through a `SendfileStream` and returns what the peer received.
-    async fn through_a_socket(parts: Vec<Bytes>) -> Vec<u8> {
+    /// A `SendfileStream` connected to a peer that reads everything until it is shut down.
+    async fn connected() -> (SendfileStream, tokio::task::JoinHandle<Vec<u8>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let reader = tokio::spawn(async move {
@@ -352,7 +352,12 @@ mod tests {
             stream.read_to_end(&mut received).await.unwrap();
             received
         });
-        let mut stream = SendfileStream::new(TcpStream::connect(addr).await.unwrap());
+        (SendfileStream::new(TcpStream::connect(addr).await.unwrap()), reader)
+    }
+
+    /// Writes `parts` through a `SendfileStream` and returns what the peer received.
+    async fn through_a_socket(parts: Vec<Bytes>) -> Vec<u8> {
+        let (mut stream, reader) = connected().await;
         for part in &parts {
             let mut rest = part.clone();
             while !rest.is_empty() {
@@ -418,15 +423,7 @@ mod tests {
         let body = pattern(200_000);
         let file = file_with(&body);
         let backed = read(file.path()).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let reader = tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut received = Vec::new();
-            stream.read_to_end(&mut received).await.unwrap();
-            received
-        });
-        let mut stream = SendfileStream::new(TcpStream::connect(addr).await.unwrap());
+        let (mut stream, reader) = connected().await;
         let (head, tail) = (b"head:".as_slice(), b":tail".as_slice());
         let mut parts = vec![Bytes::from_static(head), backed.clone(), Bytes::from_static(tail)];
         // As hyper does: offer every remaining part, advance by what was taken.
