@@ -286,6 +286,12 @@ async fn media_is_served_only_through_valid_signatures_and_outside_the_api_budge
     let part = part.await.unwrap();
     assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
     assert!(part.bytes().await.unwrap() == stored[1000..=30000], "the range differs");
+    let posted = app.client.post(&large_url).body("x").send().await.unwrap();
+    assert_eq!(posted.headers()[header::ALLOW], "GET, HEAD");
+    assert_problem(posted, StatusCode::METHOD_NOT_ALLOWED).await;
+    let head = app.client.head(&large_url).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()[header::CONTENT_LENGTH], stored.len().to_string().as_str());
 
     // Tampering with the signature, the path or the expiry, or leaving the query out.
     let signature = segment_url.split("sig=").nth(1).unwrap().to_owned();
