@@ -78,14 +78,15 @@ load() {
         printf "load generator %.2f cores, anything else %.2f cores, over %.1f s\n",
             client, machine / hz / wall - cores - client, wall }'
 }
-# Medians over the rounds of the passes named "$1: tonearm (round N)" and "$1: nginx …".
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# Medians over the rounds of the passes named "$1: tonearm (round N)" and "$1: nginx …":
+# column 2 is requests/s, column 3 the server's CPU a request.
 summary() {
-    local median='sort -n | awk "{ v[NR] = \$1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }"'
     local tonearm_rate nginx_rate tonearm_cpu nginx_cpu
-    tonearm_rate="$(grep -F "$1: tonearm (round" "$work/results.tsv" | cut -f2 | eval "$median")"
-    nginx_rate="$(grep -F "$1: nginx (round" "$work/results.tsv" | cut -f2 | eval "$median")"
-    tonearm_cpu="$(grep -F "$1: tonearm (round" "$work/results.tsv" | cut -f3 | eval "$median")"
-    nginx_cpu="$(grep -F "$1: nginx (round" "$work/results.tsv" | cut -f3 | eval "$median")"
+    tonearm_rate="$(grep -F "$1: tonearm (round" "$work/results.tsv" | cut -f2 | median)"
+    nginx_rate="$(grep -F "$1: nginx (round" "$work/results.tsv" | cut -f2 | median)"
+    tonearm_cpu="$(grep -F "$1: tonearm (round" "$work/results.tsv" | cut -f3 | median)"
+    nginx_cpu="$(grep -F "$1: nginx (round" "$work/results.tsv" | cut -f3 | median)"
     echo "### $1, medians of $rounds rounds"
     awk -v t="$tonearm_rate" -v n="$nginx_rate" -v tc="$tonearm_cpu" -v nc="$nginx_cpu" 'BEGIN {
         printf "tonearm %.0f req/s (%.0f µs a request), nginx %.0f req/s (%.0f µs a request): %.2f× nginx\n",

@@ -182,9 +182,9 @@ impl App {
                 ];
                 // Signed media is the hot path: it skips the API routes' layers.
                 let router = kernel::http::split(
-                    "/media/",
+                    kernel::api::MEDIA_PREFIX,
                     kernel::http::observe_service(
-                        streaming::MEDIA_ROUTE,
+                        kernel::api::MEDIA_ROUTE,
                         streaming::media_service(streaming),
                     ),
                     kernel::http::observe(public.merge(kernel::http::ops_router(probes))),

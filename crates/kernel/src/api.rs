@@ -1,11 +1,18 @@
-//! Shapes every API shares: paged lists, the embedded track summary and millisecond
-//! timestamps.
+//! Shapes every API shares: paged lists, the embedded track summary, millisecond
+//! timestamps, and where signed media lives.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::problem::Problem;
+
+/// Every signed media path starts so: the gateway and a lone streaming service send these
+/// requests past the API's layers.
+pub const MEDIA_PREFIX: &str = "/media/";
+
+/// The route signed media is documented and counted under in metrics.
+pub const MEDIA_ROUTE: &str = "/media/{track_id}/{path}";
 
 /// `?limit=` (default 20, at most 100) and `?offset=`.
 #[derive(Debug, Clone, Copy, Deserialize, IntoParams)]

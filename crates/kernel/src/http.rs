@@ -71,13 +71,18 @@ pub fn observe(router: Router) -> Router {
         })
         .on_request(())
         .on_response(log_response);
-    observed(router).layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(trace)
-            .layer(CatchPanicLayer::custom(panic_as_problem)),
-    )
+    // Install the recorder before the first request records anything.
+    prometheus();
+    router
+        .fallback(|| async { Problem::not_found("no such endpoint") })
+        .layer(middleware::from_fn(measure))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(trace)
+                .layer(CatchPanicLayer::custom(panic_as_problem)),
+        )
 }
 
 /// The service behind a hot path, boxed as [`split`] takes it.
@@ -141,16 +146,6 @@ where
             Ok(response)
         })
     }
-}
-
-/// What both kinds of observed routers share: the problem+json fallback and the
-/// per-route metrics.
-fn observed(router: Router) -> Router {
-    // Install the recorder before the first request records anything.
-    prometheus();
-    router
-        .fallback(|| async { Problem::not_found("no such endpoint") })
-        .layer(middleware::from_fn(measure))
 }
 
 fn panic_as_problem(_panic: Box<dyn std::any::Any + Send>) -> Response {

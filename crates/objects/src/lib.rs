@@ -232,20 +232,15 @@ impl Objects {
         let Some(root) = &self.root else { return self.get(key).await };
         // A valid key names only files below the root.
         let path = root.join(key.as_str());
-        let read = tokio::task::spawn_blocking(move || kernel::sendfile::read(&path)).await;
-        match read {
-            Ok(Ok(bytes)) => Ok(bytes),
-            Ok(Err(error))
-                if matches!(
-                    error.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory
-                ) =>
-            {
-                Err(ObjectsError::NotFound(key.to_string()))
+        let read = tokio::task::spawn_blocking(move || kernel::sendfile::read(&path))
+            .await
+            .unwrap_or_else(|stopped| Err(std::io::Error::other(stopped)));
+        read.map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory => {
+                ObjectsError::NotFound(key.to_string())
             }
-            Ok(Err(error)) => Err(ObjectsError::Unavailable(format!("cannot read {key}: {error}"))),
-            Err(error) => Err(ObjectsError::Unavailable(format!("cannot read {key}: {error}"))),
-        }
+            _ => ObjectsError::Unavailable(format!("cannot read {key}: {error}")),
+        })
     }
 
     /// The object as a stream of chunks, for serving large files.

@@ -128,7 +128,7 @@ pub fn router(parts: GatewayParts) -> (Router, Option<Background>) {
         Some(upstream) => {
             let guard = Arc::new(media::MediaGuard::new(&parts.config));
             let media = media::service(upstream, guard, cors(&parts.config));
-            kernel::http::split("/media/", media, router)
+            kernel::http::split(kernel::api::MEDIA_PREFIX, media, router)
         }
         None => router,
     };
@@ -189,13 +189,18 @@ async fn admit(State(gateway): State<Arc<Gateway>>, mut request: Request, next: 
 /// The client's address: the first `X-Forwarded-For` hop behind a trusted proxy, else the
 /// connection's peer.
 fn client_address(headers: &HeaderMap, connected: Option<String>, trust_forwarded: bool) -> String {
-    let forwarded = trust_forwarded
+    let forwarded = forwarded_for(headers, trust_forwarded).map(str::to_owned);
+    forwarded.or(connected).unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The first `X-Forwarded-For` hop, when a trusted proxy sets it.
+fn forwarded_for(headers: &HeaderMap, trust_forwarded: bool) -> Option<&str> {
+    trust_forwarded
         .then(|| headers.get("x-forwarded-for"))
         .flatten()
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(',').next())
-        .map(|ip| ip.trim().to_owned());
-    forwarded.or(connected).unwrap_or_else(|| "unknown".to_owned())
+        .map(str::trim)
 }
 
 fn stamp(headers: &mut HeaderMap, decision: Decision) {

@@ -49,13 +49,8 @@ impl MediaGuard {
     fn client_ip(&self, request: &Request) -> IpAddr {
         let connected =
             request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-        let forwarded = self
-            .trust_forwarded_for
-            .then(|| request.headers().get("x-forwarded-for"))
-            .flatten()
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(',').next())
-            .and_then(|ip| ip.trim().parse().ok());
+        let forwarded = crate::forwarded_for(request.headers(), self.trust_forwarded_for)
+            .and_then(|ip| ip.parse().ok());
         forwarded.or(connected).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
     }
 
@@ -78,9 +73,6 @@ pub enum MediaUpstream {
     Remote(RemoteService),
 }
 
-/// The route signed media is counted under, as the API documents it.
-pub const MEDIA_ROUTE: &str = "/media/{track_id}/{path}";
-
 /// Signed media behind the guard, observed like every route (request ids, metrics,
 /// problem+json) but outside the API's layers.
 pub fn service(
@@ -94,7 +86,7 @@ pub fn service(
             Router::new().route("/media/{*path}", any(crate::upstream::proxy).with_state(service)),
         ),
     };
-    kernel::http::observe_service(MEDIA_ROUTE, cors.layer(Guarded { guard, inner }))
+    kernel::http::observe_service(kernel::api::MEDIA_ROUTE, cors.layer(Guarded { guard, inner }))
 }
 
 /// A media service behind the per-IP guard.

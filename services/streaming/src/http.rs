@@ -46,9 +46,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
 }
 
-/// The route signed media is counted under in metrics, as the API documents it.
-pub const MEDIA_ROUTE: &str = "/media/{track_id}/{path}";
-
 /// The signed media (`/media/…`): no token, the URL's own signature instead. It is the hot
 /// path, so it is one service that answers every path below `/media/` itself, with no
 /// router or extractors in between (they cost more than the rest of a cached segment's
@@ -168,6 +165,7 @@ async fn dash_url(
 
 /// A playlist, manifest or segment, authorised by the URL's signature (`exp`, `kid`,
 /// `sig`), not by a token. Segments answer `Range` and are immutable.
+// The route's handler for its OpenAPI description; [`MediaService`] serves it.
 #[utoipa::path(get, path = "/media/{track_id}/{path}", tag = "streaming",
     params(
         ("track_id" = Uuid, Path),

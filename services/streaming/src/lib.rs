@@ -18,7 +18,7 @@ pub mod transcoder;
 pub mod worker;
 
 pub use config::StreamingConfig;
-pub use http::{MEDIA_ROUTE, MediaService, media_openapi, media_service, openapi, router};
+pub use http::{MediaService, media_openapi, media_service, openapi, router};
 pub use service::StreamingService;
 
 /// The PostgreSQL database this service uses when its URL names none.

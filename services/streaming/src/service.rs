@@ -90,6 +90,11 @@ pub fn media_prefix(track_id: Uuid) -> Result<ObjectKey, ObjectsError> {
     ObjectKey::parse(&format!("streams/{track_id}"))
 }
 
+/// A file under [`media_prefix`], named in one parse (this is on every segment request).
+fn media_key(track_id: Uuid, path_in_track: &str) -> Result<ObjectKey, ObjectsError> {
+    ObjectKey::parse(&format!("streams/{track_id}/{path_in_track}"))
+}
+
 /// The public path of a file under a track (what a URL's signature covers).
 pub fn media_path(track_id: Uuid, path_in_track: &str) -> String {
     format!("/media/{track_id}/{path_in_track}")
@@ -240,7 +245,7 @@ impl StreamingService {
         }
         // Only the server signs, and it signs only packaged files: a valid signature
         // already names a segment, so the hot path needs no database read.
-        let key = ObjectKey::parse(&format!("streams/{track_id}/{path_in_track}"))?;
+        let key = media_key(track_id, path_in_track)?;
         if let Some((bytes, etag)) = self.segments.get(&key).await {
             return Ok(Media::Segment { bytes, etag });
         }

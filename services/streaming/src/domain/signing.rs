@@ -61,7 +61,7 @@ pub enum SignatureError {
 }
 
 /// The signature parameters of a request's query.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignedQuery {
     pub exp: Option<String>,
     pub kid: Option<String>,
@@ -163,18 +163,16 @@ mod tests {
     }
 
     fn query(signed: &str) -> SignedQuery {
-        let mut query = SignedQuery::default();
-        for pair in signed.split('&') {
-            let (name, value) = pair.split_once('=').unwrap();
-            let value = Some(value.to_owned());
-            match name {
-                "exp" => query.exp = value,
-                "kid" => query.kid = value,
-                "sig" => query.sig = value,
-                _ => panic!("unexpected parameter {name}"),
-            }
-        }
-        query
+        SignedQuery::parse(signed)
+    }
+
+    #[test]
+    fn a_query_yields_its_first_signature_parameters_decoded() {
+        let query = SignedQuery::parse("t=1&exp=300&kid=k%2D1&sig=a%3Db&sig=second&exp=9");
+        assert_eq!(query.exp.as_deref(), Some("300"));
+        assert_eq!(query.kid.as_deref(), Some("k-1"));
+        assert_eq!(query.sig.as_deref(), Some("a=b"));
+        assert_eq!(SignedQuery::parse(""), SignedQuery::default());
     }
 
     const PATH: &str = "/media/0190a3c1-0000-7000-8000-000000000000/master.m3u8";
