@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod events;
 pub mod http;
+mod scratch;
 pub mod service;
 pub mod store;
 pub mod transcoder;

@@ -18,6 +18,7 @@ use tokio::{io::AsyncWriteExt, sync::watch};
 use crate::{
     StreamingService,
     domain::{Job, JobResult, Packaged},
+    scratch::{Scratch, sweep_retired},
     service::media_prefix,
     transcoder::TranscodeError,
 };
@@ -52,6 +53,7 @@ impl Workers {
 
     async fn run(self, stop: StopSignal) {
         let count = self.service.config().worker_count();
+        sweep_retired(self.service.work_dir()).await;
         match self.service.transcoder().version().await {
             Ok(version) => tracing::info!(workers = count, %version, "transcode workers ready"),
             Err(error) => {
@@ -124,7 +126,7 @@ impl Worker {
     async fn process(&self, job: Job, stopped: &mut watch::Receiver<bool>) {
         let track_id = job.track_id;
         let max_attempts = self.service.config().max_attempts.max(1);
-        let scratch = self.service.work_dir().join(track_id.to_string());
+        let scratch = Scratch::new(self.service.work_dir(), track_id, &self.owner, job.attempts);
         let started = std::time::Instant::now();
         let ended = if job.attempts > max_attempts {
             // It keeps being claimed and never finishing: it takes its worker down with it.
@@ -137,7 +139,7 @@ impl Worker {
             tracing::info!(%track_id, attempt = job.attempts, "transcode started");
             self.with_lease(&job, stopped, self.transcode(&job, &scratch)).await
         };
-        let _ = tokio::fs::remove_dir_all(&scratch).await;
+        scratch.clear().await;
         let store = self.service.store();
         let outcome = match ended {
             Ended::Finished(result) => self.finish(&job, result).await,
@@ -196,7 +198,7 @@ impl Worker {
         }
     }
 
-    async fn transcode(&self, job: &Job, scratch: &Path) -> Ended {
+    async fn transcode(&self, job: &Job, scratch: &Scratch) -> Ended {
         match self.try_transcode(job, scratch).await {
             Ok(packaged) => Ended::Finished(JobResult::Done(packaged)),
             Err(TranscodeError::Unplayable(reason)) => Ended::Finished(JobResult::Failed(reason)),
@@ -204,11 +206,15 @@ impl Worker {
         }
     }
 
-    async fn try_transcode(&self, job: &Job, scratch: &Path) -> Result<Packaged, TranscodeError> {
-        let fault = |error: std::io::Error| TranscodeError::Fault(error.to_string());
-        // A previous attempt (perhaps killed mid-way) may have left files behind.
-        let _ = tokio::fs::remove_dir_all(scratch).await;
-        tokio::fs::create_dir_all(scratch).await.map_err(fault)?;
+    async fn try_transcode(
+        &self,
+        job: &Job,
+        scratch: &Scratch,
+    ) -> Result<Packaged, TranscodeError> {
+        let scratch = scratch
+            .prepare()
+            .await
+            .map_err(|error| TranscodeError::Fault(format!("scratch space: {error}")))?;
         let source = scratch.join(format!("source.{}", sanitized(&job.format)));
         self.download(&job.source_key, &source).await?;
         let transcoder = self.service.transcoder();

@@ -439,6 +439,8 @@ async fn a_transcode_killed_mid_job_resumes_after_a_restart() {
         probed_seconds(&ffprobe(&signed_url(&second, &listener, &id, "stream").await).await);
     assert!((played - 300.0).abs() <= 0.5, "the whole track plays: {played} s");
     assert!(!scratch.exists(), "the interrupted attempt's scratch files are gone");
+    // The killed process's ffmpeg outlives it; whatever it wrote is gone with its directory.
+    assert_eq!(files_under(&dir.path().join("transcode")), 0, "no scratch files are left");
 }
 
 /// Files anywhere under `dir` (object storage on the filesystem leaves empty directories).
@@ -452,10 +454,14 @@ fn files_under(dir: &Path) -> usize {
         .sum()
 }
 
+/// Whether an attempt under a track's scratch directory has written a media segment.
 fn has_segments(scratch: &Path) -> bool {
-    std::fs::read_dir(scratch.join("out").join("256k"))
-        .map(|entries| entries.filter_map(Result::ok).any(|e| e.file_name() != "index.m3u8"))
-        .unwrap_or(false)
+    let Ok(attempts) = std::fs::read_dir(scratch) else { return false };
+    attempts.filter_map(Result::ok).any(|attempt| {
+        std::fs::read_dir(attempt.path().join("out").join("256k"))
+            .map(|entries| entries.filter_map(Result::ok).any(|e| e.file_name() != "index.m3u8"))
+            .unwrap_or(false)
+    })
 }
 
 /// A fault of the machine (here ffmpeg missing) is retried, and the job completes once the
