@@ -475,7 +475,7 @@ pub struct SearchQuery {
     /// The words to look for; each matches as a prefix or within one edit (two for
     /// words of eight letters or more).
     q: String,
-    /// Any of `track`, `album`, `artist`, comma-separated; all three when absent.
+    /// Any of `track`, `album`, `artist`, comma-separated; all three when absent or empty.
     #[serde(rename = "type")]
     #[param(rename = "type")]
     kinds: Option<String>,
@@ -515,10 +515,18 @@ async fn search(
     Query(query): Query<SearchQuery>,
 ) -> ApiResult<Json<SearchResponse>> {
     let (limit, _) = PageQuery { limit: query.limit, offset: None }.resolve()?;
-    let kinds: Vec<&str> = match query.kinds.as_deref() {
-        None => vec!["track", "album", "artist"],
-        Some(raw) => raw.split(',').map(str::trim).filter(|k| !k.is_empty()).collect(),
-    };
+    let mut kinds: Vec<&str> = query
+        .kinds
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .collect();
+    // A client that builds `type=` from an empty selection means no filter, as when absent.
+    if kinds.is_empty() {
+        kinds = vec!["track", "album", "artist"];
+    }
     if let Some(unknown) = kinds.iter().find(|k| !["track", "album", "artist"].contains(k)) {
         return Err(Problem::bad_request(format!(
             "unknown type `{unknown}`: use track, album or artist"

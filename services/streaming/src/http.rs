@@ -166,7 +166,7 @@ async fn dash_url(
 /// A playlist, manifest or segment, authorised by the URL's signature (`exp`, `kid`,
 /// `sig`), not by a token. Segments answer `Range` and are immutable.
 // The route's handler for its OpenAPI description; [`MediaService`] serves it.
-#[utoipa::path(get, path = "/media/{track_id}/{path}", tag = "streaming",
+#[utoipa::path(method(get, head), path = "/media/{track_id}/{path}", tag = "streaming",
     params(
         ("track_id" = Uuid, Path),
         ("path" = String, Path, description = "e.g. master.m3u8, manifest.mpd, 128k/index.m3u8, 128k/seg001.m4s"),

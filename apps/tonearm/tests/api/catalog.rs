@@ -387,6 +387,12 @@ async fn search_matches_prefixes_and_near_misses_ranked() {
     assert_eq!(all["tracks"]["items"].as_array().unwrap().len(), 2);
     assert_eq!(all["artists"]["items"][0]["name"], "Nina Simone");
     assert_eq!(all["albums"]["items"].as_array().unwrap().len(), 2);
+    let unfiltered: Value =
+        app.get("/v1/search?q=nina&type=", Some(&ada)).await.json().await.unwrap();
+    assert_eq!(unfiltered, all, "an empty type filters nothing");
+    let albums: Value =
+        app.get("/v1/search?q=nina&type=album", Some(&ada)).await.json().await.unwrap();
+    assert_eq!(albums.as_object().unwrap().keys().collect::<Vec<_>>(), ["albums"]);
 
     // An edit is searchable at once.
     let id = all["tracks"]["items"][0]["id"].as_str().unwrap().to_owned();

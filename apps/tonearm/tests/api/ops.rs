@@ -136,6 +136,9 @@ async fn health_readiness_request_ids_and_docs() {
     for method in ["get", "patch", "delete"] {
         assert!(paths["/v1/me"].get(method).is_some(), "/v1/me {method}");
     }
+    for method in ["get", "head"] {
+        assert!(paths["/media/{track_id}/{path}"].get(method).is_some(), "media {method}");
+    }
     assert_eq!(api["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 
     let docs = app.get("/docs", None).await;
