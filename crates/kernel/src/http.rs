@@ -3,9 +3,10 @@
 //! Prometheus exposition, and a server that drains in-flight requests on shutdown.
 
 use std::{
+    collections::HashMap,
     convert::Infallible,
     net::SocketAddr,
-    sync::{Arc, OnceLock},
+    sync::{Arc, LazyLock, OnceLock, PoisonError, RwLock},
     time::{Duration, Instant},
 };
 
@@ -13,7 +14,7 @@ use async_trait::async_trait;
 use axum::{
     Router,
     extract::{FromRequest, FromRequestParts, MatchedPath, Request, State},
-    http::{HeaderName, StatusCode, header},
+    http::{HeaderName, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -142,7 +143,7 @@ where
         Box::pin(async move {
             let Ok(response) = answered.await;
             let response = as_problem(response);
-            record(method.as_str(), route, response.status(), started);
+            record(&method, route, response.status(), started);
             Ok(response)
         })
     }
@@ -208,25 +209,75 @@ fn log_response<B>(response: &Response<B>, latency: Duration, span: &tracing::Sp
 /// that clients meet one error shape.
 async fn measure(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let response = as_problem(next.run(request).await);
-    record(method.as_str(), &route, response.status(), started);
+    record(
+        &method,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        response.status(),
+        started,
+    );
     response
 }
 
-fn record(method: &str, route: &str, status: StatusCode, started: Instant) {
-    let labels = [
-        ("method", method.to_owned()),
-        ("route", route.to_owned()),
-        ("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+fn record(method: &Method, route: &str, status: StatusCode, started: Instant) {
+    let seconds = started.elapsed().as_secs_f64();
+    REQUEST_METRICS.record(method_label(method), route, status.as_u16(), seconds);
+}
+
+/// Every request's counter and latency histogram, by method, route and status. Finding a
+/// metric by its labels allocates and hashes each of them; requests repeat a few
+/// combinations, so their handles are kept and found by a cheaper key.
+static REQUEST_METRICS: LazyLock<RequestMetrics> = LazyLock::new(RequestMetrics::default);
+
+type RequestHandles = HashMap<(&'static str, u16), (metrics::Counter, metrics::Histogram)>;
+
+#[derive(Default)]
+struct RequestMetrics {
+    by_route: RwLock<HashMap<String, RequestHandles>>,
+}
+
+impl RequestMetrics {
+    fn record(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
+        let read = self.by_route.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some((requests, latency)) =
+            read.get(route).and_then(|handles| handles.get(&(method, status)))
+        {
+            requests.increment(1);
+            latency.record(seconds);
+            return;
+        }
+        drop(read);
+        let labels = [
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        let requests = metrics::counter!("http_requests_total", &labels);
+        let latency = metrics::histogram!("http_request_duration_seconds", &labels);
+        requests.increment(1);
+        latency.record(seconds);
+        let mut write = self.by_route.write().unwrap_or_else(PoisonError::into_inner);
+        write.entry(route.to_owned()).or_default().insert((method, status), (requests, latency));
+    }
+}
+
+/// The method as a metric label: any method outside HTTP's own is `OTHER`, so that
+/// clients cannot add labels without bound.
+fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 fn as_problem(response: Response) -> Response {
@@ -513,6 +564,27 @@ mod tests {
             reqwest::get(format!("http://{addr}/slow")).await.is_err(),
             "a stopped server accepts no new requests"
         );
+    }
+
+    #[test]
+    fn requests_are_counted_by_method_route_and_status_with_bounded_methods() {
+        let metrics = prometheus();
+        let brew = Method::from_bytes(b"BREW").unwrap();
+        record(&brew, "/kernel-test/pot", StatusCode::OK, Instant::now());
+        for _ in 0..2 {
+            record(&Method::GET, "/kernel-test/pot", StatusCode::OK, Instant::now());
+        }
+        record(&Method::GET, "/kernel-test/pot", StatusCode::NOT_FOUND, Instant::now());
+        let text = metrics.render();
+        for line in [
+            r#"http_requests_total{method="OTHER",route="/kernel-test/pot",status="200"} 1"#,
+            r#"http_requests_total{method="GET",route="/kernel-test/pot",status="200"} 2"#,
+            r#"http_requests_total{method="GET",route="/kernel-test/pot",status="404"} 1"#,
+            r#"http_request_duration_seconds_count{method="GET",route="/kernel-test/pot",status="200"} 2"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        assert!(!text.contains("BREW"), "a client's own method is no label");
     }
 
     #[tokio::test]
