@@ -172,6 +172,17 @@ impl App {
                     open_streaming(settings, objects.clone(), cache.clone()).await?;
                 let mut background = streaming_work(&streaming, &bus);
                 background.push(relay("streaming", streaming.store().clone(), &bus));
+                // Replicas each keep segments in memory, and the deletions group hands a
+                // deletion to one of them. Replicas share a bus only through Kafka: the
+                // embedded log belongs to one process, whose deletions consumer suffices.
+                if bus.engine() == "kafka" {
+                    background.push(consume(
+                        &bus,
+                        TrackDeleted::TYPE,
+                        &streaming::events::segment_cache_group(),
+                        streaming::events::CachedSegments(streaming.clone()),
+                    ));
+                }
                 let (public, _) = streaming::router(streaming.clone());
                 let probes: Vec<Arc<dyn Probe>> = vec![
                     Arc::new(SqlProbe { name: "streaming.database".into(), pool }),

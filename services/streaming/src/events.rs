@@ -9,7 +9,11 @@ use bus::{
     events::{TrackDeleted, TrackUploaded},
 };
 
-use crate::{StreamingService, service::StreamingError, store::StoreError};
+use crate::{
+    StreamingService,
+    service::{SEGMENT_CACHE_TTL, StreamingError},
+    store::StoreError,
+};
 
 /// The consumer groups streaming reads its topics in, one per topic.
 pub const UPLOADS_GROUP: &str = "streaming.uploads";
@@ -34,6 +38,33 @@ impl Handler for Deletions {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
         let deleted: TrackDeleted = envelope.decode().map_err(rejected)?;
         self.0.forget(envelope.id, deleted.track_id).await.map_err(classify)
+    }
+}
+
+/// The consumer group of one replica's segment cache: every replica reads every
+/// `track.deleted`, where [`DELETIONS_GROUP`] hands each to one replica alone.
+pub fn segment_cache_group() -> String {
+    format!("streaming.segment-cache.{}", uuid::Uuid::new_v4().simple())
+}
+
+/// `track.deleted`, read by every replica (in its own [`segment_cache_group`]): stop
+/// serving the track's segments from this replica's memory, so that a URL signed before
+/// the deletion stops playing everywhere, not only where [`Deletions`] ran.
+pub struct CachedSegments(pub Arc<StreamingService>);
+
+#[async_trait]
+impl Handler for CachedSegments {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        // A new group starts at the topic's beginning; a deletion older than the cache's
+        // lifetime has nothing left to drop.
+        let cached_since = chrono::Utc::now() - SEGMENT_CACHE_TTL * 2;
+        if envelope.occurred_at < cached_since {
+            return Ok(());
+        }
+        let deleted: TrackDeleted = envelope.decode().map_err(rejected)?;
+        self.0.stop_serving(deleted.track_id);
+        tracing::debug!(track_id = %deleted.track_id, "media of a deleted track no longer served");
+        Ok(())
     }
 }
 

@@ -71,6 +71,9 @@ pub const DELETIONS_CONSUMER: &str = "streaming.deletions";
 /// replica rotated).
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How long a segment stays in a replica's memory after it was read.
+pub const SEGMENT_CACHE_TTL: Duration = Duration::from_secs(600);
+
 pub struct StreamingService {
     store: Arc<dyn StreamingStore>,
     objects: Objects,
@@ -79,6 +82,9 @@ pub struct StreamingService {
     signer: RwLock<Arc<UrlSigner>>,
     keys_loaded_at: Mutex<Instant>,
     segments: moka::future::Cache<ObjectKey, (Bytes, Bytes)>,
+    /// Tracks deleted lately. A read that began before a deletion can put a segment back
+    /// in the cache after it was dropped; no cached segment of these is served again.
+    deleted: moka::sync::Cache<Uuid, ()>,
     transcoder: Transcoder,
     work_dir: PathBuf,
     /// Rung when a job is queued, so an idle worker starts at once.
@@ -115,7 +121,7 @@ impl StreamingService {
             .weigher(|_key: &ObjectKey, (bytes, _): &(Bytes, Bytes)| {
                 u32::try_from(bytes.len()).unwrap_or(u32::MAX)
             })
-            .time_to_live(Duration::from_secs(600))
+            .time_to_live(SEGMENT_CACHE_TTL)
             // A deleted track's segments are dropped from memory too.
             .support_invalidation_closures()
             .build();
@@ -136,6 +142,11 @@ impl StreamingService {
                 Instant::now().checked_sub(KEY_RELOAD_INTERVAL).unwrap_or_else(Instant::now),
             ),
             segments,
+            // Kept past the cache's lifetime, so that every segment cached before it ends.
+            deleted: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(SEGMENT_CACHE_TTL * 2)
+                .build(),
             transcoder,
             work_dir,
             wake: Arc::new(Notify::new()),
@@ -192,15 +203,23 @@ impl StreamingService {
         if self.store.forget(DELETIONS_CONSUMER, event_id, track_id).await? {
             tracing::info!(%track_id, "stream deleted with its track");
         }
-        let media = media_prefix(track_id)?;
-        self.objects.delete_prefix(&media).await?;
+        self.stop_serving(track_id);
+        self.objects.delete_prefix(&media_prefix(track_id)?).await?;
+        Ok(())
+    }
+
+    /// Stops serving a deleted track's media from this replica and drops its segments
+    /// from memory. Every replica does so for each deleted track (see
+    /// [`crate::events::CachedSegments`]); only one of them runs [`Self::forget`].
+    pub fn stop_serving(&self, track_id: Uuid) {
+        self.deleted.insert(track_id, ());
+        let Ok(media) = media_prefix(track_id) else { return };
         let prefix = format!("{}/", media.as_str());
         if let Err(error) =
             self.segments.invalidate_entries_if(move |key, _| key.as_str().starts_with(&prefix))
         {
             tracing::warn!(%track_id, %error, "cannot drop cached segments");
         }
-        Ok(())
     }
 
     /// A signed URL of a ready track's HLS master playlist or DASH manifest. `base` is the
@@ -238,6 +257,9 @@ impl StreamingService {
     ) -> Result<Media, StreamingError> {
         let path = media_path(track_id, path_in_track);
         self.verify(&path, query).await?;
+        if self.deleted.contains_key(&track_id) {
+            return Err(StreamingError::NotFound("track"));
+        }
         let expires: i64 = query.exp.as_deref().and_then(|e| e.parse().ok()).unwrap_or_default();
         let is_text = path_in_track.ends_with(".m3u8") || path_in_track.ends_with(".mpd");
         if is_text {

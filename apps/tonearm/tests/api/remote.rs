@@ -147,7 +147,9 @@ async fn uploads_through_a_remote_catalog_play_from_a_remote_streaming_service()
     streaming_settings.streaming.cache_url = Some(EngineUrl::new(crate::support::redis_url()));
     streaming_settings.storage = s3_storage();
     streaming_settings.events.url = kafka;
-    let streaming = TestApp::serve(streaming_settings, ServiceName::Streaming).await;
+    let streaming = TestApp::serve(streaming_settings.clone(), ServiceName::Streaming).await;
+    // A second replica: each keeps segments in its own memory.
+    let streaming_replica = TestApp::serve(streaming_settings, ServiceName::Streaming).await;
 
     let mut playlist_settings = crate::support::test_settings(dir.path());
     playlist_settings.playlist.database_url = Some(EngineUrl::new(fresh_postgres_url()));
@@ -260,4 +262,27 @@ async fn uploads_through_a_remote_catalog_play_from_a_remote_streaming_service()
     assert_eq!(history["items"][0]["track"]["title"], "Deployed");
     let ready: Value = analytics.get("/readyz", None).await.json().await.unwrap();
     assert_eq!(ready["checks"]["analytics.warehouse"], "ok", "{ready}");
+
+    // Both replicas hold a segment in memory; deleting the track takes it from each, not
+    // only from the replica that handled the deletion.
+    let master = gateway.client.get(url).send().await.unwrap().text().await.unwrap();
+    let media_url = crate::streaming::resolve(url, &crate::streaming::uris(&master)[0]);
+    let media = gateway.client.get(&media_url).send().await.unwrap().text().await.unwrap();
+    let segment = crate::streaming::resolve(&media_url, &crate::streaming::uris(&media)[0]);
+    let on_replicas = [&streaming, &streaming_replica]
+        .map(|replica| segment.replace(&gateway.addr.to_string(), &replica.addr.to_string()));
+    for segment in &on_replicas {
+        let served = gateway.client.get(segment).send().await.unwrap();
+        assert_eq!(served.status(), StatusCode::OK, "{segment}");
+    }
+    let track_path = format!("/v1/tracks/{id}");
+    let deleted = gateway.send(reqwest::Method::DELETE, &track_path, Some(&access), None).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for segment in &on_replicas {
+        while gateway.client.get(segment).send().await.unwrap().status() != StatusCode::NOT_FOUND {
+            assert!(std::time::Instant::now() < deadline, "a replica still serves {segment}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
 }

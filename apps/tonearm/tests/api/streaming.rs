@@ -193,12 +193,12 @@ async fn mp3_flac_ogg_and_wav_uploads_become_adaptive_streams() {
 }
 
 /// The signed URL of a playlist entry (`64k/index.m3u8?…`) relative to `base`.
-fn resolve(base: &str, relative: &str) -> String {
+pub fn resolve(base: &str, relative: &str) -> String {
     let directory = &base[..base.split('?').next().unwrap().rfind('/').unwrap() + 1];
     format!("{directory}{relative}")
 }
 
-fn uris(playlist: &str) -> Vec<String> {
+pub fn uris(playlist: &str) -> Vec<String> {
     let mut uris: Vec<String> = playlist
         .lines()
         .filter(|line| !line.starts_with('#') && !line.is_empty())
