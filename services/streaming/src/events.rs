@@ -9,11 +9,7 @@ use bus::{
     events::{TrackDeleted, TrackUploaded},
 };
 
-use crate::{
-    StreamingService,
-    service::{SEGMENT_CACHE_TTL, StreamingError},
-    store::StoreError,
-};
+use crate::{StreamingService, service::StreamingError, store::StoreError};
 
 /// The consumer groups streaming reads its topics in, one per topic.
 pub const UPLOADS_GROUP: &str = "streaming.uploads";
@@ -55,15 +51,15 @@ pub struct CachedSegments(pub Arc<StreamingService>);
 #[async_trait]
 impl Handler for CachedSegments {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
-        // A new group starts at the topic's beginning; a deletion older than the cache's
-        // lifetime has nothing left to drop.
-        let cached_since = chrono::Utc::now() - SEGMENT_CACHE_TTL * 2;
-        if envelope.occurred_at < cached_since {
-            return Ok(());
+        // A new group starts at the topic's beginning, so a replica replays every retained
+        // deletion when it starts; each costs a lookup-table entry and nothing else. Even
+        // an old one matters when it arrives late: its segments stayed in storage, and in
+        // memory, until it did.
+        match envelope.decode::<TrackDeleted>() {
+            Ok(deleted) => self.0.stop_serving(deleted.track_id),
+            // The deletions group dead-letters it; one copy in the dead letters is enough.
+            Err(error) => tracing::warn!(%error, "an unreadable track.deleted"),
         }
-        let deleted: TrackDeleted = envelope.decode().map_err(rejected)?;
-        self.0.stop_serving(deleted.track_id);
-        tracing::debug!(track_id = %deleted.track_id, "media of a deleted track no longer served");
         Ok(())
     }
 }

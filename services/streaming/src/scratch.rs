@@ -35,7 +35,7 @@ impl Scratch {
     /// Clears whatever earlier attempts at the track left, then makes this attempt's
     /// directory and returns it.
     pub async fn prepare(&self) -> io::Result<&Path> {
-        retire(&self.track, &self.work_dir).await?;
+        self.clear_track().await?;
         tokio::fs::create_dir_all(&self.attempt).await?;
         Ok(&self.attempt)
     }
@@ -44,9 +44,16 @@ impl Scratch {
     /// (a worker that reclaimed the job may be using it).
     pub async fn clear(&self) {
         if let Err(error) = retire(&self.attempt, &self.work_dir).await {
-            tracing::warn!(dir = %self.attempt.display(), %error, "cannot delete transcode scratch files");
+            tracing::warn!(dir = %self.attempt.display(), %error, "cannot move transcode scratch files away");
         }
         let _ = tokio::fs::remove_dir(&self.track).await;
+    }
+
+    /// Deletes whatever any attempt at the track left. Only moving it away must succeed:
+    /// what cannot be deleted now (a file still held open on some network filesystems)
+    /// is left to [`sweep_retired`] at the next start.
+    pub async fn clear_track(&self) -> io::Result<()> {
+        retire(&self.track, &self.work_dir).await
     }
 }
 
@@ -61,11 +68,17 @@ pub async fn sweep_retired(work_dir: &Path) {
 }
 
 /// Deletes `dir`, first renaming it away in one step so that nothing writing by its path
-/// can add to it meanwhile.
+/// can add to it meanwhile. An error means it could not be moved away; once moved, what
+/// cannot be deleted yet waits for [`sweep_retired`].
 async fn retire(dir: &Path, work_dir: &Path) -> io::Result<()> {
     let retired = work_dir.join(format!("{RETIRED_PREFIX}{}", Uuid::new_v4().simple()));
     match tokio::fs::rename(dir, &retired).await {
-        Ok(()) => tokio::fs::remove_dir_all(&retired).await,
+        Ok(()) => {
+            if let Err(error) = tokio::fs::remove_dir_all(&retired).await {
+                tracing::warn!(dir = %retired.display(), %error, "cannot delete transcode scratch files yet");
+            }
+            Ok(())
+        }
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(error) => Err(error),
     }
@@ -121,6 +134,18 @@ mod tests {
 
         lapsed.clear().await;
         assert!(current.join("source.mp3").exists());
+    }
+
+    #[tokio::test]
+    async fn giving_up_on_a_track_clears_every_attempt() {
+        let work = tempfile::TempDir::new().unwrap();
+        let track = Uuid::new_v4();
+        let killed = Scratch::new(work.path(), track, "worker-a", 5);
+        let left = killed.prepare().await.unwrap().to_owned();
+        std::fs::write(left.join("source.mp3"), b"input").unwrap();
+
+        Scratch::new(work.path(), track, "worker-b", 6).clear_track().await.unwrap();
+        assert!(files_under(work.path()).is_empty(), "{:?}", files_under(work.path()));
     }
 
     #[tokio::test]

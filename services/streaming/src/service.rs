@@ -71,7 +71,7 @@ pub const DELETIONS_CONSUMER: &str = "streaming.deletions";
 /// replica rotated).
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
-/// How long a segment stays in a replica's memory after it was read.
+/// How long a segment stays in a replica's memory after it was fetched from storage.
 pub const SEGMENT_CACHE_TTL: Duration = Duration::from_secs(600);
 
 pub struct StreamingService {
@@ -142,7 +142,8 @@ impl StreamingService {
                 Instant::now().checked_sub(KEY_RELOAD_INTERVAL).unwrap_or_else(Instant::now),
             ),
             segments,
-            // Kept past the cache's lifetime, so that every segment cached before it ends.
+            // Twice the cache's lifetime: a read in flight at the deletion can put a segment
+            // back, and that entry lives one more lifetime from then.
             deleted: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_live(SEGMENT_CACHE_TTL * 2)

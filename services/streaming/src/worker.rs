@@ -130,6 +130,9 @@ impl Worker {
         let started = std::time::Instant::now();
         let ended = if job.attempts > max_attempts {
             // It keeps being claimed and never finishing: it takes its worker down with it.
+            if let Err(error) = scratch.clear_track().await {
+                tracing::warn!(%track_id, %error, "cannot move transcode scratch files away");
+            }
             let last = job.error.clone().unwrap_or_else(|| "the worker stopped".into());
             Ended::Finished(JobResult::Failed(format!(
                 "gave up after {} attempts: {last}",
