@@ -173,9 +173,8 @@ impl App {
                 let mut background = streaming_work(&streaming, &bus);
                 background.push(relay("streaming", streaming.store().clone(), &bus));
                 // Replicas each keep segments in memory, and the deletions group hands a
-                // deletion to one of them. Replicas share a bus only through Kafka: the
-                // embedded log belongs to one process, whose deletions consumer suffices.
-                if bus.engine() == "kafka" {
+                // deletion to one of them. Alone on its bus, the deletions consumer suffices.
+                if bus.shared_between_processes() {
                     background.push(consume(
                         &bus,
                         TrackDeleted::TYPE,

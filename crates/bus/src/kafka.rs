@@ -402,6 +402,10 @@ impl EventBus for KafkaBus {
     fn engine(&self) -> &'static str {
         "kafka"
     }
+
+    fn shared_between_processes(&self) -> bool {
+        true
+    }
 }
 
 /// A consumer group member ([`EventBus::subscribe`]) or a group-less reader

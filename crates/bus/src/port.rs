@@ -111,6 +111,12 @@ pub trait EventBus: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), BusError>;
 
     fn engine(&self) -> &'static str;
+
+    /// Whether other processes share this bus, so that a service may run as several
+    /// replicas on it (Kafka). An embedded log belongs to the one process that opened it.
+    fn shared_between_processes(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]

@@ -100,37 +100,58 @@ mod tests {
         found
     }
 
+    /// A work directory and one track's attempts in it.
+    struct Track {
+        work: tempfile::TempDir,
+        id: Uuid,
+    }
+
+    impl Track {
+        fn new() -> Self {
+            Self { work: tempfile::TempDir::new().unwrap(), id: Uuid::new_v4() }
+        }
+
+        fn scratch(&self, owner: &str, attempt: u32) -> Scratch {
+            Scratch::new(self.work.path(), self.id, owner, attempt)
+        }
+
+        /// Starts an attempt that has fetched its original.
+        async fn started(&self, owner: &str, attempt: u32) -> (Scratch, PathBuf) {
+            let scratch = self.scratch(owner, attempt);
+            let dir = scratch.prepare().await.unwrap().to_owned();
+            std::fs::write(dir.join("source.mp3"), b"input").unwrap();
+            (scratch, dir)
+        }
+
+        fn files(&self) -> Vec<PathBuf> {
+            files_under(self.work.path())
+        }
+    }
+
     #[tokio::test]
     async fn each_attempt_has_its_own_paths_and_clears_what_came_before() {
-        let work = tempfile::TempDir::new().unwrap();
-        let track = Uuid::new_v4();
-        let first = Scratch::new(work.path(), track, "worker-a", 1);
-        let first_dir = first.prepare().await.unwrap().to_owned();
+        let track = Track::new();
+        let (_, first_dir) = track.started("worker-a", 1).await;
         std::fs::create_dir_all(first_dir.join("out/256k")).unwrap();
         std::fs::write(first_dir.join("out/256k/seg000.m4s"), b"left behind").unwrap();
 
-        let second = Scratch::new(work.path(), track, "worker-b", 2);
-        let second_dir = second.prepare().await.unwrap().to_owned();
+        let (second, second_dir) = track.started("worker-b", 2).await;
         assert_ne!(first_dir, second_dir);
         assert!(!first_dir.exists(), "the killed attempt's files are gone");
         // What a leftover ffmpeg of the first attempt would do next: write by its old path.
         assert!(std::fs::write(first_dir.join("out/256k/seg001.m4s"), b"late").is_err());
 
-        std::fs::write(second_dir.join("source.mp3"), b"input").unwrap();
         second.clear().await;
-        assert!(!work.path().join(track.to_string()).exists());
-        assert!(files_under(work.path()).is_empty(), "{:?}", files_under(work.path()));
+        assert!(!track.work.path().join(track.id.to_string()).exists());
+        assert!(track.files().is_empty(), "{:?}", track.files());
     }
 
     #[tokio::test]
     async fn clearing_leaves_a_reclaiming_workers_directory_alone() {
-        let work = tempfile::TempDir::new().unwrap();
-        let track = Uuid::new_v4();
-        let lapsed = Scratch::new(work.path(), track, "worker-a", 1);
+        let track = Track::new();
+        let lapsed = track.scratch("worker-a", 1);
         lapsed.prepare().await.unwrap();
-        let reclaimed = Scratch::new(work.path(), track, "worker-b", 2);
-        let current = reclaimed.prepare().await.unwrap().to_owned();
-        std::fs::write(current.join("source.mp3"), b"input").unwrap();
+        let (_, current) = track.started("worker-b", 2).await;
 
         lapsed.clear().await;
         assert!(current.join("source.mp3").exists());
@@ -138,14 +159,11 @@ mod tests {
 
     #[tokio::test]
     async fn giving_up_on_a_track_clears_every_attempt() {
-        let work = tempfile::TempDir::new().unwrap();
-        let track = Uuid::new_v4();
-        let killed = Scratch::new(work.path(), track, "worker-a", 5);
-        let left = killed.prepare().await.unwrap().to_owned();
-        std::fs::write(left.join("source.mp3"), b"input").unwrap();
+        let track = Track::new();
+        track.started("worker-a", 5).await;
 
-        Scratch::new(work.path(), track, "worker-b", 6).clear_track().await.unwrap();
-        assert!(files_under(work.path()).is_empty(), "{:?}", files_under(work.path()));
+        track.scratch("worker-b", 6).clear_track().await.unwrap();
+        assert!(track.files().is_empty(), "{:?}", track.files());
     }
 
     #[tokio::test]

@@ -72,7 +72,7 @@ pub const DELETIONS_CONSUMER: &str = "streaming.deletions";
 const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long a segment stays in a replica's memory after it was fetched from storage.
-pub const SEGMENT_CACHE_TTL: Duration = Duration::from_secs(600);
+const SEGMENT_CACHE_TTL: Duration = Duration::from_secs(600);
 
 pub struct StreamingService {
     store: Arc<dyn StreamingStore>,
