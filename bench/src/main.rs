@@ -67,7 +67,8 @@ struct Args {
     /// `analytics`: plays to load before the queries.
     #[arg(long, default_value_t = 10_000_000)]
     plays: usize,
-    /// `search`, `playlist`: a PostgreSQL URL to use instead of a temporary SQLite file;
+    /// `search`, `playlist`: a database URL (PostgreSQL, or a SQLite file) to use instead of
+    /// a temporary SQLite file; `search` reuses a catalog an earlier run seeded there;
     /// `analytics`: the same for the ClickHouse adapter's ledger of counted plays.
     #[arg(long)]
     database: Option<String>,

@@ -28,6 +28,14 @@ use crate::{
 /// The consumer name under which transcode results are recorded as applied.
 const TRANSCODE_CONSUMER: &str = "catalog.transcodes";
 
+/// How many completions of a query word a search considers (the first, alphabetically).
+const MAX_COMPLETIONS: u32 = 50;
+/// How many words sharing trigrams with a query word are checked for a near miss.
+const MAX_NEAR_MISS_CANDIDATES: u32 = 200;
+/// How many occurrences of one word a query of several words ranks at most: a bound on
+/// its cost that only words in more tracks than this reach.
+const MAX_OCCURRENCES_PER_WORD: u32 = 20_000;
+
 fn now() -> DateTime<Utc> {
     let now = Utc::now();
     now.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(now)
@@ -324,30 +332,30 @@ impl CatalogService {
         if query_words.is_empty() {
             return Err(CatalogError::Invalid { field: "q", reason: "must contain a word".into() });
         }
-        let mut candidates = std::collections::BTreeSet::new();
+        let mut candidates = Vec::with_capacity(query_words.len());
         for word in &query_words {
-            candidates.extend(self.store.words_with_prefix(word, 50).await?);
-            if word.chars().count() >= 3 {
-                let similar = self
-                    .store
-                    .words_sharing_trigrams(
-                        &search::trigrams(word),
-                        search::min_shared_trigrams(word),
-                        200,
-                    )
-                    .await?;
-                candidates.extend(
-                    similar.into_iter().filter(|c| search::match_strength(word, c).is_some()),
-                );
+            let matches = self.matching_words(word).await?;
+            if matches.is_empty() {
+                return Ok(SearchResults::default());
             }
+            candidates.push(matches);
         }
-        let candidates: Vec<String> = candidates.into_iter().collect();
-        let occurrences = self.store.occurrences(&candidates).await?;
-        let ranked: Vec<Uuid> = search::rank(&query_words, &occurrences)
-            .into_iter()
-            .take(limit as usize)
-            .map(|(track, _)| track)
-            .collect();
+        let ranked = match candidates.as_slice() {
+            [one_word] => self.best_matches_of_one_word(one_word, limit as usize).await?,
+            _ => {
+                // Every word's matches are read whole, so each track found is ranked on all
+                // it holds; `rank` keeps the tracks that answer every query word.
+                let words: std::collections::BTreeSet<String> =
+                    candidates.into_iter().flatten().map(|(word, _)| word).collect();
+                let words: Vec<String> = words.into_iter().collect();
+                let postings = self.store.postings(&words, MAX_OCCURRENCES_PER_WORD).await?;
+                search::rank(&query_words, &postings)
+                    .into_iter()
+                    .take(limit as usize)
+                    .map(|(track, _)| track)
+                    .collect()
+            }
+        };
         let mut tracks = self.store.tracks_by_id(&ranked).await?;
         tracks.sort_by_key(|track| ranked.iter().position(|id| *id == track.id));
         let mut albums: Vec<(Uuid, String, Artist)> = Vec::new();
@@ -361,6 +369,68 @@ impl CatalogService {
             }
         }
         Ok(SearchResults { tracks, albums, artists })
+    }
+
+    /// The indexed words a query word matches, with their [`search::match_strength`]:
+    /// the first completions in alphabetical order and the nearest near misses.
+    async fn matching_words(&self, query_word: &str) -> Result<Vec<(String, u32)>, CatalogError> {
+        let mut matches = std::collections::BTreeMap::new();
+        for word in self.store.words_with_prefix(query_word, MAX_COMPLETIONS).await? {
+            if let Some(strength) = search::match_strength(query_word, &word) {
+                matches.insert(word, strength);
+            }
+        }
+        if query_word.chars().count() >= 3 {
+            let similar = self
+                .store
+                .words_sharing_trigrams(
+                    &search::trigrams(query_word),
+                    search::min_shared_trigrams(query_word),
+                    search::near_miss_lengths(query_word),
+                    MAX_NEAR_MISS_CANDIDATES,
+                )
+                .await?;
+            for word in similar {
+                if let Some(strength) = search::match_strength(query_word, &word) {
+                    matches.entry(word).or_insert(strength);
+                }
+            }
+        }
+        Ok(matches.into_iter().collect())
+    }
+
+    /// The best `limit` tracks for a one-word query, read tier by tier so that a common
+    /// word costs a page of its best matches, not every track it appears in.
+    async fn best_matches_of_one_word(
+        &self,
+        matches: &[(String, u32)],
+        limit: usize,
+    ) -> Result<Vec<Uuid>, CatalogError> {
+        let mut ranked = Vec::with_capacity(limit);
+        let mut seen = std::collections::HashSet::new();
+        // Fewer than `limit` tracks are missing and fewer than `limit` were ranked before
+        // (and may come back): a page of `limit` usually ends a tier's reading.
+        let page = u32::try_from(limit).unwrap_or(u32::MAX).max(1);
+        for tier in search::tiers(matches) {
+            let mut offset = 0;
+            while ranked.len() < limit {
+                let tracks =
+                    self.store.tracks_with_words(&tier.words, tier.field, page, offset).await?;
+                for track in &tracks {
+                    if ranked.len() < limit && seen.insert(*track) {
+                        ranked.push(*track);
+                    }
+                }
+                if tracks.len() < page as usize {
+                    break;
+                }
+                offset = offset.saturating_add(page);
+            }
+            if ranked.len() == limit {
+                break;
+            }
+        }
+        Ok(ranked)
     }
 
     /// Marks a track ready or failed as streaming reports, once per event; a track that

@@ -1,8 +1,9 @@
 //! Search rules as plain functions: how text becomes words, which indexed words a query
 //! word matches (a prefix, or within one edit — two for words of eight letters or more),
-//! and how matches rank.
+//! how matches rank, and in which order a one-word query reads them so that it can stop
+//! at the best few.
 
-use std::collections::{HashMap, HashSet};
+use std::{collections::HashMap, ops::RangeInclusive};
 
 use uuid::Uuid;
 
@@ -16,8 +17,10 @@ pub enum Field {
 
 impl Field {
     pub fn from_code(code: i16) -> Option<Self> {
-        [Self::Title, Self::Artist, Self::Album].into_iter().find(|f| *f as i16 == code)
+        Self::ALL.into_iter().find(|f| *f as i16 == code)
     }
+
+    const ALL: [Self; 3] = [Self::Title, Self::Artist, Self::Album];
 
     fn weight(self) -> u32 {
         match self {
@@ -56,6 +59,14 @@ pub fn min_shared_trigrams(query_word: &str) -> usize {
     trigrams(query_word).len().saturating_sub(3 * allowed_edits(query_word)).max(1)
 }
 
+/// The lengths a word within `allowed_edits` of the query word can have: a near miss
+/// is looked up only among these, which keeps the trigram step small for short words.
+pub fn near_miss_lengths(query_word: &str) -> RangeInclusive<usize> {
+    let length = query_word.chars().count();
+    let edits = allowed_edits(query_word);
+    length.saturating_sub(edits)..=length + edits
+}
+
 /// Levenshtein distance, stopping early once it exceeds `limit`.
 pub fn within_edits(a: &str, b: &str, limit: usize) -> bool {
     let a: Vec<char> = a.chars().collect();
@@ -91,34 +102,84 @@ pub fn match_strength(query_word: &str, indexed: &str) -> Option<u32> {
     }
 }
 
-/// Ranks tracks from their indexed words: a track must answer every query word; each
-/// word scores its best match times the weight of the field it matched in.
-pub fn rank(query: &[String], hits: &[(Uuid, Field, String)]) -> Vec<(Uuid, u32)> {
-    // Hits repeat a few words many times: judge each word once.
-    let mut strengths: HashMap<&str, Vec<Option<u32>>> = HashMap::new();
-    for (_, _, word) in hits {
-        strengths.entry(word.as_str()).or_insert_with(|| {
-            query.iter().map(|query_word| match_strength(query_word, word)).collect()
-        });
-    }
-    let mut best: HashMap<(Uuid, usize), u32> = HashMap::new();
-    for (track, field, word) in hits {
-        let Some(judged) = strengths.get(word.as_str()) else { continue };
-        for (position, strength) in judged.iter().enumerate() {
-            if let Some(strength) = *strength {
-                let score = strength * field.weight();
-                let entry = best.entry((*track, position)).or_default();
-                *entry = (*entry).max(score);
+/// A query word's matches that score the same in the same field: the tracks where one
+/// of `words` appears in `field` score `score`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tier {
+    pub score: u32,
+    pub field: Field,
+    pub words: Vec<String>,
+}
+
+/// The order in which a one-word query reads its matches, best first, so that it can stop
+/// once it has enough: one tier for every match strength and field that has words, by
+/// score (strength times the field's weight), the closer match first where scores tie.
+/// `candidates` are indexed words with their [`match_strength`].
+pub fn tiers(candidates: &[(String, u32)]) -> Vec<Tier> {
+    let mut strengths: Vec<u32> = candidates.iter().map(|(_, strength)| *strength).collect();
+    strengths.sort_unstable_by(|a, b| b.cmp(a));
+    strengths.dedup();
+    let mut tiers: Vec<Tier> = strengths
+        .into_iter()
+        .flat_map(|strength| {
+            let mut words: Vec<String> = candidates
+                .iter()
+                .filter(|(_, s)| *s == strength)
+                .map(|(word, _)| word.clone())
+                .collect();
+            words.sort();
+            Field::ALL.into_iter().map(move |field| Tier {
+                score: strength * field.weight(),
+                field,
+                words: words.clone(),
+            })
+        })
+        .collect();
+    // Stable: among equal scores the stronger match, then the weightier field, stays first.
+    tiers.sort_by_key(|tier| std::cmp::Reverse(tier.score));
+    tiers
+}
+
+/// The tracks an indexed word occurs in, and in which field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posting {
+    pub word: String,
+    pub occurrences: Vec<(Uuid, Field)>,
+}
+
+/// Ranks tracks from the postings of their indexed words: a track must answer every
+/// query word; each query word scores its best match times the weight of the field it
+/// matched in.
+pub fn rank(query: &[String], postings: &[Posting]) -> Vec<(Uuid, u32)> {
+    // Each track's best score for each query word, in `query.len()` slots from its index
+    // (0 where nothing matched yet: every match scores at least 1).
+    let mut slots: HashMap<Uuid, usize> = HashMap::new();
+    let mut best: Vec<u32> = Vec::new();
+    for posting in postings {
+        let strengths: Vec<(usize, u32)> = query
+            .iter()
+            .enumerate()
+            .filter_map(|(position, q)| Some((position, match_strength(q, &posting.word)?)))
+            .collect();
+        if strengths.is_empty() {
+            continue;
+        }
+        for (track, field) in &posting.occurrences {
+            let slot = *slots.entry(*track).or_insert_with(|| {
+                best.resize(best.len() + query.len(), 0);
+                best.len() - query.len()
+            });
+            for (position, strength) in &strengths {
+                let score = &mut best[slot + position];
+                *score = (*score).max(strength * field.weight());
             }
         }
     }
-    let tracks: HashSet<Uuid> = best.keys().map(|(track, _)| *track).collect();
-    let mut ranked: Vec<(Uuid, u32)> = tracks
+    let mut ranked: Vec<(Uuid, u32)> = slots
         .into_iter()
-        .filter_map(|track| {
-            let scores: Option<Vec<u32>> =
-                (0..query.len()).map(|position| best.get(&(track, position)).copied()).collect();
-            scores.map(|scores| (track, scores.iter().sum()))
+        .filter_map(|(track, slot)| {
+            let scores = &best[slot..slot + query.len()];
+            scores.iter().all(|score| *score > 0).then(|| (track, scores.iter().sum()))
         })
         .collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -168,17 +229,52 @@ mod tests {
     }
 
     #[test]
+    fn near_misses_are_looked_up_among_words_of_nearby_lengths() {
+        assert_eq!(near_miss_lengths("art"), 2..=4);
+        assert_eq!(near_miss_lengths("vibratoins"), 8..=12);
+        assert_eq!(near_miss_lengths("rós"), 2..=4, "letters, not bytes");
+    }
+
+    #[test]
+    fn one_word_matches_are_read_best_first() {
+        let candidates =
+            [("lovely".to_owned(), 2), ("love".to_owned(), 3), ("lover".to_owned(), 2)];
+        let tiers = tiers(&candidates);
+        let order: Vec<(u32, Field, Vec<&str>)> = tiers
+            .iter()
+            .map(|t| (t.score, t.field, t.words.iter().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (9, Field::Title, vec!["love"]),
+                (6, Field::Artist, vec!["love"]),
+                (6, Field::Title, vec!["lovely", "lover"]),
+                (4, Field::Artist, vec!["lovely", "lover"]),
+                (3, Field::Album, vec!["love"]),
+                (2, Field::Album, vec!["lovely", "lover"]),
+            ],
+            "an exact artist ties with a title prefix and comes first as the closer match"
+        );
+        assert!(super::tiers(&[]).is_empty());
+    }
+
+    #[test]
     fn every_query_word_must_match_and_titles_weigh_most() {
         let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let hits = vec![
-            (a, Field::Title, "feeling".to_owned()),
-            (a, Field::Artist, "nina".to_owned()),
-            (b, Field::Album, "feeling".to_owned()),
-            (b, Field::Artist, "nina".to_owned()),
-            (c, Field::Title, "feeling".to_owned()),
+        let postings = [
+            Posting {
+                word: "feeling".to_owned(),
+                occurrences: vec![(a, Field::Title), (b, Field::Album), (c, Field::Title)],
+            },
+            Posting {
+                word: "nina".to_owned(),
+                occurrences: vec![(a, Field::Artist), (b, Field::Artist)],
+            },
+            Posting { word: "good".to_owned(), occurrences: vec![(c, Field::Title)] },
         ];
         let query = words("nina feelin");
-        let ranked = rank(&query, &hits);
+        let ranked = rank(&query, &postings);
         assert_eq!(ranked.iter().map(|(t, _)| *t).collect::<Vec<_>>(), vec![a, b], "c lacks nina");
         assert!(ranked[0].1 > ranked[1].1);
     }

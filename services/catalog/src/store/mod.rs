@@ -8,6 +8,8 @@ mod postgres;
 mod sql;
 mod sqlite;
 
+use std::ops::RangeInclusive;
+
 use async_trait::async_trait;
 use bus::{Envelope, events::TrackTranscoded, outbox::OutboxStore};
 use chrono::{DateTime, Utc};
@@ -16,7 +18,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     Album, AlbumSummary, Artist, ArtistSummary, NewTrack, Track, TrackEdit, TrackSort,
-    search::Field,
+    search::{Field, Posting},
 };
 
 pub use postgres::PostgresCatalogStore;
@@ -100,17 +102,29 @@ pub trait CatalogStore: OutboxStore {
     /// Distinct indexed words that start with `prefix`, at most `limit`.
     async fn words_with_prefix(&self, prefix: &str, limit: u32) -> Result<Vec<String>, StoreError>;
 
-    /// Indexed words sharing at least `min_shared` of `grams`, most shared first.
+    /// Indexed words of a length within `lengths` sharing at least `min_shared` of
+    /// `grams`, most shared first, at most `limit`.
     async fn words_sharing_trigrams(
         &self,
         grams: &[String],
         min_shared: usize,
+        lengths: RangeInclusive<usize>,
         limit: u32,
     ) -> Result<Vec<String>, StoreError>;
 
-    /// Every indexed occurrence of these words: which track, in which field.
-    async fn occurrences(&self, words: &[String])
-    -> Result<Vec<(Uuid, Field, String)>, StoreError>;
+    /// A page of the tracks where one of `words` appears in `field`, ordered by the word,
+    /// then the track id; a track with several of the words appears once for each.
+    async fn tracks_with_words(
+        &self,
+        words: &[String],
+        field: Field,
+        limit: u32,
+        offset: u32,
+    ) -> Result<Vec<Uuid>, StoreError>;
+
+    /// The postings of these words, one each (empty for a word not indexed), occurrences
+    /// by track id; of a word with more than `per_word`, only the first `per_word`.
+    async fn postings(&self, words: &[String], per_word: u32) -> Result<Vec<Posting>, StoreError>;
 
     /// The tracks with these ids, in no particular order.
     async fn tracks_by_id(&self, ids: &[Uuid]) -> Result<Vec<Track>, StoreError>;

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::domain::{Album, AlbumSummary, Artist, ArtistSummary, AudioFormat, Track, TrackStatus};
+use crate::domain::{
+    Album, AlbumSummary, Artist, ArtistSummary, AudioFormat, Track, TrackStatus, search::Field,
+};
 
 /// A track with its artist's name and its album's title; filter with `t.`-qualified columns.
 pub(super) const TRACK_SELECT: &str = "SELECT t.id, t.title, t.artist_id, ar.name AS artist_name,
@@ -155,6 +157,27 @@ pub(super) fn bigint(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// A length or position as the `BIGINT` a statement compares it with.
+pub(super) fn length(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Numbers a statement's parameters (`$1`, `$2`, …) in the order it is written.
+#[derive(Default)]
+pub(super) struct Placeholders(usize);
+
+impl Placeholders {
+    pub(super) fn next(&mut self) -> String {
+        self.0 += 1;
+        format!("${}", self.0)
+    }
+
+    /// `n` parameters separated by commas, for an `IN (…)` list.
+    pub(super) fn list(&mut self, n: usize) -> String {
+        (0..n).map(|_| self.next()).collect::<Vec<_>>().join(", ")
+    }
+}
+
 macro_rules! sql_store {
     ($adapter:ty, $migrations:literal) => {
         use async_trait::async_trait;
@@ -167,13 +190,13 @@ macro_rules! sql_store {
             CatalogStore, StoreError, match_key,
             sql::{
                 ALBUM_SELECT, AlbumRow, AlbumSummaryRow, ArtistRow, ArtistSummaryRow,
-                TRACK_SELECT, TrackRow, bigint, count, int,
+                Placeholders, TRACK_SELECT, TrackRow, bigint, count, int, length,
             },
         };
         use crate::domain::{
             Album, AlbumSummary, Artist, ArtistSummary, NewTrack, Track, TrackEdit, TrackSort,
             TrackStatus,
-            search::{Field, trigrams},
+            search::{Field, Posting, trigrams},
         };
 
         type Db = <$adapter as super::sql::Engine>::Database;
@@ -514,49 +537,105 @@ macro_rules! sql_store {
                 &self,
                 grams: &[String],
                 min_shared: usize,
+                lengths: std::ops::RangeInclusive<usize>,
                 limit: u32,
             ) -> Result<Vec<String>, StoreError> {
                 if grams.is_empty() {
                     return Ok(Vec::new());
                 }
-                let placeholders: Vec<String> = (1..=grams.len()).map(|n| format!("${n}")).collect();
+                let mut params = Placeholders::default();
                 let sql = format!(
-                    "SELECT word FROM search_grams WHERE gram IN ({}) GROUP BY word
-                     HAVING COUNT(*) >= ${} ORDER BY COUNT(*) DESC, word LIMIT ${}",
-                    placeholders.join(", "),
-                    grams.len() + 1,
-                    grams.len() + 2,
+                    "SELECT word FROM search_grams WHERE gram IN ({}) AND length(word) BETWEEN {} AND {}
+                     GROUP BY word HAVING COUNT(*) >= {} ORDER BY COUNT(*) DESC, word LIMIT {}",
+                    params.list(grams.len()),
+                    params.next(),
+                    params.next(),
+                    params.next(),
+                    params.next(),
                 );
                 let mut query = sqlx::query_scalar(&sql);
                 for gram in grams {
                     query = query.bind(gram);
                 }
                 Ok(query
-                    .bind(i64::try_from(min_shared).unwrap_or(i64::MAX))
+                    .bind(length(*lengths.start()))
+                    .bind(length(*lengths.end()))
+                    .bind(length(min_shared))
                     .bind(i64::from(limit))
                     .fetch_all(&self.pool)
                     .await?)
             }
 
             #[tracing::instrument(skip_all)]
-            async fn occurrences(&self, words: &[String]) -> Result<Vec<(Uuid, Field, String)>, StoreError> {
+            async fn tracks_with_words(
+                &self,
+                words: &[String],
+                field: Field,
+                limit: u32,
+                offset: u32,
+            ) -> Result<Vec<Uuid>, StoreError> {
                 if words.is_empty() {
                     return Ok(Vec::new());
                 }
-                let placeholders: Vec<String> = (1..=words.len()).map(|n| format!("${n}")).collect();
+                let mut params = Placeholders::default();
+                // Ordered as the primary key (word, track_id, field) is, so the database reads
+                // the index in order and stops at the page's end.
                 let sql = format!(
-                    "SELECT track_id, field, word FROM search_words WHERE word IN ({}) LIMIT 5000",
-                    placeholders.join(", ")
+                    "SELECT track_id FROM search_words WHERE word IN ({}) AND field = {}
+                     ORDER BY word, track_id LIMIT {} OFFSET {}",
+                    params.list(words.len()),
+                    params.next(),
+                    params.next(),
+                    params.next(),
                 );
-                let mut query = sqlx::query_as::<_, (Uuid, i16, String)>(&sql);
+                let mut query = sqlx::query_scalar(&sql);
                 for word in words {
                     query = query.bind(word);
                 }
-                let rows = query.fetch_all(&self.pool).await?;
-                Ok(rows
-                    .into_iter()
-                    .filter_map(|(track, field, word)| Field::from_code(field).map(|f| (track, f, word)))
-                    .collect())
+                Ok(query
+                    .bind(field as i16)
+                    .bind(i64::from(limit))
+                    .bind(i64::from(offset))
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn postings(
+                &self,
+                words: &[String],
+                per_word: u32,
+            ) -> Result<Vec<Posting>, StoreError> {
+                if words.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut params = Placeholders::default();
+                let values: Vec<String> =
+                    words.iter().map(|_| format!("({})", params.next())).collect();
+                // One row a word, its occurrences packed into one string: a common word occurs
+                // thousands of times, and a row each would cost more than reading them.
+                let sql = format!(
+                    "WITH asked (word) AS (VALUES {}) SELECT asked.word,
+                        (SELECT {} FROM (SELECT track_id, field FROM search_words
+                                         WHERE search_words.word = asked.word
+                                         ORDER BY track_id LIMIT {}) AS first)
+                     FROM asked",
+                    values.join(", "),
+                    <$adapter as super::sql::Engine>::PACKED_OCCURRENCES,
+                    params.next(),
+                );
+                let mut query = sqlx::query_as::<_, (String, Option<String>)>(&sql);
+                for word in words {
+                    query = query.bind(word);
+                }
+                let rows = query.bind(i64::from(per_word)).fetch_all(&self.pool).await?;
+                rows.into_iter()
+                    .map(|(word, packed)| {
+                        let occurrences =
+                            super::sql::unpack_occurrences(packed.as_deref().unwrap_or_default())?;
+                        Ok(Posting { word, occurrences })
+                    })
+                    .collect()
             }
 
             #[tracing::instrument(skip_all)]
@@ -564,8 +643,7 @@ macro_rules! sql_store {
                 if ids.is_empty() {
                     return Ok(Vec::new());
                 }
-                let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
-                let sql = format!("{TRACK_SELECT} WHERE t.id IN ({})", placeholders.join(", "));
+                let sql = format!("{TRACK_SELECT} WHERE t.id IN ({})", Placeholders::default().list(ids.len()));
                 let mut query = sqlx::query_as::<_, TrackRow>(&sql);
                 for id in ids {
                     query = query.bind(*id);
@@ -673,15 +751,64 @@ macro_rules! sql_store {
 
 pub(super) use sql_store;
 
-/// Names the sqlx database an adapter runs on, for helpers generic over executors.
+/// Names the sqlx database an adapter runs on, for helpers generic over executors, and
+/// the little SQL the two dialects write differently.
 pub(super) trait Engine {
     type Database: sqlx::Database;
+
+    /// An aggregate of `search_words` rows into one string of 33-character records: the
+    /// track id as 32 hex digits, then the field's code (see [`unpack_occurrences`]).
+    const PACKED_OCCURRENCES: &'static str;
 }
 
 impl Engine for super::SqliteCatalogStore {
     type Database = sqlx::Sqlite;
+
+    const PACKED_OCCURRENCES: &'static str = "group_concat(hex(track_id) || field, '')";
 }
 
 impl Engine for super::PostgresCatalogStore {
     type Database = sqlx::Postgres;
+
+    const PACKED_OCCURRENCES: &'static str =
+        "string_agg(replace(track_id::text, '-', '') || field, '')";
+}
+
+/// Reads the records [`Engine::PACKED_OCCURRENCES`] writes.
+pub(super) fn unpack_occurrences(packed: &str) -> Result<Vec<(Uuid, Field)>, StoreError> {
+    const RECORD: usize = 33;
+    let corrupt = || StoreError::Corrupt(format!("packed search occurrences: {packed:.66}"));
+    if !packed.len().is_multiple_of(RECORD) {
+        return Err(corrupt());
+    }
+    packed
+        .as_bytes()
+        .chunks_exact(RECORD)
+        .map(|record| {
+            let track = Uuid::try_parse_ascii(&record[..32]).map_err(|_| corrupt())?;
+            let field = char::from(record[32])
+                .to_digit(10)
+                .and_then(|code| Field::from_code(code as i16))
+                .ok_or_else(corrupt)?;
+            Ok((track, field))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_occurrences_are_read_in_either_case() {
+        let track = Uuid::parse_str("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").unwrap();
+        let upper = "0193A1B2C3D47E5F8A9B0C1D2E3F4A5B0";
+        let lower = "0193a1b2c3d47e5f8a9b0c1d2e3f4a5b2";
+        let read = unpack_occurrences(&format!("{upper}{lower}")).unwrap();
+        assert_eq!(read, [(track, Field::Title), (track, Field::Album)]);
+        assert!(unpack_occurrences("").unwrap().is_empty());
+        assert!(unpack_occurrences(&upper[..32]).is_err(), "a cut record");
+        assert!(unpack_occurrences(&upper.replace('0', "x")).is_err());
+        assert!(unpack_occurrences(&format!("{}7", &upper[..32])).is_err(), "no such field");
+    }
 }

@@ -13,7 +13,10 @@ use bus::{
     outbox::OutboxStore,
 };
 use catalog::{
-    domain::{AudioFormat, NewTrack, Track, TrackEdit, TrackSort, TrackStatus},
+    domain::{
+        AudioFormat, NewTrack, Track, TrackEdit, TrackSort, TrackStatus,
+        search::{Field, Posting, trigrams},
+    },
     store::{CatalogStore, StoreError},
 };
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -58,6 +61,9 @@ store_contract!(
     a_ready_transcode_is_applied_once_and_published,
     a_failed_transcode_keeps_its_reason,
     a_result_for_a_deleted_track_changes_nothing,
+    indexed_words_are_found_by_prefix_and_by_trigrams,
+    tracks_are_read_by_word_and_field_in_pages,
+    postings_are_read_word_by_word,
 );
 
 /// A store on a database of its own, removed again by [`StoreFixture::finish`].
@@ -544,4 +550,82 @@ async fn the_outbox_drains(store: Arc<dyn CatalogStore>) {
 
     assert_eq!(store.prune_published(published_at).await.unwrap(), 0, "nothing older");
     assert_eq!(store.prune_published(published_at + TimeDelta::seconds(1)).await.unwrap(), 2);
+}
+
+/// A stored track indexed under these words.
+async fn indexed(store: &dyn CatalogStore, words: &[(&str, Field)]) -> Uuid {
+    let track = stored(store, new_track("Indexed", "Someone", "Something")).await;
+    let words: Vec<(String, Field)> =
+        words.iter().map(|(word, field)| ((*word).to_owned(), *field)).collect();
+    store.index_track(track.id, &words).await.expect("index a track");
+    track.id
+}
+
+fn owned(words: &[&str]) -> Vec<String> {
+    words.iter().map(|word| (*word).to_owned()).collect()
+}
+
+async fn indexed_words_are_found_by_prefix_and_by_trigrams(store: Arc<dyn CatalogStore>) {
+    indexed(&*store, &[("love", Field::Title), ("lover", Field::Title)]).await;
+    indexed(&*store, &[("lovely", Field::Album), ("glove", Field::Artist), ("lo", Field::Title)])
+        .await;
+
+    let words = store.words_with_prefix("lov", 10).await.unwrap();
+    assert_eq!(words, ["love", "lovely", "lover"], "distinct, in order");
+    assert_eq!(store.words_with_prefix("lov", 2).await.unwrap(), ["love", "lovely"]);
+    assert!(store.words_with_prefix("lovx", 10).await.unwrap().is_empty());
+
+    let similar = store.words_sharing_trigrams(&trigrams("lve"), 1, 2..=4, 10).await.unwrap();
+    assert_eq!(similar, ["love", "lo"], "most shared first; lovely, lover and glove are too long");
+    let similar = store.words_sharing_trigrams(&trigrams("lve"), 2, 2..=6, 10).await.unwrap();
+    assert_eq!(similar, ["love"], "the others share one trigram");
+}
+
+async fn tracks_are_read_by_word_and_field_in_pages(store: Arc<dyn CatalogStore>) {
+    let mut both = Vec::new();
+    for _ in 0..3 {
+        both.push(indexed(&*store, &[("love", Field::Title), ("lover", Field::Title)]).await);
+    }
+    let lover_only = indexed(&*store, &[("lover", Field::Title)]).await;
+    let in_album = indexed(&*store, &[("love", Field::Album)]).await;
+    both.sort();
+
+    let words = owned(&["lover", "love"]);
+    let all = store.tracks_with_words(&words, Field::Title, 100, 0).await.unwrap();
+    let mut lovers = [both.clone(), vec![lover_only]].concat();
+    lovers.sort();
+    assert_eq!(all, [both.clone(), lovers].concat(), "by word, then track, once per word");
+
+    let page = store.tracks_with_words(&words, Field::Title, 2, 2).await.unwrap();
+    assert_eq!(page, all[2..4]);
+    let album = store.tracks_with_words(&owned(&["love"]), Field::Album, 10, 0).await.unwrap();
+    assert_eq!(album, [in_album]);
+    assert!(store.tracks_with_words(&[], Field::Title, 10, 0).await.unwrap().is_empty());
+}
+
+async fn postings_are_read_word_by_word(store: Arc<dyn CatalogStore>) {
+    let nina = indexed(&*store, &[("feeling", Field::Title), ("nina", Field::Artist)]).await;
+    let album = indexed(&*store, &[("feeling", Field::Album), ("good", Field::Title)]).await;
+    let artist = indexed(&*store, &[("feeling", Field::Artist)]).await;
+    let mut feeling = vec![(nina, Field::Title), (album, Field::Album), (artist, Field::Artist)];
+    feeling.sort_by_key(|(track, _)| *track);
+
+    let mut postings = store.postings(&owned(&["nina", "feeling", "absent"]), 100).await.unwrap();
+    postings.sort_by(|a, b| b.word.cmp(&a.word));
+    let posting = |word: &str, occurrences: &[(Uuid, Field)]| Posting {
+        word: word.to_owned(),
+        occurrences: occurrences.to_vec(),
+    };
+    assert_eq!(
+        postings,
+        [
+            posting("nina", &[(nina, Field::Artist)]),
+            posting("feeling", &feeling),
+            posting("absent", &[])
+        ],
+        "one a word, occurrences by track id"
+    );
+    let first = store.postings(&owned(&["feeling"]), 2).await.unwrap();
+    assert_eq!(first, [posting("feeling", &feeling[..2])]);
+    assert!(store.postings(&[], 100).await.unwrap().is_empty());
 }
