@@ -32,9 +32,10 @@ const TRANSCODE_CONSUMER: &str = "catalog.transcodes";
 const MAX_COMPLETIONS: u32 = 50;
 /// How many words sharing trigrams with a query word are checked for a near miss.
 const MAX_NEAR_MISS_CANDIDATES: u32 = 200;
-/// How many occurrences of one word a query of several words ranks at most: a bound on
-/// its cost that only words in more tracks than this reach.
-const MAX_OCCURRENCES_PER_WORD: u32 = 20_000;
+/// How many occurrences a query of several words reads at most, shared evenly among the
+/// indexed words it matches: a bound on its cost, past which a word is ranked on its
+/// tracks with the lowest ids only.
+const MAX_OCCURRENCES_RANKED: usize = 200_000;
 
 fn now() -> DateTime<Utc> {
     let now = Utc::now();
@@ -343,12 +344,15 @@ impl CatalogService {
         let ranked = match candidates.as_slice() {
             [one_word] => self.best_matches_of_one_word(one_word, limit as usize).await?,
             _ => {
-                // Every word's matches are read whole, so each track found is ranked on all
-                // it holds; `rank` keeps the tracks that answer every query word.
+                // Each matching word's postings are read whole up to its share of the
+                // budget (beyond it, the tracks with the lowest ids), so a track found is
+                // ranked on all it holds; `rank` keeps those that answer every query word.
                 let words: std::collections::BTreeSet<String> =
                     candidates.into_iter().flatten().map(|(word, _)| word).collect();
                 let words: Vec<String> = words.into_iter().collect();
-                let postings = self.store.postings(&words, MAX_OCCURRENCES_PER_WORD).await?;
+                let per_word =
+                    u32::try_from(MAX_OCCURRENCES_RANKED / words.len().max(1)).unwrap_or(u32::MAX);
+                let postings = self.store.postings(&words, per_word).await?;
                 search::rank(&query_words, &postings)
                     .into_iter()
                     .take(limit as usize)

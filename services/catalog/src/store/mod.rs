@@ -123,7 +123,8 @@ pub trait CatalogStore: OutboxStore {
     ) -> Result<Vec<Uuid>, StoreError>;
 
     /// The postings of these words, one each (empty for a word not indexed), occurrences
-    /// by track id; of a word with more than `per_word`, only the first `per_word`.
+    /// in no particular order; of a word with more than `per_word`, only those of the
+    /// first `per_word` by track id.
     async fn postings(&self, words: &[String], per_word: u32) -> Result<Vec<Posting>, StoreError>;
 
     /// The tracks with these ids, in no particular order.

@@ -579,7 +579,8 @@ macro_rules! sql_store {
                 }
                 let mut params = Placeholders::default();
                 // Ordered as the primary key (word, track_id, field) is, so the database reads
-                // the index in order and stops at the page's end.
+                // the index in order, passing over the words' rows in other fields, and stops
+                // once the page is full.
                 let sql = format!(
                     "SELECT track_id FROM search_words WHERE word IN ({}) AND field = {}
                      ORDER BY word, track_id LIMIT {} OFFSET {}",

@@ -1,0 +1,61 @@
+//! Search through `CatalogService` on SQLite and PostgreSQL: which tracks a query finds,
+//! in which order, and how many.
+
+use catalog::{CatalogConfig, CatalogService, domain::Track};
+
+use crate::store_contract::{StoreFixture, new_track, stored};
+
+#[tokio::test]
+async fn sqlite_ranks_matches_best_first() {
+    ranks_matches_best_first(StoreFixture::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_ranks_matches_best_first() {
+    ranks_matches_best_first(StoreFixture::postgres().await).await;
+}
+
+async fn ranks_matches_best_first(fixture: StoreFixture) {
+    let store = fixture.store();
+    let media = tempfile::tempdir().unwrap();
+    let objects =
+        objects::Objects::connect(&objects::StorageConfig::default(), media.path()).await.unwrap();
+    let service = CatalogService::new(store.clone(), objects, CatalogConfig::default());
+    for (title, artist, album) in [
+        ("Loe and Behold", "Someone", "Something"),
+        ("Lover Man", "Billie Holiday", "Lady Day"),
+        ("Glove Box", "Various", "Love Songs"),
+        ("Night Train", "Love", "Forever Changes"),
+        ("Lovely Day", "Bill Withers", "Menagerie"),
+        ("Love Me Do", "The Beatles", "Lovely Album"),
+    ] {
+        let track = stored(&*store, new_track(title, artist, album)).await;
+        service.reindex(&track).await.unwrap();
+    }
+    let titles = |tracks: &[Track]| tracks.iter().map(|t| t.title.clone()).collect::<Vec<_>>();
+
+    let love = service.search("love", 20).await.unwrap();
+    assert_eq!(
+        titles(&love.tracks),
+        [
+            "Love Me Do",     // the word in a title (its album's "lovely" does not count twice)
+            "Night Train",    // the word as the artist
+            "Lovely Day",     // a completion in a title, "lovely" before "lover"
+            "Lover Man",      // a completion in a title
+            "Glove Box",      // the word in an album, which ties with a near miss in a title
+            "Loe and Behold", // a near miss in a title
+        ],
+        "created in reverse, so no order of insertion explains this one"
+    );
+    let best_two = service.search("love", 2).await.unwrap();
+    assert_eq!(titles(&best_two.tracks), ["Love Me Do", "Night Train"]);
+    let best = service.search("love", 1).await.unwrap();
+    assert_eq!(titles(&best.tracks), ["Love Me Do"]);
+
+    let both = service.search("love beatles", 20).await.unwrap();
+    assert_eq!(titles(&both.tracks), ["Love Me Do"], "every word must match");
+    let night = service.search("nigt lov", 20).await.unwrap();
+    assert_eq!(titles(&night.tracks), ["Night Train"], "a near miss and a prefix together");
+    assert!(service.search("love zeppelin", 20).await.unwrap().tracks.is_empty());
+    fixture.finish().await;
+}
