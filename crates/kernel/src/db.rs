@@ -130,6 +130,29 @@ async fn create_database_if_missing(
     Ok(())
 }
 
+/// `$first, $first+1, …` for `count` parameters: both engines number them so.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Numbers a statement's parameters (`$1`, `$2`, …) in the order it is written, for
+/// statements that mix lists of any length with single parameters.
+#[derive(Debug, Default)]
+pub struct Placeholders(usize);
+
+impl Placeholders {
+    pub fn one(&mut self) -> String {
+        self.list(1)
+    }
+
+    /// `n` parameters separated by commas, for an `IN (…)` list.
+    pub fn list(&mut self, n: usize) -> String {
+        let list = placeholders(self.0 + 1, n);
+        self.0 += n;
+        list
+    }
+}
+
 /// What a service's store can fail with, whatever the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -160,5 +183,21 @@ impl StoreError {
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
             )
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_numbered_in_the_order_they_are_written() {
+        assert_eq!(placeholders(2, 3), "$2, $3, $4");
+        assert_eq!(placeholders(1, 0), "");
+        let mut params = Placeholders::default();
+        assert_eq!(params.list(2), "$1, $2");
+        assert_eq!(params.one(), "$3");
+        assert_eq!(params.list(0), "");
+        assert_eq!(params.list(1), "$4");
     }
 }

@@ -41,23 +41,18 @@ impl TryFrom<SummaryRow> for TrackSummary {
     }
 }
 
-/// `$first, $first+1, …` for `count` parameters.
-pub(super) fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
-}
-
 macro_rules! sql_store {
     ($adapter:ty, $migrations:literal) => {
         const _: () = {
             use async_trait::async_trait;
             use bus::Envelope;
             use chrono::{DateTime, Utc};
-            use kernel::api::TrackSummary;
+            use kernel::{api::TrackSummary, db::placeholders};
             use uuid::Uuid;
 
             use crate::store::{
                 AnalyticsStore, StoreError,
-                sql::{CHUNK, SUMMARY_COLUMNS, SummaryRow, placeholders},
+                sql::{CHUNK, SUMMARY_COLUMNS, SummaryRow},
             };
 
             #[async_trait]

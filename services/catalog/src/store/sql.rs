@@ -162,22 +162,6 @@ pub(super) fn length(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Numbers a statement's parameters (`$1`, `$2`, …) in the order it is written.
-#[derive(Default)]
-pub(super) struct Placeholders(usize);
-
-impl Placeholders {
-    pub(super) fn next(&mut self) -> String {
-        self.0 += 1;
-        format!("${}", self.0)
-    }
-
-    /// `n` parameters separated by commas, for an `IN (…)` list.
-    pub(super) fn list(&mut self, n: usize) -> String {
-        (0..n).map(|_| self.next()).collect::<Vec<_>>().join(", ")
-    }
-}
-
 macro_rules! sql_store {
     ($adapter:ty, $migrations:literal) => {
         use async_trait::async_trait;
@@ -190,9 +174,10 @@ macro_rules! sql_store {
             CatalogStore, StoreError, match_key,
             sql::{
                 ALBUM_SELECT, AlbumRow, AlbumSummaryRow, ArtistRow, ArtistSummaryRow,
-                Placeholders, TRACK_SELECT, TrackRow, bigint, count, int, length,
+                TRACK_SELECT, TrackRow, bigint, count, int, length,
             },
         };
+        use kernel::db::Placeholders;
         use crate::domain::{
             Album, AlbumSummary, Artist, ArtistSummary, NewTrack, Track, TrackEdit, TrackSort,
             TrackStatus,
@@ -548,10 +533,10 @@ macro_rules! sql_store {
                     "SELECT word FROM search_grams WHERE gram IN ({}) AND length(word) BETWEEN {} AND {}
                      GROUP BY word HAVING COUNT(*) >= {} ORDER BY COUNT(*) DESC, word LIMIT {}",
                     params.list(grams.len()),
-                    params.next(),
-                    params.next(),
-                    params.next(),
-                    params.next(),
+                    params.one(),
+                    params.one(),
+                    params.one(),
+                    params.one(),
                 );
                 let mut query = sqlx::query_scalar(&sql);
                 for gram in grams {
@@ -585,9 +570,9 @@ macro_rules! sql_store {
                     "SELECT track_id FROM search_words WHERE word IN ({}) AND field = {}
                      ORDER BY word, track_id LIMIT {} OFFSET {}",
                     params.list(words.len()),
-                    params.next(),
-                    params.next(),
-                    params.next(),
+                    params.one(),
+                    params.one(),
+                    params.one(),
                 );
                 let mut query = sqlx::query_scalar(&sql);
                 for word in words {
@@ -612,7 +597,7 @@ macro_rules! sql_store {
                 }
                 let mut params = Placeholders::default();
                 let values: Vec<String> =
-                    words.iter().map(|_| format!("({})", params.next())).collect();
+                    words.iter().map(|_| format!("({})", params.one())).collect();
                 // One row a word, its occurrences packed into one string: a common word occurs
                 // thousands of times, and a row each would cost more than reading them.
                 let sql = format!(
@@ -623,7 +608,7 @@ macro_rules! sql_store {
                      FROM asked",
                     values.join(", "),
                     <$adapter as super::sql::Engine>::PACKED_OCCURRENCES,
-                    params.next(),
+                    params.one(),
                 );
                 let mut query = sqlx::query_as::<_, (String, Option<String>)>(&sql);
                 for word in words {

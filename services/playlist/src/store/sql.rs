@@ -141,11 +141,6 @@ impl TryFrom<LikeRow> for Like {
     }
 }
 
-/// `$first, $first+1, …` for `count` parameters.
-pub(super) fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
-}
-
 /// A `COUNT(*)` or a stored total, never negative.
 pub(super) fn count(raw: i64) -> u64 {
     u64::try_from(raw).unwrap_or_default()
@@ -239,10 +234,10 @@ macro_rules! sql_store {
             sql::{
                 CHUNK, EntryRow, LikeRow, ListedRow, PLAYLIST_COLUMNS, PLAYLIST_RETURNING,
                 PlaylistRow,
-                SUMMARY_COLUMNS, SummaryRow, bigint, count, distinct, int, key_writes,
-                placeholders, tally,
+                SUMMARY_COLUMNS, SummaryRow, bigint, count, distinct, int, key_writes, tally,
             },
         };
+        use kernel::db::placeholders;
         use crate::domain::{
             Entry, Like, NewPlaylist, Playlist, PlaylistEdit, TrackChange, TrackSummary,
             positions,
