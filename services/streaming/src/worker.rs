@@ -140,9 +140,10 @@ impl Worker {
             )))
         } else {
             tracing::info!(%track_id, attempt = job.attempts, "transcode started");
-            self.with_lease(&job, stopped, self.transcode(&job, &scratch)).await
+            let ended = self.with_lease(&job, stopped, self.transcode(&job, &scratch)).await;
+            scratch.clear().await;
+            ended
         };
-        scratch.clear().await;
         let store = self.service.store();
         let outcome = match ended {
             Ended::Finished(result) => self.finish(&job, result).await,
