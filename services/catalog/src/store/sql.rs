@@ -210,7 +210,7 @@ macro_rules! sql_store {
                 new: &NewTrack,
                 event: &Envelope,
             ) -> Result<Track, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$adapter as super::sql::Engine>::BEGIN_WRITE).await?;
                 let artist_id = artist_named(&mut tx, &new.artist_name).await?;
                 let album_id = album_titled(&mut tx, artist_id, &new.album_title, new.year).await?;
                 sqlx::query(
@@ -284,7 +284,7 @@ macro_rules! sql_store {
                 edit: &TrackEdit,
                 now: DateTime<Utc>,
             ) -> Result<Option<Track>, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$adapter as super::sql::Engine>::BEGIN_WRITE).await?;
                 let Some(current) = fetch_track(&mut *tx, id).await? else { return Ok(None) };
                 let (artist_id, album_id) =
                     if edit.artist_name.is_some() || edit.album_title.is_some() {
@@ -330,7 +330,7 @@ macro_rules! sql_store {
                 transcoded: &TrackTranscoded,
                 publish: &(dyn for<'t> Fn(&'t Track) -> Envelope + Send + Sync),
             ) -> Result<Option<Track>, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$adapter as super::sql::Engine>::BEGIN_WRITE).await?;
                 if !bus::inbox::first_delivery(&mut *tx, consumer, event_id).await? {
                     return Ok(None);
                 }
@@ -383,7 +383,7 @@ macro_rules! sql_store {
                 id: Uuid,
                 event: &Envelope,
             ) -> Result<Option<Track>, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$adapter as super::sql::Engine>::BEGIN_WRITE).await?;
                 let Some(track) = fetch_track(&mut *tx, id).await? else { return Ok(None) };
                 sqlx::query("DELETE FROM tracks WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 insert_event(&mut *tx, event).await?;
@@ -477,7 +477,7 @@ macro_rules! sql_store {
 
             #[tracing::instrument(skip_all)]
             async fn index_track(&self, track_id: Uuid, words: &[(String, Field)]) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with(<$adapter as super::sql::Engine>::BEGIN_WRITE).await?;
                 sqlx::query("DELETE FROM search_words WHERE track_id = $1")
                     .bind(track_id)
                     .execute(&mut *tx)
@@ -742,6 +742,12 @@ pub(super) use sql_store;
 pub(super) trait Engine {
     type Database: sqlx::Database;
 
+    /// Begins a transaction that writes. On SQLite it takes the write lock at once:
+    /// a transaction that read first and then finds another writer committed since
+    /// cannot wait for the lock and fails ("database is locked"), where one that asks
+    /// first waits out `busy_timeout` behind the other writer.
+    const BEGIN_WRITE: &'static str;
+
     /// An aggregate of `search_words` rows into one string of 33-character records: the
     /// track id as 32 hex digits, then the field's code (see [`unpack_occurrences`]).
     const PACKED_OCCURRENCES: &'static str;
@@ -750,11 +756,15 @@ pub(super) trait Engine {
 impl Engine for super::SqliteCatalogStore {
     type Database = sqlx::Sqlite;
 
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+
     const PACKED_OCCURRENCES: &'static str = "group_concat(hex(track_id) || field, '')";
 }
 
 impl Engine for super::PostgresCatalogStore {
     type Database = sqlx::Postgres;
+
+    const BEGIN_WRITE: &'static str = "BEGIN";
 
     // The uuid's bytes in hex: a third faster than formatting it as text, then
     // stripping the hyphens.

@@ -54,6 +54,7 @@ store_contract!(
     tracks_are_found_by_hash,
     tracks_are_sorted_and_paged,
     tracks_are_edited_and_moved,
+    concurrent_edits_and_deletions_all_succeed,
     deleting_records_the_event_and_prunes_empty_albums_and_artists,
     albums_and_artists_are_listed_in_order,
     the_outbox_drains,
@@ -333,6 +334,32 @@ async fn tracks_are_sorted_and_paged(store: Arc<dyn CatalogStore>) {
     assert_eq!(titles(&page), ["beta"]);
     let (page, _) = store.tracks(TrackSort::Recent, 2, 10).await.unwrap();
     assert!(page.is_empty());
+}
+
+/// Writers queue up behind each other instead of failing: on SQLite a transaction that
+/// read before it wrote cannot wait for a lock another writer took meanwhile.
+async fn concurrent_edits_and_deletions_all_succeed(store: Arc<dyn CatalogStore>) {
+    let mut tracks = Vec::new();
+    for n in 0..16 {
+        tracks.push(stored(&*store, new_track(&format!("Take {n}"), "Band", "Sessions")).await);
+    }
+    let writes = tracks.iter().enumerate().map(|(n, track)| {
+        let (store, id) = (store.clone(), track.id);
+        tokio::spawn(async move {
+            if n % 2 == 0 {
+                store.delete_track(id, &deleted(id)).await.map(|track| track.is_some())
+            } else {
+                let edit = TrackEdit { title: Some(format!("Edited {n}")), ..TrackEdit::default() };
+                store.update_track(id, &edit, now()).await.map(|track| track.is_some())
+            }
+        })
+    });
+    for write in futures::future::join_all(writes).await {
+        assert!(write.unwrap().expect("a concurrent write fails"), "the track was there");
+    }
+    let (left, total) = store.tracks(TrackSort::Title, 100, 0).await.unwrap();
+    assert_eq!(total, 8);
+    assert!(left.iter().all(|track| track.title.starts_with("Edited")), "{:?}", titles(&left));
 }
 
 async fn tracks_are_edited_and_moved(store: Arc<dyn CatalogStore>) {
