@@ -48,6 +48,10 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    pub fn of(items: Vec<T>, total: u64, limit: u32, offset: u32) -> Self {
+        Self { items, total, limit, offset }
+    }
+
     /// Pages a list that is already complete in memory.
     pub fn slice(all: Vec<T>, limit: u32, offset: u32) -> Self {
         let total = all.len() as u64;

@@ -13,7 +13,7 @@ use std::{
 use async_trait::async_trait;
 use axum::{
     Router,
-    extract::{FromRequest, FromRequestParts, MatchedPath, Request, State},
+    extract::{MatchedPath, Request, State},
     http::{HeaderName, Method, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
@@ -21,7 +21,6 @@ use axum::{
     serve::ListenerExt as _,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use serde::Serialize;
 use tokio::{net::TcpListener, sync::Notify};
 use tower::{ServiceBuilder, util::BoxCloneSyncService};
 use tower_http::{
@@ -35,26 +34,7 @@ use crate::{cache::Cache, db::SqlPool, problem::Problem, sendfile::SendfileListe
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// `axum::Json` whose rejections are problem+json (400 syntax, 415 type, 422 shape, 413 size).
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(Problem))]
-pub struct Json<T>(pub T);
-
-impl<T: Serialize> IntoResponse for Json<T> {
-    fn into_response(self) -> Response {
-        axum::Json(self.0).into_response()
-    }
-}
-
-/// `axum::extract::Path` whose rejections are problem+json.
-#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(Problem))]
-pub struct Path<T>(pub T);
-
-/// `axum::extract::Query` whose rejections are problem+json.
-#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(Problem))]
-pub struct Query<T>(pub T);
+pub use crate::extract::{Json, Multipart, Path, Query};
 
 /// Wraps a service's router in the layers every Tonearm server has. Routes added after
 /// this call are not observed, so call it last.
@@ -142,7 +122,7 @@ where
         let answered = self.inner.call(request);
         Box::pin(async move {
             let Ok(response) = answered.await;
-            let response = as_problem(response);
+            let response = as_problem(response).await;
             record(&method, route, response.status(), started);
             Ok(response)
         })
@@ -211,7 +191,7 @@ async fn measure(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
-    let response = as_problem(next.run(request).await);
+    let response = as_problem(next.run(request).await).await;
     record(
         &method,
         route.as_ref().map_or("unmatched", MatchedPath::as_str),
@@ -280,23 +260,47 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-fn as_problem(response: Response) -> Response {
+async fn as_problem(response: Response) -> Response {
     let status = response.status();
-    if (status.is_client_error() || status.is_server_error())
-        && !response.headers().contains_key(header::CONTENT_TYPE)
-    {
-        let (parts, _) = response.into_parts();
-        let mut problem =
-            Problem::new(status, status.canonical_reason().unwrap_or("error").to_lowercase())
-                .into_response();
-        for (name, value) in &parts.headers {
-            if name != header::CONTENT_LENGTH {
-                problem.headers_mut().insert(name.clone(), value.clone());
-            }
-        }
-        return problem;
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes() == crate::problem::CONTENT_TYPE.as_bytes());
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
     }
-    response
+    // A framework's or a layer's own error (a rejection in plain text, a bare 405): its
+    // words are kept for a client error, never for a server error.
+    let (parts, body) = response.into_parts();
+    let plain_text = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/plain"));
+    let said = if status.is_client_error() && plain_text {
+        axum::body::to_bytes(body, 2048)
+            .await
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+            .map(|text| text.trim().to_owned())
+            .filter(|text| !text.is_empty())
+    } else {
+        None
+    };
+    let detail = said.unwrap_or_else(|| {
+        if status.is_server_error() {
+            "an internal error occurred".to_owned()
+        } else {
+            status.canonical_reason().unwrap_or("error").to_lowercase()
+        }
+    });
+    let mut problem = Problem::new(status, detail).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_LENGTH && name != header::CONTENT_TYPE {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
 }
 
 /// The process-wide Prometheus recorder, installed on first use.

@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod engine;
+pub mod extract;
 pub mod grant;
 pub mod http;
 pub mod problem;

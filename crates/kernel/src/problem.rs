@@ -1,7 +1,6 @@
 //! The one error shape every Tonearm endpoint answers with: RFC 9457 problem details.
 
 use axum::{
-    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -126,30 +125,5 @@ impl std::fmt::Display for ErrorChain<'_> {
             source = cause.source();
         }
         Ok(())
-    }
-}
-
-impl From<JsonRejection> for Problem {
-    fn from(rejection: JsonRejection) -> Self {
-        // axum already picks the right status: 400 syntax, 422 shape, 415 content type,
-        // 413 when the body limit is hit.
-        Self::new(rejection.status(), rejection.body_text())
-    }
-}
-
-impl From<PathRejection> for Problem {
-    fn from(rejection: PathRejection) -> Self {
-        let status = match rejection.status() {
-            // A path segment that does not parse names nothing that exists.
-            StatusCode::BAD_REQUEST => StatusCode::NOT_FOUND,
-            other => other,
-        };
-        Self::new(status, rejection.body_text())
-    }
-}
-
-impl From<QueryRejection> for Problem {
-    fn from(rejection: QueryRejection) -> Self {
-        Self::bad_request(rejection.body_text())
     }
 }

@@ -11,6 +11,7 @@ use kernel::{
     Problem,
     api::{Page, PageQuery, TrackSummary, millis},
     caller::Caller,
+    extract::from_json_value,
     http::{Json, Query},
 };
 use serde::{Deserialize, Serialize};
@@ -102,9 +103,11 @@ impl From<PlayBody> for PlayReport {
     }
 }
 
-/// One play, or an array of them (offline plays sent later).
-#[derive(Debug, Deserialize, ToSchema)]
+/// One play, or an array of them (offline plays sent later). Documents the body; the
+/// handler tells the two apart by the JSON value, so that an error names the field.
+#[derive(Debug, ToSchema)]
 #[serde(untagged)]
+#[allow(dead_code)]
 pub enum PlaysBody {
     Many(Vec<PlayBody>),
     One(PlayBody),
@@ -257,11 +260,13 @@ fn millis_of(us: u64) -> f64 {
 async fn report_plays(
     State(service): State<AppState>,
     caller: Caller,
-    Json(body): Json<PlaysBody>,
+    Json(body): Json<serde_json::Value>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
-    let reports: Vec<PlayReport> = match body {
-        PlaysBody::One(play) => vec![play.into()],
-        PlaysBody::Many(plays) => plays.into_iter().map(PlayReport::from).collect(),
+    let reports: Vec<PlayReport> = if body.is_array() {
+        let plays: Vec<PlayBody> = from_json_value(body)?;
+        plays.into_iter().map(PlayReport::from).collect()
+    } else {
+        vec![from_json_value::<PlayBody>(body)?.into()]
     };
     let accepted = service.report_plays(&caller, &reports).await?;
     Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })))

@@ -183,6 +183,9 @@ impl From<AuthError> for Problem {
             AuthError::Invalid { .. } => Problem::unprocessable(error.to_string()),
             AuthError::EmailTaken => Problem::conflict(error.to_string()).with_type("email-taken"),
             AuthError::InvalidCredentials => Problem::unauthorized(error.to_string()),
+            // The token is fine (401 would tell a client to sign in again): the request
+            // is refused for want of the right password.
+            AuthError::WrongPassword { .. } => Problem::forbidden(error.to_string()),
             AuthError::Throttled { retry_after } => {
                 Problem::too_many_requests(retry_after.as_secs().max(1))
             }

@@ -220,7 +220,7 @@ impl AuthService {
         new: &str,
     ) -> Result<(), AuthError> {
         let new = Password::parse(new, "new_password")?;
-        self.confirm_password(caller, current).await?;
+        self.confirm_password(caller, current, "current_password").await?;
         let hash = self.hasher.hash(&new).await?;
         let revoked =
             self.store.change_password(caller.user_id, &hash, caller.session_id, now()).await?;
@@ -241,7 +241,7 @@ impl AuthService {
     }
 
     pub async fn delete_account(&self, caller: &Caller, password: &str) -> Result<(), AuthError> {
-        self.confirm_password(caller, password).await?;
+        self.confirm_password(caller, password, "password").await?;
         let at = now();
         let sessions = self
             .store
@@ -295,13 +295,18 @@ impl AuthService {
         self.keys.jwks()
     }
 
-    async fn confirm_password(&self, caller: &Caller, password: &str) -> Result<(), AuthError> {
+    async fn confirm_password(
+        &self,
+        caller: &Caller,
+        password: &str,
+        field: &'static str,
+    ) -> Result<(), AuthError> {
         let hash = self.store.password_hash(caller.user_id).await?;
         let password = Password::unchecked(password);
         if self.hasher.verify(&password, hash.as_deref()).await? {
             Ok(())
         } else {
-            Err(AuthError::InvalidCredentials)
+            Err(AuthError::WrongPassword { field })
         }
     }
 

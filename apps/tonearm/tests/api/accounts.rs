@@ -235,7 +235,8 @@ async fn password_change_revokes_every_other_session() {
             json!({"current_password": "not it at all", "new_password": "a brand new secret"}),
         )
         .await;
-    assert_problem(wrong, StatusCode::UNAUTHORIZED).await;
+    let wrong = assert_problem(wrong, StatusCode::FORBIDDEN).await;
+    assert_eq!(wrong["detail"], "current_password is incorrect");
 
     let changed = app
         .post(
@@ -276,7 +277,8 @@ async fn profile_update_and_account_deletion() {
     let refused = app
         .send(Method::DELETE, "/v1/me", Some(&access), Some(json!({"password": "wrong password"})))
         .await;
-    assert_problem(refused, StatusCode::UNAUTHORIZED).await;
+    let refused = assert_problem(refused, StatusCode::FORBIDDEN).await;
+    assert_eq!(refused["detail"], "password is incorrect");
     assert_eq!(app.get("/v1/me", Some(&access)).await.status(), StatusCode::OK, "nothing changed");
 
     let deleted = app

@@ -169,8 +169,24 @@ async fn bad_plays_change_nothing() {
     let future = json!({"track_id": track, "played_ms": 5,
         "started_at": (Utc::now() + TimeDelta::hours(2)).to_rfc3339()});
     assert_problem(report(&app, &listener, future).await, StatusCode::UNPROCESSABLE_ENTITY).await;
-    let negative = json!({"track_id": track, "played_ms": -1});
-    assert_problem(report(&app, &listener, negative).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    // Each refusal names the field and says what is wrong, in words.
+    for (body, said) in [
+        (
+            json!({"track_id": track, "played_ms": -1}),
+            "`played_ms` must be a whole number, 0 or more, not -1",
+        ),
+        (json!({"track_id": 5, "played_ms": 10}), "`track_id` must be a UUID, not 5"),
+        (json!({"played_ms": 10}), "`track_id` is required"),
+        (
+            json!([{"track_id": track, "played_ms": 10}, {"track_id": track}]),
+            "`[1].played_ms` is required",
+        ),
+    ] {
+        let problem =
+            assert_problem(report(&app, &listener, body).await, StatusCode::UNPROCESSABLE_ENTITY)
+                .await;
+        assert_eq!(problem["detail"], said);
+    }
     let broken = app
         .client
         .post(app.url("/v1/me/plays"))

@@ -99,6 +99,17 @@ async fn a_playlist_changes_by_snapshot_and_only_its_owner_changes_it() {
     assert_ne!(after_add, first);
     assert_eq!(order(&app, &alice, &id).await, tracks);
 
+    let negative = send(
+        &app,
+        Method::PUT,
+        &tracks_path,
+        &alice,
+        json!({"range_start": -1, "insert_before": 3}),
+    )
+    .await;
+    let problem = assert_problem(negative, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(problem["detail"], "`range_start` must be a whole number, 0 or more, not -1");
+
     let moved = send(
         &app,
         Method::PUT,

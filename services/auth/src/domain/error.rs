@@ -9,6 +9,10 @@ pub enum AuthError {
     EmailTaken,
     #[error("email or password is incorrect")]
     InvalidCredentials,
+    /// A signed-in user's confirmation of their password (to change it, or to delete the
+    /// account) did not match.
+    #[error("{field} is incorrect")]
+    WrongPassword { field: &'static str },
     #[error("too many failed sign-in attempts")]
     Throttled { retry_after: Duration },
     #[error("the refresh token is invalid, expired or revoked")]

@@ -236,7 +236,10 @@ async fn changing_the_password_ends_other_sessions() {
 
     let wrong =
         harness.service.change_password(&caller, "not the password", "brand new pass").await;
-    assert!(matches!(wrong, Err(AuthError::InvalidCredentials)), "got {wrong:?}");
+    assert!(
+        matches!(wrong, Err(AuthError::WrongPassword { field: "current_password" })),
+        "got {wrong:?}"
+    );
     assert!(harness.is_live(&first).await, "a refused change revokes nothing");
 
     harness.service.change_password(&caller, PASSWORD, "brand new pass").await.unwrap();
@@ -260,7 +263,7 @@ async fn deleting_the_account_ends_every_session() {
     let caller = harness.caller(&second).await;
 
     let wrong = harness.service.delete_account(&caller, "not the password").await;
-    assert!(matches!(wrong, Err(AuthError::InvalidCredentials)), "got {wrong:?}");
+    assert!(matches!(wrong, Err(AuthError::WrongPassword { field: "password" })), "got {wrong:?}");
     assert!(harness.is_live(&second).await);
 
     harness.service.delete_account(&caller, PASSWORD).await.unwrap();
