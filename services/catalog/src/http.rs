@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, Multipart, State, multipart::MultipartError},
+    extract::{DefaultBodyLimit, State, multipart::MultipartError},
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -17,7 +17,8 @@ use kernel::{
     Problem,
     api::{AlbumRef, ArtistRef, Page, PageQuery, TrackSummary, millis},
     caller::Caller,
-    http::{Json, Path, Query},
+    extract::{is_too_large, multipart_problem},
+    http::{Json, Multipart, Path, Query},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -26,7 +27,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{Album, CatalogError, Track, TrackEdit, TrackSort},
-    service::{CatalogService, Overrides, Uploaded},
+    service::{CatalogService, Found, Overrides, Uploaded},
 };
 
 type AppState = Arc<CatalogService>;
@@ -220,20 +221,51 @@ impl From<CatalogError> for Problem {
             }
             CatalogError::NotFound(_) => Problem::not_found(error.to_string()),
             CatalogError::NotYours => Problem::forbidden(error.to_string()),
-            CatalogError::Upload(_) => Problem::bad_request(error.to_string()),
+            CatalogError::Unreadable(_) => Problem::bad_request(error.to_string()),
             CatalogError::Store(ref store) if store.is_unavailable() => {
                 Problem::unavailable("the catalog's storage is unavailable; try again shortly")
             }
             CatalogError::Objects(objects::ObjectsError::Unavailable(_)) => {
                 Problem::unavailable("the catalog's storage is unavailable; try again shortly")
             }
-            CatalogError::Store(_) | CatalogError::Objects(_) => Problem::internal(&error),
+            CatalogError::Store(_) | CatalogError::Objects(_) | CatalogError::Upload(_) => {
+                Problem::internal(&error)
+            }
         }
     }
 }
 
-fn multipart_problem(error: MultipartError) -> Problem {
-    Problem::new(error.status(), error.body_text())
+/// A multipart body that could not be read: too large (past the upload limit, declared
+/// or not), or malformed or cut short.
+fn unreadable(error: &MultipartError, limit: u64) -> CatalogError {
+    if is_too_large(error) {
+        CatalogError::TooLarge { limit }
+    } else {
+        CatalogError::Unreadable(multipart_problem(error).detail)
+    }
+}
+
+/// Longest text field of an upload read, in bytes: well past any valid name, so that a
+/// name too long is refused by the same rule as an edit, with no unbounded read.
+const MAX_TEXT_FIELD_BYTES: usize = 16 * 1024;
+
+async fn text_field(
+    mut field: axum::extract::multipart::Field<'_>,
+    name: &'static str,
+    limit: u64,
+) -> Result<String, CatalogError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| unreadable(&e, limit))? {
+        if bytes.len() + chunk.len() > MAX_TEXT_FIELD_BYTES {
+            return Err(CatalogError::Invalid {
+                field: name,
+                reason: format!("must be 1 to {} characters", crate::domain::MAX_NAME_CHARS),
+            });
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| CatalogError::Invalid { field: name, reason: "must be UTF-8 text".into() })
 }
 
 type ApiResult<T> = Result<T, Problem>;
@@ -249,26 +281,21 @@ type ApiResult<T> = Result<T, Problem>;
 async fn upload(
     State(service): State<AppState>,
     caller: Caller,
-    mut form: Multipart,
+    Multipart(mut form): Multipart,
 ) -> ApiResult<Response> {
+    let limit = service.max_upload_bytes();
     let mut spooled = None;
     let mut file_name = None;
     let mut overrides = Overrides::default();
-    while let Some(field) = form.next_field().await.map_err(multipart_problem)? {
+    while let Some(field) = form.next_field().await.map_err(|e| unreadable(&e, limit))? {
         match field.name().unwrap_or_default() {
             "file" if spooled.is_none() => {
                 file_name = field.file_name().map(str::to_owned);
-                spooled = Some(service.spool(field.map_err(multipart_problem)).await?);
+                spooled = Some(service.spool(field.map_err(|e| unreadable(&e, limit))).await?);
             }
-            name @ ("title" | "artist" | "album") => {
-                let name = name.to_owned();
-                let value = field.text().await.map_err(multipart_problem)?;
-                match name.as_str() {
-                    "title" => overrides.title = Some(value),
-                    "artist" => overrides.artist = Some(value),
-                    _ => overrides.album = Some(value),
-                }
-            }
+            "title" => overrides.title = Some(text_field(field, "title", limit).await?),
+            "artist" => overrides.artist = Some(text_field(field, "artist", limit).await?),
+            "album" => overrides.album = Some(text_field(field, "album", limit).await?),
             _ => {}
         }
     }
@@ -291,7 +318,7 @@ async fn upload(
     params(TrackListQuery), responses((status = 200, body = Page<TrackSummary>)))]
 async fn list_tracks(
     State(service): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Query(query): Query<TrackListQuery>,
 ) -> ApiResult<Json<Page<TrackSummary>>> {
     let sort = match query.sort.as_deref() {
@@ -304,7 +331,7 @@ async fn list_tracks(
         }
     };
     let (limit, offset) = PageQuery { limit: query.limit, offset: query.offset }.resolve()?;
-    let (tracks, total) = service.tracks(sort, limit, offset).await?;
+    let (tracks, total) = service.tracks(&caller, sort, limit, offset).await?;
     Ok(Json(Page { items: tracks.iter().map(TrackSummary::from).collect(), total, limit, offset }))
 }
 
@@ -313,10 +340,10 @@ async fn list_tracks(
     params(("id" = Uuid, Path)), responses((status = 200, body = TrackView), (status = 404, body = Problem)))]
 async fn get_track(
     State(service): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<TrackView>> {
-    Ok(Json(service.track(id).await?.into()))
+    Ok(Json(service.visible_track(&caller, id).await?.into()))
 }
 
 /// Edit a track's tags (uploader or admin).
@@ -384,10 +411,10 @@ async fn list_albums(
     params(("id" = Uuid, Path)), responses((status = 200, body = AlbumView), (status = 404, body = Problem)))]
 async fn get_album(
     State(service): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<AlbumView>> {
-    let (album, tracks) = service.album(id).await?;
+    let (album, tracks) = service.album(&caller, id).await?;
     Ok(Json(AlbumView {
         artist: album_ref(&album),
         id: album.id,
@@ -481,11 +508,8 @@ pub struct SearchQuery {
     kinds: Option<String>,
     /// Results per kind, 1 to 100 (default 20).
     limit: Option<u32>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Items<T> {
-    items: Vec<T>,
+    /// Results of each kind to skip.
+    offset: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -498,11 +522,11 @@ pub struct SearchAlbum {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
-    tracks: Option<Items<TrackSummary>>,
+    tracks: Option<Page<TrackSummary>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    albums: Option<Items<SearchAlbum>>,
+    albums: Option<Page<SearchAlbum>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    artists: Option<Items<ArtistRef>>,
+    artists: Option<Page<ArtistRef>>,
 }
 
 /// Search tracks, albums and artists, ranked.
@@ -514,7 +538,7 @@ async fn search(
     _caller: Caller,
     Query(query): Query<SearchQuery>,
 ) -> ApiResult<Json<SearchResponse>> {
-    let (limit, _) = PageQuery { limit: query.limit, offset: None }.resolve()?;
+    let (limit, offset) = PageQuery { limit: query.limit, offset: query.offset }.resolve()?;
     let mut kinds: Vec<&str> = query
         .kinds
         .as_deref()
@@ -532,28 +556,37 @@ async fn search(
             "unknown type `{unknown}`: use track, album or artist"
         )));
     }
-    let results = service.search(&query.q, limit).await?;
+    let results = service.search(&query.q, limit, offset).await?;
     let wants = |kind: &str| kinds.contains(&kind);
+    let tracks = Found {
+        items: results.tracks.items.iter().map(TrackSummary::from).collect(),
+        total: results.tracks.total,
+    };
+    let albums = Found {
+        items: results
+            .albums
+            .items
+            .into_iter()
+            .map(|(id, title, artist)| SearchAlbum {
+                id,
+                title,
+                artist: ArtistRef { id: artist.id, name: artist.name },
+            })
+            .collect(),
+        total: results.albums.total,
+    };
+    let artists = Found {
+        items: results
+            .artists
+            .items
+            .into_iter()
+            .map(|artist| ArtistRef { id: artist.id, name: artist.name })
+            .collect(),
+        total: results.artists.total,
+    };
     Ok(Json(SearchResponse {
-        tracks: wants("track")
-            .then(|| Items { items: results.tracks.iter().map(TrackSummary::from).collect() }),
-        albums: wants("album").then(|| Items {
-            items: results
-                .albums
-                .iter()
-                .map(|(id, title, artist)| SearchAlbum {
-                    id: *id,
-                    title: title.clone(),
-                    artist: ArtistRef { id: artist.id, name: artist.name.clone() },
-                })
-                .collect(),
-        }),
-        artists: wants("artist").then(|| Items {
-            items: results
-                .artists
-                .iter()
-                .map(|a| ArtistRef { id: a.id, name: a.name.clone() })
-                .collect(),
-        }),
+        tracks: wants("track").then(|| Page::of(tracks.items, tracks.total, limit, offset)),
+        albums: wants("album").then(|| Page::of(albums.items, albums.total, limit, offset)),
+        artists: wants("artist").then(|| Page::of(artists.items, artists.total, limit, offset)),
     }))
 }

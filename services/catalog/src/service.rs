@@ -19,7 +19,7 @@ use crate::{
     config::CatalogConfig,
     domain::{
         Album, AlbumSummary, Artist, ArtistSummary, AudioFormat, CatalogError, NewTrack, Track,
-        TrackEdit, TrackSort, artwork, read_tags,
+        TrackEdit, TrackSort, TrackStatus, artwork, checked_name, read_tags,
         search::{self, Field},
     },
     store::{CatalogStore, StoreError},
@@ -32,6 +32,9 @@ const TRANSCODE_CONSUMER: &str = "catalog.transcodes";
 const MAX_COMPLETIONS: u32 = 50;
 /// How many words sharing trigrams with a query word are checked for a near miss.
 const MAX_NEAR_MISS_CANDIDATES: u32 = 200;
+/// How many matches a search ranks and counts in each section, at most: the cost of a
+/// query stays bounded however common its words.
+pub const MAX_SEARCH_MATCHES: usize = 1_000;
 /// How many occurrences a query of several words reads at most, shared evenly among the
 /// indexed words it matches: a bound on its cost, past which a word is ranked on its
 /// tracks with the lowest ids only.
@@ -58,13 +61,40 @@ pub struct Overrides {
     pub album: Option<String>,
 }
 
-/// What a search found, best first.
+impl Overrides {
+    /// The names as an edit would take them; a blank field leaves the tag's name.
+    fn checked(self) -> Result<Self, CatalogError> {
+        let check = |field, value: Option<String>| {
+            value.filter(|v| !v.trim().is_empty()).map(|v| checked_name(field, &v)).transpose()
+        };
+        Ok(Self {
+            title: check("title", self.title)?,
+            artist: check("artist", self.artist)?,
+            album: check("album", self.album)?,
+        })
+    }
+}
+
+/// What a search found, best first: a page of each section and how many it holds.
 #[derive(Debug, Default)]
 pub struct SearchResults {
-    pub tracks: Vec<Track>,
+    pub tracks: Found<Track>,
     /// Album id, title and the artist of the best-ranked track on it.
-    pub albums: Vec<(Uuid, String, Artist)>,
-    pub artists: Vec<Artist>,
+    pub albums: Found<(Uuid, String, Artist)>,
+    pub artists: Found<Artist>,
+}
+
+/// A page of matches and the number of matches in all (at most [`MAX_SEARCH_MATCHES`]).
+#[derive(Debug)]
+pub struct Found<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+impl<T> Default for Found<T> {
+    fn default() -> Self {
+        Self { items: Vec::new(), total: 0 }
+    }
 }
 
 #[derive(Debug)]
@@ -108,10 +138,9 @@ impl CatalogService {
 
     /// Streams an upload to a temporary file, hashing it and noting its format on the
     /// way, and refusing it once it passes the size limit. Never holds it whole in memory.
-    pub async fn spool<S, E>(&self, stream: S) -> Result<Spooled, CatalogError>
+    pub async fn spool<S>(&self, stream: S) -> Result<Spooled, CatalogError>
     where
-        S: Stream<Item = Result<Bytes, E>>,
-        E: std::fmt::Display,
+        S: Stream<Item = Result<Bytes, CatalogError>>,
     {
         let (file, path) = tempfile::NamedTempFile::new()
             .map_err(|e| CatalogError::Upload(e.to_string()))?
@@ -122,7 +151,7 @@ impl CatalogService {
         let mut size = 0_u64;
         futures::pin_mut!(stream);
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| CatalogError::Upload(e.to_string()))?;
+            let chunk = chunk?;
             size += chunk.len() as u64;
             if size > self.config.max_upload_bytes {
                 return Err(CatalogError::TooLarge { limit: self.config.max_upload_bytes });
@@ -149,6 +178,7 @@ impl CatalogService {
         file_name: Option<String>,
         overrides: Overrides,
     ) -> Result<Uploaded, CatalogError> {
+        let overrides = overrides.checked()?;
         if spooled.size == 0 {
             return Err(CatalogError::Invalid { field: "file", reason: "is empty".into() });
         }
@@ -160,9 +190,7 @@ impl CatalogService {
         let tags = tokio::task::spawn_blocking(move || read_tags(&path, file_name.as_deref()))
             .await
             .map_err(|e| CatalogError::Upload(e.to_string()))?;
-        let pick = |given: Option<String>, tagged: String| {
-            given.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).unwrap_or(tagged)
-        };
+        let pick = |given: Option<String>, tagged: String| given.unwrap_or(tagged);
         let cover = tags.cover;
         let new = NewTrack {
             id: Uuid::now_v7(),
@@ -192,7 +220,6 @@ impl CatalogService {
         match self.store.create_track(&new, &event).await {
             Ok(track) => {
                 tracing::info!(track_id = %track.id, format = format.as_str(), "track uploaded");
-                self.reindex(&track).await?;
                 if let Some(cover) = cover {
                     self.store_artwork(track.album.0, cover).await;
                 }
@@ -220,7 +247,9 @@ impl CatalogService {
         owner: &Caller,
         path: &std::path::Path,
     ) -> Result<Uploaded, CatalogError> {
-        let spooled = self.spool(file_chunks(path.to_path_buf())).await?;
+        let chunks = file_chunks(path.to_path_buf())
+            .map(|chunk| chunk.map_err(|e| CatalogError::Upload(e.to_string())));
+        let spooled = self.spool(chunks).await?;
         let file_name = path.file_name().map(|name| name.to_string_lossy().into_owned());
         self.ingest(owner, spooled, file_name, Overrides::default()).await
     }
@@ -270,31 +299,43 @@ impl CatalogService {
         self.store.track(id).await?.ok_or(CatalogError::NotFound("track"))
     }
 
+    /// A track as `caller` may see it: one that is not ready is its uploader's (and the
+    /// admins') alone; to anyone else it does not exist.
+    pub async fn visible_track(&self, caller: &Caller, id: Uuid) -> Result<Track, CatalogError> {
+        let track = self.track(id).await?;
+        if track.status == TrackStatus::Ready || may_change(caller, &track) {
+            Ok(track)
+        } else {
+            Err(CatalogError::NotFound("track"))
+        }
+    }
+
+    /// A page of the tracks `caller` may see: the ready ones and their own.
     pub async fn tracks(
         &self,
+        caller: &Caller,
         sort: TrackSort,
         limit: u32,
         offset: u32,
     ) -> Result<(Vec<Track>, u64), CatalogError> {
-        Ok(self.store.tracks(sort, limit, offset).await?)
+        Ok(self.store.tracks(sort, caller.user_id, limit, offset).await?)
     }
 
     pub async fn update(
         &self,
         caller: &Caller,
         id: Uuid,
-        edit: TrackEdit,
+        mut edit: TrackEdit,
     ) -> Result<Track, CatalogError> {
-        let track = self.track(id).await?;
+        let track = self.visible_track(caller, id).await?;
         ensure_may_change(caller, &track)?;
-        for (field, value) in
-            [("title", &edit.title), ("artist", &edit.artist_name), ("album", &edit.album_title)]
-        {
-            if value.as_deref().is_some_and(|v| v.trim().is_empty() || v.chars().count() > 300) {
-                return Err(CatalogError::Invalid {
-                    field,
-                    reason: "must be 1 to 300 characters".into(),
-                });
+        for (field, value) in [
+            ("title", &mut edit.title),
+            ("artist", &mut edit.artist_name),
+            ("album", &mut edit.album_title),
+        ] {
+            if let Some(given) = value.as_deref() {
+                *value = Some(checked_name(field, given)?);
             }
         }
         if edit.year.is_some_and(|year| !(1000..=9999).contains(&year)) {
@@ -308,11 +349,14 @@ impl CatalogService {
             .update_track(id, &edit, now())
             .await?
             .ok_or(CatalogError::NotFound("track"))?;
-        self.reindex(&track).await?;
+        if track.status == TrackStatus::Ready {
+            self.reindex(&track).await?;
+        }
         Ok(track)
     }
 
-    /// Makes a track findable by the words of its title, artist and album.
+    /// Makes a track findable by the words of its title, artist and album. Only ready
+    /// tracks are indexed: search finds what anyone may play.
     pub async fn reindex(&self, track: &Track) -> Result<(), CatalogError> {
         let words: Vec<(String, Field)> = [
             (&track.title, Field::Title),
@@ -326,9 +370,15 @@ impl CatalogService {
     }
 
     /// Tracks whose title, artist and album answer every word of `query` (a prefix, or a
-    /// word within one edit, two for long words), best first, with their albums and
-    /// artists.
-    pub async fn search(&self, query: &str, limit: u32) -> Result<SearchResults, CatalogError> {
+    /// word within one edit, two for long words), best first; albums whose title and
+    /// artists whose name answer it. Each section is the page `offset..offset + limit` of
+    /// at most [`MAX_SEARCH_MATCHES`] matches, with their count.
+    pub async fn search(
+        &self,
+        query: &str,
+        limit: u32,
+        offset: u32,
+    ) -> Result<SearchResults, CatalogError> {
         let query_words: Vec<String> = search::words(query).into_iter().take(8).collect();
         if query_words.is_empty() {
             return Err(CatalogError::Invalid { field: "q", reason: "must contain a word".into() });
@@ -341,38 +391,95 @@ impl CatalogService {
             }
             candidates.push(matches);
         }
-        let ranked = match candidates.as_slice() {
-            [one_word] => self.best_matches_of_one_word(one_word, limit as usize).await?,
-            _ => {
-                // Each matching word's postings are read whole up to its share of the
-                // budget (beyond it, the tracks with the lowest ids), so a track found is
-                // ranked on all it holds; `rank` keeps those that answer every query word.
-                let words: std::collections::BTreeSet<String> =
-                    candidates.into_iter().flatten().map(|(word, _)| word).collect();
-                let words: Vec<String> = words.into_iter().collect();
-                let per_word =
-                    u32::try_from(MAX_OCCURRENCES_RANKED / words.len().max(1)).unwrap_or(u32::MAX);
-                let postings = self.store.postings(&words, per_word).await?;
-                search::rank(&query_words, &postings)
-                    .into_iter()
-                    .take(limit as usize)
-                    .map(|(track, _)| track)
-                    .collect()
-            }
+        let page = |ids: &[Uuid]| -> Vec<Uuid> {
+            ids.iter().skip(offset as usize).take(limit as usize).copied().collect()
         };
-        let mut tracks = self.store.tracks_by_id(&ranked).await?;
-        tracks.sort_by_key(|track| ranked.iter().position(|id| *id == track.id));
-        let mut albums: Vec<(Uuid, String, Artist)> = Vec::new();
-        let mut artists: Vec<Artist> = Vec::new();
-        for track in &tracks {
-            if !albums.iter().any(|(id, _, _)| *id == track.album.0) {
-                albums.push((track.album.0, track.album.1.clone(), track.artist.clone()));
-            }
-            if !artists.iter().any(|artist| artist.id == track.artist.id) {
-                artists.push(track.artist.clone());
+
+        let ranked = self.ranked(&query_words, &candidates, &Field::ALL).await?;
+        let mut tracks = self.store.tracks_by_id(&page(&ranked)).await?;
+        let wanted = page(&ranked);
+        tracks.sort_by_key(|track| wanted.iter().position(|id| *id == track.id));
+
+        // Albums and artists are found by their own names, each once, in the rank of
+        // their best track.
+        let album_tracks = self.ranked(&query_words, &candidates, &[Field::Album]).await?;
+        let albums = self.distinct_groups(&album_tracks, |(_, album, _)| album).await?;
+        let artist_tracks = self.ranked(&query_words, &candidates, &[Field::Artist]).await?;
+        let artists = self.distinct_groups(&artist_tracks, |(_, _, artist)| artist).await?;
+        let album_page = self.store.tracks_by_id(&page(&albums)).await?;
+        let artist_page = self.store.tracks_by_id(&page(&artists)).await?;
+        let in_order = |tracks: Vec<Track>, order: Vec<Uuid>| {
+            let mut tracks = tracks;
+            tracks.sort_by_key(|track| order.iter().position(|id| *id == track.id));
+            tracks
+        };
+        Ok(SearchResults {
+            tracks: Found { items: tracks, total: ranked.len() as u64 },
+            albums: Found {
+                items: in_order(album_page, page(&albums))
+                    .into_iter()
+                    .map(|track| (track.album.0, track.album.1, track.artist))
+                    .collect(),
+                total: albums.len() as u64,
+            },
+            artists: Found {
+                items: in_order(artist_page, page(&artists))
+                    .into_iter()
+                    .map(|track| track.artist)
+                    .collect(),
+                total: artists.len() as u64,
+            },
+        })
+    }
+
+    /// The tracks that answer every query word in `fields`, best first, at most
+    /// [`MAX_SEARCH_MATCHES`].
+    async fn ranked(
+        &self,
+        query_words: &[String],
+        candidates: &[Vec<(String, u32)>],
+        fields: &[Field],
+    ) -> Result<Vec<Uuid>, CatalogError> {
+        if let [one_word] = candidates {
+            return self.best_matches_of_one_word(one_word, fields, MAX_SEARCH_MATCHES).await;
+        }
+        // Each matching word's postings are read whole up to its share of the budget
+        // (beyond it, the tracks with the lowest ids), so a track found is ranked on all
+        // it holds; `rank` keeps those that answer every query word.
+        let words: std::collections::BTreeSet<String> =
+            candidates.iter().flatten().map(|(word, _)| word.clone()).collect();
+        let words: Vec<String> = words.into_iter().collect();
+        let per_word =
+            u32::try_from(MAX_OCCURRENCES_RANKED / words.len().max(1)).unwrap_or(u32::MAX);
+        let mut postings = self.store.postings(&words, per_word).await?;
+        if fields.len() < Field::ALL.len() {
+            for posting in &mut postings {
+                posting.occurrences.retain(|(_, field)| fields.contains(field));
             }
         }
-        Ok(SearchResults { tracks, albums, artists })
+        Ok(search::rank(query_words, &postings)
+            .into_iter()
+            .take(MAX_SEARCH_MATCHES)
+            .map(|(track, _)| track)
+            .collect())
+    }
+
+    /// The first track of each album (or artist) among `ranked`, in rank order.
+    async fn distinct_groups(
+        &self,
+        ranked: &[Uuid],
+        group: impl Fn(&(Uuid, Uuid, Uuid)) -> &Uuid,
+    ) -> Result<Vec<Uuid>, CatalogError> {
+        let groups = self.store.track_groups(ranked).await?;
+        let by_track: std::collections::HashMap<Uuid, &(Uuid, Uuid, Uuid)> =
+            groups.iter().map(|row| (row.0, row)).collect();
+        let mut seen = std::collections::HashSet::new();
+        Ok(ranked
+            .iter()
+            .filter_map(|track| by_track.get(track))
+            .filter(|row| seen.insert(*group(row)))
+            .map(|row| row.0)
+            .collect())
     }
 
     /// The indexed words a query word matches, with their [`search::match_strength`]:
@@ -403,19 +510,21 @@ impl CatalogService {
         Ok(matches.into_iter().collect())
     }
 
-    /// The best `limit` tracks for a one-word query, read tier by tier so that a common
-    /// word costs a page of its best matches, not every track it appears in.
+    /// The best `limit` tracks for a one-word query with a match in one of `fields`,
+    /// read tier by tier so that a common word costs its best matches, not every track
+    /// it appears in.
     async fn best_matches_of_one_word(
         &self,
         matches: &[(String, u32)],
+        fields: &[Field],
         limit: usize,
     ) -> Result<Vec<Uuid>, CatalogError> {
-        let mut ranked = Vec::with_capacity(limit);
+        let mut ranked = Vec::new();
         let mut seen = std::collections::HashSet::new();
         // Fewer than `limit` tracks are missing and fewer than `limit` were ranked before
         // (and may come back): a page of `limit` usually ends a tier's reading.
         let page = u32::try_from(limit).unwrap_or(u32::MAX).max(1);
-        for tier in search::tiers(matches) {
+        for tier in search::tiers(matches).into_iter().filter(|tier| fields.contains(&tier.field)) {
             let mut offset = 0;
             while ranked.len() < limit {
                 let tracks =
@@ -458,16 +567,49 @@ impl CatalogService {
         };
         let applied =
             self.store.apply_transcode(TRANSCODE_CONSUMER, event_id, transcoded, &publish).await?;
-        if let Some(track) = applied {
-            tracing::info!(track_id = %track.id, status = track.status.as_str(), error = track.error.as_deref(), "transcode applied");
+        let track = match applied {
+            Some(track) => {
+                tracing::info!(track_id = %track.id, status = track.status.as_str(), error = track.error.as_deref(), "transcode applied");
+                Some(track)
+            }
+            // Applied before: indexing may not have followed (the process stopped between),
+            // and doing it again is harmless.
+            None => self.store.track(transcoded.track_id).await?,
+        };
+        match track {
+            Some(track) if track.status == TrackStatus::Ready => self.reindex(&track).await,
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Deletes a track, its media, and publishes `track.deleted`.
     pub async fn delete(&self, caller: &Caller, id: Uuid) -> Result<(), CatalogError> {
-        let track = self.track(id).await?;
+        let track = self.visible_track(caller, id).await?;
         ensure_may_change(caller, &track)?;
+        self.remove(&track).await
+    }
+
+    /// What becomes of a deleted account's uploads: those that play stay in the shared
+    /// catalog, no longer anyone's (`uploaded_by` becomes the nil id, so that only admins
+    /// may change them); those that never became ready were visible to their uploader
+    /// alone and go, media and all. Safe to run again for the same account.
+    pub async fn forget_uploader(&self, user_id: Uuid) -> Result<(), CatalogError> {
+        for track in self.store.tracks_uploaded_by(user_id).await? {
+            if track.status != TrackStatus::Ready {
+                match self.remove(&track).await {
+                    Ok(()) | Err(CatalogError::NotFound(_)) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        let disowned = self.store.disown_tracks(user_id).await?;
+        tracing::info!(%user_id, disowned, "a deleted account's uploads are no longer theirs");
+        Ok(())
+    }
+
+    /// Deletes a track and its media, and publishes `track.deleted`.
+    async fn remove(&self, track: &Track) -> Result<(), CatalogError> {
+        let id = track.id;
         let at = now();
         let event = Envelope::new(&TrackDeleted { track_id: id, deleted_at: at }, at);
         self.store.delete_track(id, &event).await?.ok_or(CatalogError::NotFound("track"))?;
@@ -493,8 +635,20 @@ impl CatalogService {
         Ok(self.store.albums(limit, offset).await?)
     }
 
-    pub async fn album(&self, id: Uuid) -> Result<(Album, Vec<Track>), CatalogError> {
-        self.store.album(id).await?.ok_or(CatalogError::NotFound("album"))
+    /// An album with the tracks `caller` may see; an album with none does not exist
+    /// for them.
+    pub async fn album(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+    ) -> Result<(Album, Vec<Track>), CatalogError> {
+        let (album, mut tracks) =
+            self.store.album(id).await?.ok_or(CatalogError::NotFound("album"))?;
+        tracks.retain(|track| track.status == TrackStatus::Ready || may_change(caller, track));
+        if tracks.is_empty() {
+            return Err(CatalogError::NotFound("album"));
+        }
+        Ok((album, tracks))
     }
 
     pub async fn artists(
@@ -505,17 +659,21 @@ impl CatalogService {
         Ok(self.store.artists(limit, offset).await?)
     }
 
+    /// An artist with their published albums; one with none is not listed.
     pub async fn artist(&self, id: Uuid) -> Result<(Artist, Vec<Album>), CatalogError> {
-        self.store.artist(id).await?.ok_or(CatalogError::NotFound("artist"))
+        match self.store.artist(id).await? {
+            Some((artist, albums)) if !albums.is_empty() => Ok((artist, albums)),
+            _ => Err(CatalogError::NotFound("artist")),
+        }
     }
 }
 
+fn may_change(caller: &Caller, track: &Track) -> bool {
+    caller.user_id == track.uploaded_by || caller.is_admin()
+}
+
 fn ensure_may_change(caller: &Caller, track: &Track) -> Result<(), CatalogError> {
-    if caller.user_id == track.uploaded_by || caller.is_admin() {
-        Ok(())
-    } else {
-        Err(CatalogError::NotYours)
-    }
+    if may_change(caller, track) { Ok(()) } else { Err(CatalogError::NotYours) }
 }
 
 /// A file as a stream of 1 MiB chunks.

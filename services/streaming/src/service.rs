@@ -347,10 +347,9 @@ impl StreamingService {
         let job = self.store.job(track_id).await?.ok_or(StreamingError::NotFound("track"))?;
         match (job.status, job.packaged) {
             (JobStatus::Done, Some(packaged)) => Ok(packaged),
-            (JobStatus::Failed, _) => Err(StreamingError::NotPlayable(format!(
-                "the track could not be transcoded: {}",
-                job.error.unwrap_or_default()
-            ))),
+            // A failed track is its uploader's business: the catalog tells them why. To
+            // anyone here it does not exist.
+            (JobStatus::Failed, _) => Err(StreamingError::NotFound("track")),
             _ => Err(StreamingError::NotPlayable("the track is still processing".to_owned())),
         }
     }

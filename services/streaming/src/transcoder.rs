@@ -94,7 +94,7 @@ impl Transcoder {
             .map_err(|error| not_runnable(&self.ffprobe, &error))?;
         if !output.status.success() {
             let log = without_path(&String::from_utf8_lossy(&output.stderr), input);
-            return Err(classify(&log, output.status.code().is_none(), "cannot read the file"));
+            return Err(classify(&log, output.status.code().is_none(), UNREADABLE));
         }
         let report: ProbeReport = serde_json::from_slice(&output.stdout).map_err(|error| {
             TranscodeError::Fault(format!("unexpected ffprobe output: {error}"))
@@ -159,20 +159,33 @@ impl Transcoder {
         if !status.success() {
             let log: Vec<String> = log.into();
             let log = without_path(&log.join("\n"), input);
-            return Err(classify(&log, status.code().is_none(), "cannot decode the file"));
+            return Err(classify(&log, status.code().is_none(), UNDECODABLE));
         }
         let mut renditions = Vec::with_capacity(LADDER.len());
         for bitrate in LADDER {
             renditions.push(read_rendition(out, bitrate, probed).await?);
         }
-        let duration_us: u64 =
+        let encoded_us: u64 =
             renditions[0].segments.iter().map(|segment| segment.duration_us).sum();
         Ok(Packaged {
-            duration_ms: duration_us / 1_000,
+            duration_ms: track_duration_ms(probed.duration, encoded_us),
             // ffmpeg reports -70 LUFS (the absolute gate) for silence, which has no loudness.
             loudness_lufs: loudness.filter(|lufs| *lufs > -70.0),
             renditions,
         })
+    }
+}
+
+/// How long a track lasts: the source's own length, as its container states it, when
+/// the encoding bears it out. An encoding is padded to whole frames (AAC's 1024 samples,
+/// plus priming), so the renditions run a little longer, and keep their own lengths in the
+/// manifests. A container that claims far more than decodes (a file cut short, an MP3
+/// whose header guesses) is not believed: then the encoded length is the truth.
+fn track_duration_ms(stated: Option<Duration>, encoded_us: u64) -> u64 {
+    const BELIEVABLE_US: u64 = 500_000;
+    match stated.and_then(|stated| u64::try_from(stated.as_micros()).ok()) {
+        Some(stated_us) if stated_us.abs_diff(encoded_us) <= BELIEVABLE_US => stated_us / 1_000,
+        _ => encoded_us / 1_000,
     }
 }
 
@@ -327,14 +340,22 @@ fn not_runnable(program: &Path, error: &std::io::Error) -> TranscodeError {
     TranscodeError::Fault(format!("cannot run {}: {error}", program.display()))
 }
 
-/// Tells a file ffmpeg cannot read from a machine that cannot run it.
-fn classify(log: &str, killed: bool, what: &str) -> TranscodeError {
+/// Why a file the probe cannot open is refused, as its uploader reads it.
+const UNREADABLE: &str =
+    "cannot read the file as audio: it may be damaged, or not the format it claims to be";
+/// Why a file that opens but does not decode to its end is refused.
+const UNDECODABLE: &str = "cannot decode the audio: the file may be damaged or cut short";
+
+/// Tells a file ffmpeg cannot read from a machine that cannot run it. The uploader is
+/// told `reason`, in words; ffmpeg's own words go to the log, for the operator.
+fn classify(log: &str, killed: bool, reason: &str) -> TranscodeError {
     const MACHINE_FAULTS: [&str; 4] =
         ["No space left on device", "Cannot allocate memory", "Permission denied", "Killed"];
     if killed || MACHINE_FAULTS.iter().any(|fault| log.contains(fault)) {
         return TranscodeError::Fault(format!("ffmpeg stopped: {}", last_line(log)));
     }
-    TranscodeError::Unplayable(format!("{what}: {}", last_line(log)))
+    tracing::info!(ffmpeg = %last_line(log), reason, "input refused");
+    TranscodeError::Unplayable(reason.to_owned())
 }
 
 /// The last line of a log worth showing, without ffmpeg's `[component @ 0x…]` prefix.
@@ -358,6 +379,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_track_lasts_as_long_as_its_source_when_the_encoding_bears_it_out() {
+        let stated = |ms| Some(Duration::from_millis(ms));
+        assert_eq!(track_duration_ms(stated(20_000), 20_023_220), 20_000, "AAC padding");
+        assert_eq!(track_duration_ms(stated(10_031), 4_010_000), 4_010, "a file cut short");
+        assert_eq!(track_duration_ms(None, 3_050_000), 3_050);
+    }
+
+    #[test]
     fn reads_the_integrated_loudness_line() {
         assert_eq!(integrated_loudness("    I:         -27.8 LUFS"), Some(-27.8));
         assert_eq!(integrated_loudness("    LRA:         0.0 LU"), None);
@@ -368,11 +397,8 @@ mod tests {
     fn errors_name_the_cause_without_ffmpeg_noise() {
         let log = "Input #0, mp3\n[mp3 @ 0x5581] Failed to read frame size\n\
                    /tmp/x.mp3: Invalid data found when processing input\n";
-        match classify(log, false, "cannot decode the file") {
-            TranscodeError::Unplayable(reason) => assert_eq!(
-                reason,
-                "cannot decode the file: /tmp/x.mp3: Invalid data found when processing input"
-            ),
+        match classify(log, false, UNDECODABLE) {
+            TranscodeError::Unplayable(reason) => assert_eq!(reason, UNDECODABLE),
             other => panic!("expected unplayable, got {other:?}"),
         }
         assert!(matches!(

@@ -26,6 +26,11 @@ use crate::{
 /// How long a claim holds a job without renewal; workers renew at a third of it.
 pub const LEASE: Duration = Duration::from_secs(60);
 
+/// What the uploader of a track reads when its transcode kept meeting faults of the
+/// server's (a missing program, a full disk): the faults themselves are the operator's.
+pub const GAVE_UP: &str =
+    "the server could not process this file after several attempts; try uploading it again later";
+
 /// How often an idle worker looks for due work it was not woken for (retries, other
 /// replicas' lapsed leases).
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -134,10 +139,8 @@ impl Worker {
                 tracing::warn!(%track_id, %error, "cannot move transcode scratch files away");
             }
             let last = job.error.clone().unwrap_or_else(|| "the worker stopped".into());
-            Ended::Finished(JobResult::Failed(format!(
-                "gave up after {} attempts: {last}",
-                job.attempts - 1
-            )))
+            tracing::error!(%track_id, attempts = job.attempts - 1, last_fault = %last, "transcode given up");
+            Ended::Finished(JobResult::Failed(GAVE_UP.to_owned()))
         } else {
             tracing::info!(%track_id, attempt = job.attempts, "transcode started");
             let ended = self.with_lease(&job, stopped, self.transcode(&job, &scratch)).await;
@@ -148,8 +151,8 @@ impl Worker {
         let outcome = match ended {
             Ended::Finished(result) => self.finish(&job, result).await,
             Ended::Fault(reason) if job.attempts >= max_attempts => {
-                let reason = format!("gave up after {} attempts: {reason}", job.attempts);
-                self.finish(&job, JobResult::Failed(reason)).await
+                tracing::error!(%track_id, attempts = job.attempts, last_fault = %reason, "transcode given up");
+                self.finish(&job, JobResult::Failed(GAVE_UP.to_owned())).await
             }
             Ended::Fault(reason) => {
                 let base = self.service.config().retry_backoff_secs;

@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode, multipart};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, assert_problem, token, unique_email};
+use crate::support::{TestApp, assert_problem, settled, token, unique_email};
 
 /// A mono 16-bit PCM WAV of `seconds` of a quiet tone, distinct per `seed`.
 pub fn wav(seconds: u32, seed: u8) -> Vec<u8> {
@@ -91,6 +91,9 @@ async fn upload_fields_override_tags_and_fill_albums_and_artists() {
         )
         .await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let accepted: Value = response.json().await.unwrap();
+        // Albums and artists are listed once a track of theirs plays.
+        settled(&app, &ada, accepted["id"].as_str().unwrap()).await;
     }
     let albums: Value = app.get("/v1/albums", Some(&ada)).await.json().await.unwrap();
     assert_eq!(albums["total"], 1);
@@ -142,6 +145,65 @@ async fn bad_uploads_get_clear_problems_and_leave_nothing_behind() {
     assert!(stored.is_empty(), "no orphan files: {stored:?}");
 }
 
+/// Every way an upload's body can be wrong answers problem+json with the right status,
+/// and stores nothing: no catalog row, no object.
+#[tokio::test]
+async fn malformed_and_oversized_upload_bodies_are_problems_and_store_nothing() {
+    let dir = std::sync::Arc::new(tempfile::TempDir::new().unwrap());
+    let mut settings = crate::support::test_settings(dir.path());
+    settings.catalog.max_upload_bytes = 64 * 1024;
+    let app = TestApp::up_with(settings, Some(dir)).await;
+    let ada = token(&app.register(&unique_email()).await, "access_token");
+    let post = |content_type: &'static str, body: Vec<u8>| {
+        app.client
+            .post(app.url("/v1/tracks"))
+            .bearer_auth(&ada)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+
+    for content_type in ["application/json", "audio/mpeg", "text/plain"] {
+        let response = post(content_type, wav(1, 1)).await.unwrap();
+        assert_problem(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    }
+    let no_boundary = post("multipart/form-data", wav(1, 1)).await.unwrap();
+    assert_problem(no_boundary, StatusCode::BAD_REQUEST).await;
+    let broken = post("multipart/form-data; boundary=XYZ", b"--XYZ\r\nnot a part".to_vec());
+    let broken = assert_problem(broken.await.unwrap(), StatusCode::BAD_REQUEST).await;
+    assert!(!broken["detail"].as_str().unwrap().contains("Internal"), "{broken}");
+
+    // Larger than allowed, with no Content-Length to tell beforehand: cut off midway.
+    let mut form_start =
+        b"--XYZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n\r\n"
+            .to_vec();
+    form_start.extend(wav(20, 2));
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        form_start.chunks(8 * 1024).map(|chunk| Ok(chunk.to_vec())).collect();
+    let chunked = app
+        .client
+        .post(app.url("/v1/tracks"))
+        .bearer_auth(&ada)
+        .header("content-type", "multipart/form-data; boundary=XYZ")
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    let too_large = assert_problem(chunked, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_eq!(too_large["detail"], "the file is larger than 65536 bytes", "{too_large}");
+
+    // A name longer than an edit may set is refused the same way in an upload.
+    let long_title = "x".repeat(10_000);
+    let long = upload(&app, &ada, "a.wav", wav(1, 3), &[("title", long_title.as_str())]).await;
+    let long = assert_problem(long, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(long["detail"], "title must be 1 to 300 characters");
+
+    let listed: Value = app.get("/v1/tracks", Some(&ada)).await.json().await.unwrap();
+    assert_eq!(listed["total"], 0, "{listed}");
+    let stored = walk(&app.data_dir.join("media"));
+    assert!(stored.is_empty(), "no orphan files: {stored:?}");
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     entries
@@ -160,7 +222,10 @@ async fn only_the_uploader_edits_or_deletes_and_deletion_is_published() {
     let bob = token(&app.register(&unique_email()).await, "access_token");
     let accepted: Value =
         upload(&app, &ada, "mine.wav", wav(1, 4), &[]).await.json().await.unwrap();
-    let path = format!("/v1/tracks/{}", accepted["id"].as_str().unwrap());
+    let id = accepted["id"].as_str().unwrap();
+    let path = format!("/v1/tracks/{id}");
+    // Someone else's track is theirs to see once it plays (before, it does not exist).
+    assert_eq!(settled(&app, &ada, id).await["status"], "ready");
 
     let refused =
         app.send(Method::PATCH, &path, Some(&bob), Some(json!({"title": "Stolen"}))).await;
@@ -190,7 +255,12 @@ async fn only_the_uploader_edits_or_deletes_and_deletion_is_published() {
         StatusCode::NO_CONTENT
     );
     assert_problem(app.get(&path, Some(&ada)).await, StatusCode::NOT_FOUND).await;
-    assert!(walk(&app.data_dir.join("media")).is_empty(), "its media went with it");
+    // Its original at once; its streams as soon as streaming hears of the deletion.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !walk(&app.data_dir.join("media")).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "its media went with it");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     let mut deleted = false;
     for _ in 0..50 {
@@ -361,10 +431,12 @@ async fn search_matches_prefixes_and_near_misses_ranked() {
         (13, "Artist in Residence", "Jazz Trio", "Portraits"),
     ] {
         let fields = [("title", title), ("artist", artist), ("album", album)];
-        assert_eq!(
-            upload(&app, &ada, "x.wav", wav(1, seed), &fields).await.status(),
-            StatusCode::ACCEPTED
-        );
+        let accepted = upload(&app, &ada, "x.wav", wav(1, seed), &fields).await;
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+        let accepted: Value = accepted.json().await.unwrap();
+        // Search finds what plays: a track is indexed once it is ready.
+        assert!(search_titles(&app, &ada, &title.replace(' ', "%20")).await.is_empty());
+        settled(&app, &ada, accepted["id"].as_str().unwrap()).await;
     }
 
     assert_eq!(search_titles(&app, &ada, "artst").await, ["Artist in Residence"], "one edit");
@@ -386,7 +458,29 @@ async fn search_matches_prefixes_and_near_misses_ranked() {
     let all: Value = app.get("/v1/search?q=nina", Some(&ada)).await.json().await.unwrap();
     assert_eq!(all["tracks"]["items"].as_array().unwrap().len(), 2);
     assert_eq!(all["artists"]["items"][0]["name"], "Nina Simone");
-    assert_eq!(all["albums"]["items"].as_array().unwrap().len(), 2);
+    assert_eq!(all["albums"]["items"], json!([]), "no album is named Nina: {all}");
+    for (kind, total) in [("tracks", 2), ("albums", 0), ("artists", 1)] {
+        let section = &all[kind];
+        assert_eq!(
+            (&section["total"], &section["limit"], &section["offset"]),
+            (&json!(total), &json!(20), &json!(0)),
+            "{kind}: {all}"
+        );
+    }
+    let pastel: Value = app.get("/v1/search?q=pastel", Some(&ada)).await.json().await.unwrap();
+    assert_eq!(pastel["albums"]["items"][0]["title"], "Pastel Blues", "{pastel}");
+    assert_eq!(pastel["artists"]["total"], 0, "{pastel}");
+    let second: Value = app
+        .get("/v1/search?q=good&type=track&limit=1&offset=1", Some(&ada))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (second["tracks"]["items"].as_array().unwrap().len(), &second["tracks"]["total"]),
+        (1, &json!(2)),
+        "{second}"
+    );
     let unfiltered: Value =
         app.get("/v1/search?q=nina&type=", Some(&ada)).await.json().await.unwrap();
     assert_eq!(unfiltered, all, "an empty type filters nothing");

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 use crate::{
     catalog::upload,
-    support::{TestApp, UpProcess, assert_problem, test_settings, token, unique_email},
+    support::{TestApp, UpProcess, assert_problem, settled, test_settings, token, unique_email},
 };
 
 /// An audio file made by ffmpeg: a tone under pink noise (so every codec has something to
@@ -84,22 +84,6 @@ fn ffmpeg_loudness(path: &Path) -> f64 {
 
 /// Polls a track until it leaves `processing`: often at first, then once a second, which
 /// keeps a long transcode on a busy machine inside the free tier's 100 requests a minute.
-async fn settled(app: &TestApp, token: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut pause = Duration::from_millis(200);
-    loop {
-        let response = app.get(&format!("/v1/tracks/{id}"), Some(token)).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        let track: Value = response.json().await.unwrap();
-        if track["status"] != "processing" {
-            return track;
-        }
-        assert!(Instant::now() < deadline, "still processing after 2 minutes: {track}");
-        tokio::time::sleep(pause).await;
-        pause = (pause + Duration::from_millis(50)).min(Duration::from_secs(1));
-    }
-}
-
 async fn uploaded_id(app: &TestApp, token: &str, name: &str, bytes: Vec<u8>) -> String {
     let accepted = upload(app, token, name, bytes, &[]).await;
     assert_eq!(accepted.status(), StatusCode::ACCEPTED);
@@ -145,6 +129,14 @@ async fn mp3_flac_ogg_and_wav_uploads_become_adaptive_streams() {
         let expected_seconds = probed_seconds(&ffprobe(source).await);
         let duration = track["duration_ms"].as_f64().unwrap() / 1000.0;
         assert!((duration - expected_seconds).abs() <= 0.5, "{extension}: {duration} s");
+        if ["flac", "wav"].contains(extension) {
+            // Lossless sources know their length to the sample; the AAC renditions run a
+            // frame or two longer, and that is theirs, not the track's.
+            assert!(
+                (duration - expected_seconds).abs() < 0.002,
+                "{extension}: {duration} s, the source lasts {expected_seconds} s"
+            );
+        }
         let loudness = track["loudness_lufs"].as_f64().unwrap();
         let measured = ffmpeg_loudness(original);
         assert!((loudness - measured).abs() <= 0.5, "{extension}: {loudness} vs {measured} LUFS");
@@ -354,11 +346,23 @@ async fn a_garbage_mp3_fails_with_a_reason_and_the_server_keeps_serving() {
     assert_eq!(track["status"], "failed", "{track}");
     let reason = track["error"].as_str().unwrap();
     assert!(reason.starts_with("cannot "), "{reason}");
-    assert!(!reason.contains("gave up"), "undecodable input is not retried: {reason}");
-    assert!(!reason.contains(app.data_dir.to_str().unwrap()), "no server paths: {reason}");
+    assert_ne!(reason, streaming::worker::GAVE_UP, "undecodable input is not retried");
+    for tool_talk in ["ffmpeg", "Invalid data", "@ 0x", "Error", app.data_dir.to_str().unwrap()] {
+        assert!(!reason.contains(tool_talk), "a reason in words, not the tool's: {reason}");
+    }
     assert!(track["renditions"].as_array().unwrap().is_empty());
+    // Nobody streams it, and nobody but its uploader sees it at all.
     let stream = app.get(&format!("/v1/tracks/{id}/stream"), Some(&listener)).await;
-    assert_problem(stream, StatusCode::CONFLICT).await;
+    assert_problem(stream, StatusCode::NOT_FOUND).await;
+    let stranger = token(&app.register(&unique_email()).await, "access_token");
+    let unseen = app.get(&format!("/v1/tracks/{id}"), Some(&stranger)).await;
+    assert_problem(unseen, StatusCode::NOT_FOUND).await;
+    let listed: Value = app.get("/v1/tracks", Some(&stranger)).await.json().await.unwrap();
+    assert!(listed["items"].as_array().unwrap().iter().all(|t| t["id"] != id.as_str()), "{listed}");
+    let found: Value = app.get("/v1/search?q=broken", Some(&stranger)).await.json().await.unwrap();
+    assert_eq!(found["tracks"]["total"], 0, "{found}");
+    let own: Value = app.get("/v1/tracks", Some(&listener)).await.json().await.unwrap();
+    assert!(own["items"].as_array().unwrap().iter().any(|t| t["id"] == id.as_str()), "{own}");
     let transcode_dir = app.data_dir.join("transcode").join(&id);
     assert!(!transcode_dir.exists(), "scratch files are removed");
     let written = files_under(&app.data_dir.join("media/streams").join(&id));

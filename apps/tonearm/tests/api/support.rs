@@ -179,6 +179,25 @@ impl Drop for TestApp {
     }
 }
 
+/// Waits until a track is no longer processing (ready or failed); returns it as its
+/// uploader (`token`) reads it.
+pub async fn settled(app: &TestApp, token: &str, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        let response = app.get(&format!("/v1/tracks/{id}"), Some(token)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let track: Value = response.json().await.unwrap();
+        if track["status"] != "processing" {
+            return track;
+        }
+        assert!(std::time::Instant::now() < deadline, "still processing after 2 minutes: {track}");
+        tokio::time::sleep(pause).await;
+        pause =
+            (pause + std::time::Duration::from_millis(50)).min(std::time::Duration::from_secs(1));
+    }
+}
+
 pub fn token(body: &Value, field: &str) -> String {
     body[field].as_str().unwrap_or_else(|| panic!("no {field} in {body}")).to_owned()
 }

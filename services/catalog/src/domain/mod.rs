@@ -9,6 +9,6 @@ mod track;
 pub use format::AudioFormat;
 pub use tags::{TrackTags, read_tags};
 pub use track::{
-    Album, AlbumSummary, Artist, ArtistSummary, CatalogError, NewTrack, Rendition, Track,
-    TrackEdit, TrackSort, TrackStatus, UNKNOWN_ARTIST,
+    Album, AlbumSummary, Artist, ArtistSummary, CatalogError, MAX_NAME_CHARS, NewTrack, Rendition,
+    Track, TrackEdit, TrackSort, TrackStatus, UNKNOWN_ARTIST, checked_name,
 };

@@ -20,7 +20,7 @@ impl Field {
         Self::ALL.into_iter().find(|f| *f as i16 == code)
     }
 
-    const ALL: [Self; 3] = [Self::Title, Self::Artist, Self::Album];
+    pub const ALL: [Self; 3] = [Self::Title, Self::Artist, Self::Album];
 
     fn weight(self) -> u32 {
         match self {

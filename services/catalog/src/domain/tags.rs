@@ -7,7 +7,7 @@ use lofty::{
     prelude::{Accessor, AudioFile, TaggedFileExt},
 };
 
-use super::UNKNOWN_ARTIST;
+use super::{UNKNOWN_ARTIST, track::tag_name};
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TrackTags {
@@ -31,7 +31,7 @@ pub fn read_tags(path: &Path, file_name: Option<&str>) -> TrackTags {
         .map(|name| name.rsplit(['/', '\\']).next().unwrap_or(name))
         .map(|name| name.rsplit_once('.').map_or(name, |(stem, _)| stem).trim().to_owned())
         .filter(|title| !title.is_empty())
-        .unwrap_or_else(|| "Untitled".to_owned());
+        .map_or_else(|| "Untitled".to_owned(), tag_name);
     let mut tags = TrackTags {
         title: fallback_title,
         artist: UNKNOWN_ARTIST.to_owned(),
@@ -45,7 +45,7 @@ pub fn read_tags(path: &Path, file_name: Option<&str>) -> TrackTags {
     tags.duration_ms = u64::try_from(file.properties().duration().as_millis()).unwrap_or(u64::MAX);
     if let Some(tag) = file.primary_tag().or_else(|| file.first_tag()) {
         let text = |value: Option<std::borrow::Cow<'_, str>>| {
-            value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+            value.map(|v| tag_name(v.trim().to_owned())).filter(|v| !v.is_empty())
         };
         if let Some(title) = text(tag.title()) {
             tags.title = title;

@@ -136,6 +136,51 @@ pub enum CatalogError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Objects(#[from] objects::ObjectsError),
+    /// The request's body ended early or was malformed.
+    #[error("{0}")]
+    Unreadable(String),
+    /// A fault of ours while taking an upload in (a scratch file, a task).
     #[error("upload failed: {0}")]
     Upload(String),
+}
+
+/// The longest title, artist or album name, in characters.
+pub const MAX_NAME_CHARS: usize = 300;
+
+/// A title, artist or album name as given by a person (an upload's fields, an edit):
+/// trimmed, 1 to [`MAX_NAME_CHARS`] characters.
+pub fn checked_name(field: &'static str, value: &str) -> Result<String, CatalogError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > MAX_NAME_CHARS {
+        return Err(CatalogError::Invalid {
+            field,
+            reason: format!("must be 1 to {MAX_NAME_CHARS} characters"),
+        });
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A name read from a file's tags, cut to [`MAX_NAME_CHARS`] characters: a file's own
+/// tags are taken as they are, never a reason to refuse it.
+pub fn tag_name(value: String) -> String {
+    match value.char_indices().nth(MAX_NAME_CHARS) {
+        Some((end, _)) => value[..end].trim_end().to_owned(),
+        None => value,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(checked_name("title", "  Blue  ").unwrap(), "Blue");
+        assert!(checked_name("title", "   ").is_err());
+        assert_eq!(checked_name("title", &"é".repeat(300)).unwrap().chars().count(), 300);
+        let long = checked_name("title", &"x".repeat(10_000)).unwrap_err();
+        assert_eq!(long.to_string(), "title must be 1 to 300 characters");
+        assert_eq!(tag_name("é".repeat(301)).chars().count(), 300);
+        assert_eq!(tag_name("Blue".into()), "Blue");
+    }
 }

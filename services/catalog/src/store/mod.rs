@@ -54,10 +54,12 @@ pub trait CatalogStore: OutboxStore {
 
     async fn track(&self, id: Uuid) -> Result<Option<Track>, StoreError>;
 
-    /// A page of tracks and the total count.
+    /// A page of the tracks `viewer` may see (every ready track and their own uploads)
+    /// and the total count.
     async fn tracks(
         &self,
         sort: TrackSort,
+        viewer: Uuid,
         limit: u32,
         offset: u32,
     ) -> Result<(Vec<Track>, u64), StoreError>;
@@ -75,21 +77,28 @@ pub trait CatalogStore: OutboxStore {
     /// returns the deleted track. Albums and artists left without tracks go too.
     async fn delete_track(&self, id: Uuid, event: &Envelope) -> Result<Option<Track>, StoreError>;
 
-    /// Albums by title, with their track counts.
+    /// Every track `user_id` uploaded, in no particular order.
+    async fn tracks_uploaded_by(&self, user_id: Uuid) -> Result<Vec<Track>, StoreError>;
+
+    /// Makes the tracks `user_id` uploaded no one's (`uploaded_by` the nil id); returns
+    /// how many.
+    async fn disown_tracks(&self, user_id: Uuid) -> Result<u64, StoreError>;
+
+    /// Albums with a ready track, by title, with their counts of ready tracks.
     async fn albums(&self, limit: u32, offset: u32)
     -> Result<(Vec<AlbumSummary>, u64), StoreError>;
 
     /// An album with its tracks in disc and track order.
     async fn album(&self, id: Uuid) -> Result<Option<(Album, Vec<Track>)>, StoreError>;
 
-    /// Artists by name, with their album counts.
+    /// Artists with a ready track, by name, with their counts of such albums.
     async fn artists(
         &self,
         limit: u32,
         offset: u32,
     ) -> Result<(Vec<ArtistSummary>, u64), StoreError>;
 
-    /// An artist with their albums by year, then title.
+    /// An artist with their albums that hold a ready track, by year, then title.
     async fn artist(&self, id: Uuid) -> Result<Option<(Artist, Vec<Album>)>, StoreError>;
 
     /// Replaces a track's indexed words (and indexes the trigrams of new words).
@@ -129,6 +138,9 @@ pub trait CatalogStore: OutboxStore {
 
     /// The tracks with these ids, in no particular order.
     async fn tracks_by_id(&self, ids: &[Uuid]) -> Result<Vec<Track>, StoreError>;
+
+    /// `(track, album, artist)` ids of the tracks with these ids, in no particular order.
+    async fn track_groups(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, Uuid, Uuid)>, StoreError>;
 }
 
 /// Opens the store a pool points at and brings its schema up to date.

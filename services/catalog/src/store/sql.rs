@@ -18,6 +18,18 @@ pub(super) const TRACK_SELECT: &str = "SELECT t.id, t.title, t.artist_id, ar.nam
     JOIN artists ar ON ar.id = t.artist_id
     JOIN albums al ON al.id = t.album_id";
 
+/// Tracks `$1` (a user id) may see: every ready track, and their own uploads whatever
+/// their state. A track still processing, or one that failed, is its uploader's business.
+pub(super) const VISIBLE_TO_VIEWER: &str = "(t.status = 'ready' OR t.uploaded_by = $1)";
+
+/// Albums (`al`) with at least one ready track: the others exist only for their uploaders.
+pub(super) const ALBUM_IS_PUBLISHED: &str =
+    "EXISTS (SELECT 1 FROM tracks p WHERE p.album_id = al.id AND p.status = 'ready')";
+
+/// Artists (`ar`) with at least one ready track.
+pub(super) const ARTIST_IS_PUBLISHED: &str =
+    "EXISTS (SELECT 1 FROM tracks p WHERE p.artist_id = ar.id AND p.status = 'ready')";
+
 /// An album with its artist; filter with `al.`-qualified columns.
 pub(super) const ALBUM_SELECT: &str = "SELECT al.id, al.title, al.year, al.artist_id,
         ar.name AS artist_name
@@ -173,7 +185,7 @@ macro_rules! sql_store {
         use super::{
             CatalogStore, StoreError, match_key,
             sql::{
-                ALBUM_SELECT, AlbumRow, AlbumSummaryRow, ArtistRow, ArtistSummaryRow,
+                ALBUM_IS_PUBLISHED, ALBUM_SELECT, ARTIST_IS_PUBLISHED, VISIBLE_TO_VIEWER, AlbumRow, AlbumSummaryRow, ArtistRow, ArtistSummaryRow,
                 TRACK_SELECT, TrackRow, bigint, count, int, length,
             },
         };
@@ -254,6 +266,7 @@ macro_rules! sql_store {
             async fn tracks(
                 &self,
                 sort: TrackSort,
+                viewer: Uuid,
                 limit: u32,
                 offset: u32,
             ) -> Result<(Vec<Track>, u64), StoreError> {
@@ -262,8 +275,9 @@ macro_rules! sql_store {
                     TrackSort::Title => "lower(t.title), t.id",
                 };
                 let tracks = sqlx::query_as::<_, TrackRow>(&format!(
-                    "{TRACK_SELECT} ORDER BY {order} LIMIT $1 OFFSET $2"
+                    "{TRACK_SELECT} WHERE {VISIBLE_TO_VIEWER} ORDER BY {order} LIMIT $2 OFFSET $3"
                 ))
+                .bind(viewer)
                 .bind(i64::from(limit))
                 .bind(i64::from(offset))
                 .fetch_all(&self.pool)
@@ -271,9 +285,12 @@ macro_rules! sql_store {
                 .into_iter()
                 .map(Track::try_from)
                 .collect::<Result<Vec<_>, _>>()?;
-                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tracks")
-                    .fetch_one(&self.pool)
-                    .await?;
+                let total: i64 = sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM tracks t WHERE {VISIBLE_TO_VIEWER}"
+                ))
+                .bind(viewer)
+                .fetch_one(&self.pool)
+                .await?;
                 Ok((tracks, count(total)))
             }
 
@@ -399,16 +416,17 @@ macro_rules! sql_store {
                 offset: u32,
             ) -> Result<(Vec<AlbumSummary>, u64), StoreError> {
                 let albums = sqlx::query_as::<_, AlbumSummaryRow>(
-                    "SELECT al.id, al.title, al.year, al.artist_id, ar.name AS artist_name,
-                         (SELECT COUNT(*) FROM tracks t WHERE t.album_id = al.id) AS tracks
+                    &format!("SELECT al.id, al.title, al.year, al.artist_id, ar.name AS artist_name,
+                         (SELECT COUNT(*) FROM tracks t WHERE t.album_id = al.id AND t.status = 'ready') AS tracks
                      FROM albums al JOIN artists ar ON ar.id = al.artist_id
-                     ORDER BY al.title_key, al.id LIMIT $1 OFFSET $2",
+                     WHERE {ALBUM_IS_PUBLISHED}
+                     ORDER BY al.title_key, al.id LIMIT $1 OFFSET $2"),
                 )
                 .bind(i64::from(limit))
                 .bind(i64::from(offset))
                 .fetch_all(&self.pool)
                 .await?;
-                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM albums")
+                let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM albums al WHERE {ALBUM_IS_PUBLISHED}"))
                     .fetch_one(&self.pool)
                     .await?;
                 Ok((albums.into_iter().map(AlbumSummary::from).collect(), count(total)))
@@ -443,15 +461,16 @@ macro_rules! sql_store {
                 offset: u32,
             ) -> Result<(Vec<ArtistSummary>, u64), StoreError> {
                 let artists = sqlx::query_as::<_, ArtistSummaryRow>(
-                    "SELECT ar.id, ar.name,
-                         (SELECT COUNT(*) FROM albums al WHERE al.artist_id = ar.id) AS albums
-                     FROM artists ar ORDER BY ar.name_key, ar.id LIMIT $1 OFFSET $2",
+                    &format!("SELECT ar.id, ar.name,
+                         (SELECT COUNT(*) FROM albums al WHERE al.artist_id = ar.id AND {ALBUM_IS_PUBLISHED}) AS albums
+                     FROM artists ar WHERE {ARTIST_IS_PUBLISHED}
+                     ORDER BY ar.name_key, ar.id LIMIT $1 OFFSET $2"),
                 )
                 .bind(i64::from(limit))
                 .bind(i64::from(offset))
                 .fetch_all(&self.pool)
                 .await?;
-                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM artists")
+                let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM artists ar WHERE {ARTIST_IS_PUBLISHED}"))
                     .fetch_one(&self.pool)
                     .await?;
                 Ok((artists.into_iter().map(ArtistSummary::from).collect(), count(total)))
@@ -466,7 +485,7 @@ macro_rules! sql_store {
                 let Some(artist) = artist else { return Ok(None) };
                 // Albums without a year come after those with one.
                 let albums = sqlx::query_as::<_, AlbumRow>(&format!(
-                    "{ALBUM_SELECT} WHERE al.artist_id = $1
+                    "{ALBUM_SELECT} WHERE al.artist_id = $1 AND {ALBUM_IS_PUBLISHED}
                      ORDER BY al.year IS NULL, al.year, al.title_key, al.id"
                 ))
                 .bind(id)
@@ -635,6 +654,43 @@ macro_rules! sql_store {
                     query = query.bind(*id);
                 }
                 query.fetch_all(&self.pool).await?.into_iter().map(TryInto::try_into).collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn tracks_uploaded_by(&self, user_id: Uuid) -> Result<Vec<Track>, StoreError> {
+                sqlx::query_as::<_, TrackRow>(&format!("{TRACK_SELECT} WHERE t.uploaded_by = $1"))
+                    .bind(user_id)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(TryInto::try_into)
+                    .collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn disown_tracks(&self, user_id: Uuid) -> Result<u64, StoreError> {
+                let done = sqlx::query("UPDATE tracks SET uploaded_by = $1 WHERE uploaded_by = $2")
+                    .bind(Uuid::nil())
+                    .bind(user_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn track_groups(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, Uuid, Uuid)>, StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let sql = format!(
+                    "SELECT id, album_id, artist_id FROM tracks WHERE id IN ({})",
+                    Placeholders::default().list(ids.len())
+                );
+                let mut query = sqlx::query_as::<_, (Uuid, Uuid, Uuid)>(&sql);
+                for id in ids {
+                    query = query.bind(*id);
+                }
+                Ok(query.fetch_all(&self.pool).await?)
             }
         }
 

@@ -34,9 +34,9 @@ async fn ranks_matches_best_first(fixture: StoreFixture) {
     }
     let titles = |tracks: &[Track]| tracks.iter().map(|t| t.title.clone()).collect::<Vec<_>>();
 
-    let love = service.search("love", 20).await.unwrap();
+    let love = service.search("love", 20, 0).await.unwrap();
     assert_eq!(
-        titles(&love.tracks),
+        titles(&love.tracks.items),
         [
             "Love Me Do",     // the word in a title (its album's "lovely" does not count twice)
             "Night Train",    // the word as the artist
@@ -47,15 +47,32 @@ async fn ranks_matches_best_first(fixture: StoreFixture) {
         ],
         "created in reverse, so no order of insertion explains this one"
     );
-    let best_two = service.search("love", 2).await.unwrap();
-    assert_eq!(titles(&best_two.tracks), ["Love Me Do", "Night Train"]);
-    let best = service.search("love", 1).await.unwrap();
-    assert_eq!(titles(&best.tracks), ["Love Me Do"]);
+    assert_eq!(love.tracks.total, 6);
+    // Albums and artists are found by their own names, never padded with those of the
+    // tracks found.
+    let names = |found: &[(uuid::Uuid, String, catalog::domain::Artist)]| {
+        found.iter().map(|(_, title, _)| title.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&love.albums.items), ["Love Songs", "Lovely Album"]);
+    assert_eq!(love.albums.total, 2);
+    let artists: Vec<String> = love.artists.items.iter().map(|a| a.name.clone()).collect();
+    assert_eq!(artists, ["Love"]);
+    let second_page = service.search("love", 2, 2).await.unwrap();
+    assert_eq!(titles(&second_page.tracks.items), ["Lovely Day", "Lover Man"]);
+    assert_eq!(second_page.tracks.total, 6, "the total does not depend on the page");
+    assert!(service.search("love", 20, 2).await.unwrap().albums.items.is_empty());
+    let best_two = service.search("love", 2, 0).await.unwrap();
+    assert_eq!(titles(&best_two.tracks.items), ["Love Me Do", "Night Train"]);
+    let best = service.search("love", 1, 0).await.unwrap();
+    assert_eq!(titles(&best.tracks.items), ["Love Me Do"]);
 
-    let both = service.search("love beatles", 20).await.unwrap();
-    assert_eq!(titles(&both.tracks), ["Love Me Do"], "every word must match");
-    let night = service.search("nigt lov", 20).await.unwrap();
-    assert_eq!(titles(&night.tracks), ["Night Train"], "a near miss and a prefix together");
-    assert!(service.search("love zeppelin", 20).await.unwrap().tracks.is_empty());
+    let both = service.search("love beatles", 20, 0).await.unwrap();
+    assert_eq!(titles(&both.tracks.items), ["Love Me Do"], "every word must match");
+    assert!(both.albums.items.is_empty(), "no album is called both");
+    let songs = service.search("love songs", 20, 0).await.unwrap();
+    assert_eq!(names(&songs.albums.items), ["Love Songs"]);
+    let night = service.search("nigt lov", 20, 0).await.unwrap();
+    assert_eq!(titles(&night.tracks.items), ["Night Train"], "a near miss and a prefix together");
+    assert!(service.search("love zeppelin", 20, 0).await.unwrap().tracks.items.is_empty());
     fixture.finish().await;
 }

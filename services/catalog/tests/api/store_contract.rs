@@ -57,6 +57,8 @@ store_contract!(
     concurrent_edits_and_deletions_all_succeed,
     deleting_records_the_event_and_prunes_empty_albums_and_artists,
     albums_and_artists_are_listed_in_order,
+    unready_tracks_are_listed_to_their_uploader_alone,
+    an_uploaders_tracks_are_found_and_disowned,
     the_outbox_drains,
     uploads_are_announced_with_the_track,
     a_ready_transcode_is_applied_once_and_published,
@@ -126,6 +128,21 @@ pub(crate) fn new_track(title: &str, artist: &str, album: &str) -> NewTrack {
 
 pub(crate) async fn stored(store: &dyn CatalogStore, new: NewTrack) -> Track {
     store.create_track(&new, &uploaded(&new)).await.expect("create a track")
+}
+
+/// A track stored and made ready, as a finished transcode leaves it.
+pub(crate) async fn ready(store: &dyn CatalogStore, new: NewTrack) -> Track {
+    let track = stored(store, new).await;
+    let outcome = TranscodeOutcome::Ready {
+        renditions: ladder(),
+        loudness_lufs: None,
+        duration_ms: track.duration_ms,
+    };
+    store
+        .apply_transcode("catalog.test", Uuid::now_v7(), &transcoded(track.id, outcome), &published)
+        .await
+        .expect("apply a transcode")
+        .expect("the track is ready")
 }
 
 fn uploaded(new: &NewTrack) -> Envelope {
@@ -270,7 +287,7 @@ async fn tracks_are_created_and_read_back(store: Arc<dyn CatalogStore>) {
     // The same artist and album, spelled differently, are found rather than created again.
     let mut again = new_track("Be My Husband", "nina simone ", " PASTEL blues");
     again.track_number = Some(2);
-    let second = stored(store.as_ref(), again).await;
+    let second = ready(store.as_ref(), again).await;
     assert_eq!(second.artist, track.artist, "one artist, whatever the case and spacing");
     assert_eq!(second.album, track.album, "one album");
     let (artists, total) = store.artists(10, 0).await.unwrap();
@@ -278,7 +295,7 @@ async fn tracks_are_created_and_read_back(store: Arc<dyn CatalogStore>) {
     assert_eq!(artists[0].artist, track.artist);
     let (albums, total) = store.albums(10, 0).await.unwrap();
     assert_eq!(total, 1);
-    assert_eq!(albums[0].tracks, 2);
+    assert_eq!(albums[0].tracks, 1, "ready tracks only");
     assert_eq!(albums[0].album.year, Some(1964));
 
     // The same album title under another artist is another album.
@@ -289,7 +306,7 @@ async fn tracks_are_created_and_read_back(store: Arc<dyn CatalogStore>) {
 
 async fn duplicate_hashes_conflict(store: Arc<dyn CatalogStore>) {
     let first =
-        stored(store.as_ref(), new_track("Feeling Good", "Nina Simone", "I Put a Spell on You"))
+        ready(store.as_ref(), new_track("Feeling Good", "Nina Simone", "I Put a Spell on You"))
             .await;
     let mut second = new_track("Feeling Good (copy)", "Someone Else", "Elsewhere");
     second.content_hash = first.content_hash.clone();
@@ -316,23 +333,24 @@ async fn tracks_are_sorted_and_paged(store: Arc<dyn CatalogStore>) {
     for (seconds, title) in [(0, "beta"), (1, "Alpha"), (2, "gamma"), (3, "Delta")] {
         let mut new = new_track(title, "Nina Simone", "Pastel Blues");
         new.created_at = start + TimeDelta::seconds(seconds);
-        stored(store.as_ref(), new).await;
+        ready(store.as_ref(), new).await;
     }
+    let anyone = Uuid::now_v7();
 
-    let (recent, total) = store.tracks(TrackSort::Recent, 10, 0).await.unwrap();
+    let (recent, total) = store.tracks(TrackSort::Recent, anyone, 10, 0).await.unwrap();
     assert_eq!(total, 4);
     assert_eq!(titles(&recent), ["Delta", "gamma", "Alpha", "beta"], "newest first");
-    let (by_title, total) = store.tracks(TrackSort::Title, 10, 0).await.unwrap();
+    let (by_title, total) = store.tracks(TrackSort::Title, anyone, 10, 0).await.unwrap();
     assert_eq!(total, 4);
     assert_eq!(titles(&by_title), ["Alpha", "beta", "Delta", "gamma"], "case-insensitively");
 
-    let (page, total) = store.tracks(TrackSort::Title, 2, 1).await.unwrap();
+    let (page, total) = store.tracks(TrackSort::Title, anyone, 2, 1).await.unwrap();
     assert_eq!(total, 4, "the total counts every track, not the page");
     assert_eq!(titles(&page), ["beta", "Delta"]);
-    let (page, total) = store.tracks(TrackSort::Recent, 2, 3).await.unwrap();
+    let (page, total) = store.tracks(TrackSort::Recent, anyone, 2, 3).await.unwrap();
     assert_eq!(total, 4);
     assert_eq!(titles(&page), ["beta"]);
-    let (page, _) = store.tracks(TrackSort::Recent, 2, 10).await.unwrap();
+    let (page, _) = store.tracks(TrackSort::Recent, anyone, 2, 10).await.unwrap();
     assert!(page.is_empty());
 }
 
@@ -341,7 +359,7 @@ async fn tracks_are_sorted_and_paged(store: Arc<dyn CatalogStore>) {
 async fn concurrent_edits_and_deletions_all_succeed(store: Arc<dyn CatalogStore>) {
     let mut tracks = Vec::new();
     for n in 0..16 {
-        tracks.push(stored(&*store, new_track(&format!("Take {n}"), "Band", "Sessions")).await);
+        tracks.push(ready(&*store, new_track(&format!("Take {n}"), "Band", "Sessions")).await);
     }
     let writes = tracks.iter().enumerate().map(|(n, track)| {
         let (store, id) = (store.clone(), track.id);
@@ -357,13 +375,13 @@ async fn concurrent_edits_and_deletions_all_succeed(store: Arc<dyn CatalogStore>
     for write in futures::future::join_all(writes).await {
         assert!(write.unwrap().expect("a concurrent write fails"), "the track was there");
     }
-    let (left, total) = store.tracks(TrackSort::Title, 100, 0).await.unwrap();
+    let (left, total) = store.tracks(TrackSort::Title, Uuid::now_v7(), 100, 0).await.unwrap();
     assert_eq!(total, 8);
     assert!(left.iter().all(|track| track.title.starts_with("Edited")), "{:?}", titles(&left));
 }
 
 async fn tracks_are_edited_and_moved(store: Arc<dyn CatalogStore>) {
-    let track = stored(store.as_ref(), new_track("Sinerman", "Nina Simone", "Pastel Blues")).await;
+    let track = ready(store.as_ref(), new_track("Sinerman", "Nina Simone", "Pastel Blues")).await;
     let later = now() + TimeDelta::seconds(5);
 
     let edit = TrackEdit {
@@ -410,7 +428,7 @@ async fn tracks_are_edited_and_moved(store: Arc<dyn CatalogStore>) {
 
     // Both at once, onto an existing artist's existing album (matched case-insensitively).
     let other =
-        stored(store.as_ref(), new_track("Feeling Good", "Nina Simone", "I Put a Spell on You"))
+        ready(store.as_ref(), new_track("Feeling Good", "Nina Simone", "I Put a Spell on You"))
             .await;
     let edit = TrackEdit {
         artist_name: Some("NINA SIMONE".to_owned()),
@@ -432,12 +450,12 @@ async fn tracks_are_edited_and_moved(store: Arc<dyn CatalogStore>) {
 async fn deleting_records_the_event_and_prunes_empty_albums_and_artists(
     store: Arc<dyn CatalogStore>,
 ) {
-    let first = stored(store.as_ref(), new_track("Sinnerman", "Nina Simone", "Pastel Blues")).await;
+    let first = ready(store.as_ref(), new_track("Sinnerman", "Nina Simone", "Pastel Blues")).await;
     let second =
-        stored(store.as_ref(), new_track("Be My Husband", "Nina Simone", "Pastel Blues")).await;
+        ready(store.as_ref(), new_track("Be My Husband", "Nina Simone", "Pastel Blues")).await;
     let single =
-        stored(store.as_ref(), new_track("Work Song", "Nina Simone", "Forbidden Fruit")).await;
-    let lonely = stored(store.as_ref(), new_track("Take Me to Church", "Hozier", "Hozier")).await;
+        ready(store.as_ref(), new_track("Work Song", "Nina Simone", "Forbidden Fruit")).await;
+    let lonely = ready(store.as_ref(), new_track("Take Me to Church", "Hozier", "Hozier")).await;
 
     let event = deleted(first.id);
     assert_eq!(store.delete_track(first.id, &event).await.unwrap(), Some(first.clone()));
@@ -477,7 +495,7 @@ async fn albums_and_artists_are_listed_in_order(store: Arc<dyn CatalogStore>) {
         let mut new = new_track(title, "Nina Simone", "Pastel Blues");
         new.disc_number = Some(disc);
         new.track_number = Some(number);
-        ids.push(stored(store.as_ref(), new).await.album.0);
+        ids.push(ready(store.as_ref(), new).await.album.0);
     }
     let (album, tracks) = store.album(ids[0]).await.unwrap().unwrap();
     assert_eq!(album.title, "Pastel Blues");
@@ -493,11 +511,11 @@ async fn albums_and_artists_are_listed_in_order(store: Arc<dyn CatalogStore>) {
     ] {
         let mut new = new_track("x", "nina simone", album);
         new.year = year;
-        stored(store.as_ref(), new).await;
+        ready(store.as_ref(), new).await;
     }
     let artist_id = store
         .track_by_hash(
-            &stored(store.as_ref(), new_track("y", "Aretha Franklin", "Lady Soul"))
+            &ready(store.as_ref(), new_track("y", "Aretha Franklin", "Lady Soul"))
                 .await
                 .content_hash,
         )
@@ -549,6 +567,60 @@ async fn albums_and_artists_are_listed_in_order(store: Arc<dyn CatalogStore>) {
     let (page, total) = store.artists(1, 1).await.unwrap();
     assert_eq!(total, 2);
     assert_eq!(page[0].artist.name, "Nina Simone");
+}
+
+/// A track that is not ready (still processing, or failed) is listed to its uploader
+/// alone, and its album and artist to nobody until one of their tracks is ready.
+async fn unready_tracks_are_listed_to_their_uploader_alone(store: Arc<dyn CatalogStore>) {
+    let playable = ready(store.as_ref(), new_track("Playable", "Known", "Out Now")).await;
+    let pending = stored(store.as_ref(), new_track("Pending", "Newcomer", "Coming Soon")).await;
+    let broken = stored(store.as_ref(), new_track("Broken", "Newcomer", "Coming Soon")).await;
+    let failed = TranscodeOutcome::Failed { error: "the file could not be read".into() };
+    store
+        .apply_transcode("catalog.test", Uuid::now_v7(), &transcoded(broken.id, failed), &published)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let (seen, total) = store.tracks(TrackSort::Title, Uuid::now_v7(), 10, 0).await.unwrap();
+    assert_eq!((titles(&seen), total), (vec!["Playable"], 1), "anyone else");
+    let (seen, total) = store.tracks(TrackSort::Title, pending.uploaded_by, 10, 0).await.unwrap();
+    assert_eq!((titles(&seen), total), (vec!["Pending", "Playable"], 2));
+
+    let (albums, total) = store.albums(10, 0).await.unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(albums[0].album.id, playable.album.0);
+    let (artists, total) = store.artists(10, 0).await.unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(artists[0].artist.id, playable.artist.id);
+    let (_, albums) = store.artist(pending.artist.id).await.unwrap().unwrap();
+    assert!(albums.is_empty(), "no album of the newcomer is out yet");
+
+    let out = ready(store.as_ref(), new_track("Out at Last", "Newcomer", "Coming Soon")).await;
+    let (albums, _) = store.albums(10, 0).await.unwrap();
+    let listed: Vec<_> = albums.iter().map(|s| (s.album.title.as_str(), s.tracks)).collect();
+    assert_eq!(listed, [("Coming Soon", 1), ("Out Now", 1)], "counting ready tracks");
+    assert_eq!(store.artist(out.artist.id).await.unwrap().unwrap().1.len(), 1);
+}
+
+async fn an_uploaders_tracks_are_found_and_disowned(store: Arc<dyn CatalogStore>) {
+    let mine = new_track("Mine", "Ada", "Firsts");
+    let uploader = mine.uploaded_by;
+    let mut also_mine = new_track("Also Mine", "Ada", "Firsts");
+    also_mine.uploaded_by = uploader;
+    let first = ready(store.as_ref(), mine).await;
+    let second = stored(store.as_ref(), also_mine).await;
+    let other = stored(store.as_ref(), new_track("Theirs", "Bob", "Elsewhere")).await;
+
+    let mut found: Vec<Uuid> =
+        store.tracks_uploaded_by(uploader).await.unwrap().iter().map(|t| t.id).collect();
+    found.sort();
+    assert_eq!(found, [first.id, second.id]);
+    assert_eq!(store.disown_tracks(uploader).await.unwrap(), 2);
+    assert_eq!(store.disown_tracks(uploader).await.unwrap(), 0, "nothing left to disown");
+    assert!(store.tracks_uploaded_by(uploader).await.unwrap().is_empty());
+    assert_eq!(store.track(first.id).await.unwrap().unwrap().uploaded_by, Uuid::nil());
+    assert_eq!(store.track(other.id).await.unwrap().unwrap().uploaded_by, other.uploaded_by);
 }
 
 async fn the_outbox_drains(store: Arc<dyn CatalogStore>) {
