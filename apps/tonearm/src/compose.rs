@@ -9,7 +9,7 @@ use bus::{
     consumer::{BatchHandler, Consumer, ConsumerOptions, Handler, Handling},
     events::{
         ApiRequest, SongLiked, SongPlayed, SongUnliked, TrackDeleted, TrackPublished,
-        TrackTranscoded, TrackUploaded, UserRegistered,
+        TrackTranscoded, TrackUploaded, UserDeleted, UserRegistered,
     },
     outbox::{OutboxStore, Relay, RelayOptions},
 };
@@ -69,7 +69,7 @@ impl App {
         let (playlists, playlist_pool) = open_playlist(settings, local_catalog.clone()).await?;
         let (analytics, analytics_pool) = open_analytics(settings, local_catalog).await?;
         let mut background = streaming_work(&streaming, &bus);
-        background.push(catalog_work(&catalog, &bus));
+        background.extend(catalog_work(&catalog, &bus));
         background.extend(playlist_work(&playlists, &bus));
         background.extend(analytics_work(&analytics, &bus));
         background.extend([
@@ -151,10 +151,8 @@ impl App {
             ServiceName::Catalog => {
                 let bus = open_bus(settings).await?;
                 let (catalog, pool, objects) = open_catalog(settings).await?;
-                let background = vec![
-                    catalog_work(&catalog, &bus),
-                    relay("catalog", catalog.store().clone(), &bus),
-                ];
+                let mut background = catalog_work(&catalog, &bus);
+                background.push(relay("catalog", catalog.store().clone(), &bus));
                 let (public, _) = catalog::router(catalog);
                 let probes: Vec<Arc<dyn Probe>> = vec![
                     Arc::new(SqlProbe { name: "catalog.database".into(), pool }),
@@ -309,10 +307,14 @@ fn consume(bus: &Arc<dyn EventBus>, topic: &str, group: &str, handler: impl Hand
     .spawn()
 }
 
-/// The catalog's background work: applying transcode results.
-fn catalog_work(catalog: &Arc<CatalogService>, bus: &Arc<dyn EventBus>) -> Background {
-    let results = catalog::events::TranscodeResults(catalog.clone());
-    consume(bus, TrackTranscoded::TYPE, catalog::events::TRANSCODE_GROUP, results)
+/// The catalog's background work: applying transcode results, and settling the uploads
+/// of deleted accounts.
+fn catalog_work(catalog: &Arc<CatalogService>, bus: &Arc<dyn EventBus>) -> Vec<Background> {
+    use catalog::events::{TRANSCODE_GROUP, TranscodeResults, USERS_GROUP, UserDeletions};
+    vec![
+        consume(bus, TrackTranscoded::TYPE, TRANSCODE_GROUP, TranscodeResults(catalog.clone())),
+        consume(bus, UserDeleted::TYPE, USERS_GROUP, UserDeletions(catalog.clone())),
+    ]
 }
 
 /// Streaming's background work: the transcode workers and the consumers that feed them.
@@ -325,12 +327,16 @@ fn streaming_work(streaming: &Arc<StreamingService>, bus: &Arc<dyn EventBus>) ->
     ]
 }
 
-/// The playlist service's background work: its projection of the catalog's tracks.
+/// The playlist service's background work: its projection of the catalog's tracks, and
+/// the removal of deleted accounts' playlists, follows and likes.
 fn playlist_work(playlists: &Arc<PlaylistService>, bus: &Arc<dyn EventBus>) -> Vec<Background> {
-    use playlist::events::{DELETED_GROUP, Deleted, PUBLISHED_GROUP, Published};
+    use playlist::events::{
+        DELETED_GROUP, Deleted, PUBLISHED_GROUP, Published, USERS_GROUP, UserDeletions,
+    };
     vec![
         consume(bus, TrackPublished::TYPE, PUBLISHED_GROUP, Published(playlists.clone())),
         consume(bus, TrackDeleted::TYPE, DELETED_GROUP, Deleted(playlists.clone())),
+        consume(bus, UserDeleted::TYPE, USERS_GROUP, UserDeletions(playlists.clone())),
     ]
 }
 

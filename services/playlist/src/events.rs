@@ -1,5 +1,6 @@
 //! The events the playlist service consumes: the catalog's published and deleted tracks,
-//! which keep its projection of track summaries.
+//! which keep its projection of track summaries, and deleted accounts, whose playlists,
+//! follows and likes go with them.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use async_trait::async_trait;
 use bus::{
     Envelope,
     consumer::{Handler, HandlerError},
-    events::{TrackDeleted, TrackPublished},
+    events::{TrackDeleted, TrackPublished, UserDeleted},
 };
 
 use crate::{
@@ -19,6 +20,7 @@ use crate::{
 /// The consumer groups, one per topic.
 pub const PUBLISHED_GROUP: &str = "playlist.published";
 pub const DELETED_GROUP: &str = "playlist.deleted";
+pub const USERS_GROUP: &str = "playlist.users";
 
 /// `track.published`: the track joins the projection.
 pub struct Published(pub Arc<PlaylistService>);
@@ -50,6 +52,18 @@ impl Handler for Deleted {
         let deleted: TrackDeleted =
             envelope.decode().map_err(|e| HandlerError::Rejected(e.to_string()))?;
         self.0.apply_deleted(envelope.id, deleted.track_id).await.map_err(classify)
+    }
+}
+
+/// `user.deleted`: the account's playlists, follows and likes go.
+pub struct UserDeletions(pub Arc<PlaylistService>);
+
+#[async_trait]
+impl Handler for UserDeletions {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        let deleted: UserDeleted =
+            envelope.decode().map_err(|e| HandlerError::Rejected(e.to_string()))?;
+        self.0.forget_user(envelope.id, deleted.user_id).await.map_err(classify)
     }
 }
 

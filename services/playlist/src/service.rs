@@ -24,6 +24,9 @@ use crate::{
 /// The consumer name under which projected catalog events are recorded.
 pub const PROJECTION_CONSUMER: &str = "playlist.tracks";
 
+/// The consumer name under which account deletions are recorded as applied.
+pub const USERS_CONSUMER: &str = "playlist.users";
+
 /// Most tracks one request may add, and most ids one `contains` may ask about.
 pub const MAX_IDS_PER_REQUEST: usize = 100;
 
@@ -240,6 +243,12 @@ impl PlaylistService {
 
     pub async fn apply_deleted(&self, event_id: Uuid, track_id: Uuid) -> Result<(), PlaylistError> {
         Ok(self.store.apply_deleted(PROJECTION_CONSUMER, event_id, track_id, now()).await?)
+    }
+
+    /// An account is gone: its playlists (and their followers' follows), its follows and
+    /// its likes go with it.
+    pub async fn forget_user(&self, event_id: Uuid, user_id: Uuid) -> Result<(), PlaylistError> {
+        Ok(self.store.forget_user(USERS_CONSUMER, event_id, user_id).await?)
     }
 
     /// Makes sure every id is in the projection, asking the catalog about the rest.

@@ -138,6 +138,15 @@ pub trait PlaylistStore: OutboxStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
+    /// Applies `user.deleted`, once per event id: the user's playlists go (with their
+    /// entries and followers), and so do their follows and likes.
+    async fn forget_user(
+        &self,
+        consumer: &str,
+        event_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<(), StoreError>;
+
     /// The projected summaries among `ids`, in no particular order.
     async fn summaries(&self, ids: &[Uuid]) -> Result<Vec<TrackSummary>, StoreError>;
 

@@ -299,14 +299,16 @@ macro_rules! sql_store {
                 limit: u32,
                 offset: u32,
             ) -> Result<(Vec<(Playlist, bool)>, u64), StoreError> {
-                // A playlist the user both owns and follows is listed once, as their own.
+                // A playlist the user both owns and follows is listed once, as their own; one
+                // its owner made private is listed to its owner alone (the follow is kept,
+                // should it be made public again).
                 let rows = sqlx::query_as::<_, ListedRow>(&format!(
                     "SELECT {PLAYLIST_COLUMNS}, FALSE AS followed, p.created_at AS listed_at
                      FROM playlists p WHERE p.owner_id = $1
                      UNION ALL
                      SELECT {PLAYLIST_COLUMNS}, TRUE AS followed, f.followed_at AS listed_at
                      FROM follows f JOIN playlists p ON p.id = f.playlist_id
-                     WHERE f.user_id = $1 AND p.owner_id <> $1
+                     WHERE f.user_id = $1 AND p.owner_id <> $1 AND p.public
                      ORDER BY listed_at DESC, id DESC
                      LIMIT $2 OFFSET $3"
                 ))
@@ -318,7 +320,7 @@ macro_rules! sql_store {
                 let total: i64 = sqlx::query_scalar(
                     "SELECT (SELECT COUNT(*) FROM playlists WHERE owner_id = $1)
                           + (SELECT COUNT(*) FROM follows f JOIN playlists p ON p.id = f.playlist_id
-                             WHERE f.user_id = $1 AND p.owner_id <> $1)",
+                             WHERE f.user_id = $1 AND p.owner_id <> $1 AND p.public)",
                 )
                 .bind(user_id)
                 .fetch_one(&self.pool)
@@ -557,6 +559,29 @@ macro_rules! sql_store {
                     return Ok(());
                 }
                 upsert(&mut tx, std::slice::from_ref(summary)).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn forget_user(
+                &self,
+                consumer: &str,
+                event_id: Uuid,
+                user_id: Uuid,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if !bus::inbox::first_delivery(&mut *tx, consumer, event_id).await? {
+                    return Ok(());
+                }
+                // Entries and follows of the user's playlists go with them (ON DELETE CASCADE).
+                for statement in [
+                    "DELETE FROM playlists WHERE owner_id = $1",
+                    "DELETE FROM follows WHERE user_id = $1",
+                    "DELETE FROM likes WHERE user_id = $1",
+                ] {
+                    sqlx::query(statement).bind(user_id).execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }

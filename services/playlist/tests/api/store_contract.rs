@@ -60,6 +60,7 @@ store_contract!(
     stores: [
         playlists_are_created_read_updated_and_deleted,
         playlists_of_lists_own_and_followed_newest_first,
+        a_deleted_users_playlists_follows_and_likes_go,
         tracks_are_added_at_the_end_and_at_a_position,
         positions_are_removed,
         ranges_are_reordered,
@@ -325,6 +326,33 @@ async fn playlists_are_created_read_updated_and_deleted(store: Arc<dyn PlaylistS
     assert_eq!(playlist(store, private.id).await.name, "B", "the other playlist stays");
 }
 
+/// A deleted account's playlists go, with their entries and followers; so do its own
+/// follows and likes. Everyone else's stay. A redelivered event changes nothing more.
+async fn a_deleted_users_playlists_follows_and_likes_go(store: Arc<dyn PlaylistStore>) {
+    let store = store.as_ref();
+    let t0 = now();
+    let (gone, stays) = (Uuid::now_v7(), Uuid::now_v7());
+    let theirs = created(store, gone, t0).await;
+    let kept = created(store, stays, t0).await;
+    store.follow(stays, theirs.id, t0).await.unwrap();
+    store.follow(gone, kept.id, t0).await.unwrap();
+    let track = published(store, 1).await[0].id;
+    for user in [gone, stays] {
+        store.like(user, track, t0, &liked_event(user, track, t0)).await.unwrap();
+    }
+
+    let event = Uuid::now_v7();
+    store.forget_user("playlist.test", event, gone).await.unwrap();
+    store.forget_user("playlist.test", event, gone).await.unwrap();
+    assert_eq!(store.playlist(theirs.id).await.unwrap(), None);
+    assert!(!store.follows(stays, theirs.id).await.unwrap(), "its followers' follows go");
+    assert_eq!(store.playlists_of(stays, 10, 0).await.unwrap().1, 1, "only their own left");
+    assert!(!store.follows(gone, kept.id).await.unwrap());
+    assert_eq!(store.likes(gone, 10, 0).await.unwrap().1, 0);
+    assert_eq!(store.likes(stays, 10, 0).await.unwrap().1, 1, "another user's like stays");
+    assert_eq!(playlist(store, kept.id).await.owner_id, stays);
+}
+
 async fn playlists_of_lists_own_and_followed_newest_first(store: Arc<dyn PlaylistStore>) {
     let store = store.as_ref();
     let t0 = now();
@@ -363,6 +391,19 @@ async fn playlists_of_lists_own_and_followed_newest_first(store: Arc<dyn Playlis
     store.unfollow(me, theirs_b.id).await.unwrap();
     let (page, total) = store.playlists_of(me, 10, 0).await.unwrap();
     assert_eq!(listed(page), [(mine_new.id, false), (theirs_a.id, true), (mine_old.id, false)]);
+    assert_eq!(total, 3);
+
+    // Made private, a followed playlist is its owner's alone; made public again, it is
+    // listed to its followers again.
+    let private = PlaylistEdit { public: Some(false), ..PlaylistEdit::default() };
+    store.update_playlist(theirs_a.id, &private, t0 + secs(95)).await.unwrap().unwrap();
+    let (page, total) = store.playlists_of(me, 10, 0).await.unwrap();
+    assert_eq!((listed(page), total), (vec![(mine_new.id, false), (mine_old.id, false)], 2));
+    let (_, total) = store.playlists_of(friend, 10, 0).await.unwrap();
+    assert_eq!(total, 3, "the owner still has it");
+    let public = PlaylistEdit { public: Some(true), ..PlaylistEdit::default() };
+    store.update_playlist(theirs_a.id, &public, t0 + secs(96)).await.unwrap().unwrap();
+    let (_, total) = store.playlists_of(me, 10, 0).await.unwrap();
     assert_eq!(total, 3);
 
     let (page, total) = store.playlists_of(friend, 10, 0).await.unwrap();
