@@ -341,11 +341,13 @@ fn playlist_work(playlists: &Arc<PlaylistService>, bus: &Arc<dyn EventBus>) -> V
 }
 
 /// The analytics service's background work: counting plays, activity and request
-/// metrics into the warehouse, and its projection of the catalog's tracks.
+/// metrics into the warehouse, its projection of the catalog's tracks, and forgetting
+/// deleted accounts' listening.
 fn analytics_work(analytics: &Arc<AnalyticsService>, bus: &Arc<dyn EventBus>) -> Vec<Background> {
     use analytics::events::{
         Activity, DELETED_GROUP, Deleted, LIKES_GROUP, PLAYS_GROUP, PUBLISHED_GROUP, Plays,
-        Published, REGISTRATIONS_GROUP, REQUESTS_GROUP, Requests, UNLIKES_GROUP,
+        Published, REGISTRATIONS_GROUP, REQUESTS_GROUP, Requests, UNLIKES_GROUP, USERS_GROUP,
+        UserDeletions,
     };
     let batch = analytics.config().ingest_batch.max(1);
     let together = |topic: &str, group: &str, handler: Arc<dyn BatchHandler>| {
@@ -366,6 +368,7 @@ fn analytics_work(analytics: &Arc<AnalyticsService>, bus: &Arc<dyn EventBus>) ->
         together(ApiRequest::TYPE, REQUESTS_GROUP, Arc::new(Requests(analytics.clone()))),
         consume(bus, TrackPublished::TYPE, PUBLISHED_GROUP, Published(analytics.clone())),
         consume(bus, TrackDeleted::TYPE, DELETED_GROUP, Deleted(analytics.clone())),
+        consume(bus, UserDeleted::TYPE, USERS_GROUP, UserDeletions(analytics.clone())),
     ]
 }
 

@@ -1,7 +1,8 @@
 //! The events the analytics service consumes: plays, likes and registrations (activity),
 //! the gateway's request metrics, and the catalog's published and deleted tracks (its
-//! projection of track summaries). Plays, activity and requests are taken a poll's worth
-//! at a time, because the warehouse counts fastest in batches.
+//! projection of track summaries, and the warehouse's tombstones), and deleted accounts,
+//! whose listening history it forgets. Plays, activity and requests are taken a poll's
+//! worth at a time, because the warehouse counts fastest in batches.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use bus::{
     Envelope, Event,
     consumer::{BatchHandler, Handler, HandlerError},
     events::{
-        ApiRequest, SongLiked, SongPlayed, SongUnliked, TrackDeleted, TrackPublished,
+        ApiRequest, SongLiked, SongPlayed, SongUnliked, TrackDeleted, TrackPublished, UserDeleted,
         UserRegistered,
     },
 };
@@ -20,6 +21,7 @@ use uuid::Uuid;
 use crate::{
     AnalyticsService,
     domain::{ActivityFact, PlayFact, RequestFact},
+    service::AnalyticsError,
     store::StoreError,
 };
 
@@ -31,6 +33,7 @@ pub const REGISTRATIONS_GROUP: &str = "analytics.registrations";
 pub const REQUESTS_GROUP: &str = "analytics.requests";
 pub const PUBLISHED_GROUP: &str = "analytics.published";
 pub const DELETED_GROUP: &str = "analytics.deleted";
+pub const USERS_GROUP: &str = "analytics.users";
 
 type Rejections = Vec<(Uuid, String)>;
 
@@ -149,8 +152,8 @@ impl Handler for Published {
     }
 }
 
-/// `track.deleted`: the track leaves the projection (its counts stay, but charts and
-/// histories no longer show it).
+/// `track.deleted`: the track leaves the projection, and the warehouse tombstones it (its
+/// plays stay in series, but charts and histories neither show nor count it).
 pub struct Deleted(pub Arc<AnalyticsService>);
 
 #[async_trait]
@@ -158,13 +161,35 @@ impl Handler for Deleted {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
         let deleted: TrackDeleted =
             envelope.decode().map_err(|e| HandlerError::Rejected(e.to_string()))?;
-        self.0.apply_deleted(envelope.id, deleted.track_id).await.map_err(classify)
+        self.0.apply_deleted(envelope.id, deleted.track_id).await.map_err(classify_analytics)
+    }
+}
+
+/// `user.deleted`: the account's listening history is forgotten (see
+/// [`AnalyticsService::forget_user`]).
+pub struct UserDeletions(pub Arc<AnalyticsService>);
+
+#[async_trait]
+impl Handler for UserDeletions {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        let deleted: UserDeleted =
+            envelope.decode().map_err(|e| HandlerError::Rejected(e.to_string()))?;
+        self.0.forget_user(envelope.id, deleted.user_id).await.map_err(classify_analytics)
     }
 }
 
 fn classify(error: StoreError) -> HandlerError {
     match error {
         StoreError::Corrupt(_) => HandlerError::Rejected(error.to_string()),
+        other => HandlerError::Transient(other.to_string()),
+    }
+}
+
+/// Only a store's corrupt answer is final; a warehouse error, even an unexpected answer,
+/// is retried, since a deletion dropped to the dead letters would never happen.
+fn classify_analytics(error: AnalyticsError) -> HandlerError {
+    match error {
+        AnalyticsError::Store(error) => classify(error),
         other => HandlerError::Transient(other.to_string()),
     }
 }

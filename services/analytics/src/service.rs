@@ -136,7 +136,9 @@ impl AnalyticsService {
         Ok(self.store.accept_plays(&accepted, at).await?)
     }
 
-    /// The caller's plays, newest first, and how many there are.
+    /// The caller's plays, newest first, and how many there are. Plays of deleted tracks
+    /// are in neither (the warehouse has their tombstones); a play whose track the
+    /// projection has not heard of is left out of the page.
     pub async fn history(
         &self,
         caller: &Caller,
@@ -160,7 +162,8 @@ impl AnalyticsService {
     }
 
     /// The most played tracks over `window`, with the total of tracks played in it.
-    /// Tracks deleted since are left out of the page.
+    /// Tracks deleted since are in neither (the warehouse has their tombstones); a track
+    /// the projection has not heard of is left out of the page.
     pub async fn top_tracks(
         &self,
         window: Window,
@@ -272,8 +275,42 @@ impl AnalyticsService {
         self.store.apply_published(PROJECTION_CONSUMER, event_id, summary).await
     }
 
-    pub async fn apply_deleted(&self, event_id: Uuid, track_id: Uuid) -> Result<(), StoreError> {
-        self.store.apply_deleted(PROJECTION_CONSUMER, event_id, track_id).await
+    /// Applies `track.deleted`: the warehouse tombstones the track, so that top tracks and
+    /// histories neither list nor count it (their pages and totals agree), then its summary
+    /// leaves the projection. The tombstone comes first and is not gated by the inbox: a
+    /// redelivery, or a replay of the topic, writes it again harmlessly.
+    pub async fn apply_deleted(
+        &self,
+        event_id: Uuid,
+        track_id: Uuid,
+    ) -> Result<(), AnalyticsError> {
+        self.warehouse.forget_tracks(&[track_id]).await?;
+        self.store.apply_deleted(PROJECTION_CONSUMER, event_id, track_id).await?;
+        Ok(())
+    }
+
+    /// Applies `user.deleted`: the account's listening history is removed, while the plays
+    /// it counted stay in charts and series, attributed to no one.
+    ///
+    /// - In the warehouse, the user's plays leave the raw facts (no history is left, in
+    ///   the page or the total) and the days they were active go, so active-user counts of
+    ///   past days drop by them. What their plays added to the rollups stays: plays,
+    ///   streams and distinct listeners of top tracks and play series do not change
+    ///   (ClickHouse keeps them as aggregate states; the embedded warehouse gives the
+    ///   user's rows a random id kept nowhere).
+    /// - In the service's own database, the ids of the plays they had accepted through the
+    ///   API are deleted.
+    ///
+    /// Idempotent, so a redelivered or replayed event is harmless: neither step is gated
+    /// by the inbox, and a failure of either fails the event, whose retry runs both again.
+    /// A play of the user first counted after this (a `song.played` still on its way) is
+    /// counted as any other.
+    #[tracing::instrument(skip_all, fields(%event_id, %user_id))]
+    pub async fn forget_user(&self, event_id: Uuid, user_id: Uuid) -> Result<(), AnalyticsError> {
+        self.warehouse.forget_user(user_id).await?;
+        let accepted_plays = self.store.forget_user(user_id).await?;
+        tracing::info!(accepted_plays, "forgot a deleted account's listening");
+        Ok(())
     }
 
     /// Summaries of every id, asking the catalog about those the projection lacks; an id

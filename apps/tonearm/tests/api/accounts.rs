@@ -307,3 +307,145 @@ async fn profile_update_and_account_deletion() {
         .unwrap();
     assert_eq!(types, ["user.registered", "user.deleted"]);
 }
+
+/// Waits until `done` holds of `path`'s answer to `token`, for at most 10 seconds.
+async fn within_seconds(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    done: impl Fn(u16, &Value) -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let response = app.get(path, Some(token)).await;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if done(status, &body) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path}: {status} {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Every service that holds an account's data acts on its deletion (`user.deleted`):
+/// its playlists are gone for their followers, its likes and history with them; its
+/// ready uploads stay in the shared catalog, no longer anyone's, and the one still
+/// processing goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_account_leaves_nothing_of_its_own_behind() {
+    let app = TestApp::up().await;
+    let registered = app.register(&unique_email()).await;
+    let ada = token(&registered, "access_token");
+    let ada_id: uuid::Uuid = registered["user"]["id"].as_str().unwrap().parse().unwrap();
+    let bob = token(&app.register(&unique_email()).await, "access_token");
+    let tracks = crate::playlists::ready_tracks(&app, &ada, 1, 70).await;
+    let track = &tracks[0];
+
+    let created =
+        app.post("/v1/playlists", Some(&ada), json!({"name": "Ada's", "public": true})).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let playlist = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let added = app
+        .post(
+            &format!("/v1/playlists/{playlist}/tracks"),
+            Some(&ada),
+            json!({"track_ids": [track]}),
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::CREATED);
+    let followed = app
+        .send(Method::PUT, &format!("/v1/playlists/{playlist}/followers"), Some(&bob), None)
+        .await;
+    assert_eq!(followed.status(), StatusCode::NO_CONTENT);
+    let liked = app.send(Method::PUT, &format!("/v1/me/likes/{track}"), Some(&ada), None).await;
+    assert_eq!(liked.status(), StatusCode::NO_CONTENT);
+    let played =
+        app.post("/v1/me/plays", Some(&ada), json!({"track_id": track, "played_ms": 900})).await;
+    assert_eq!(played.status(), StatusCode::ACCEPTED);
+    within_seconds(&app, &ada, "/v1/me/history", |_, body| body["total"] == 1).await;
+    // One upload never becomes ready (the transcoder refuses it): it is Ada's alone.
+    let pending = crate::catalog::upload(
+        &app,
+        &ada,
+        "pending.mp3",
+        b"ID3\x03\x00\x00\x00\x00\x00\x0anoise".to_vec(),
+        &[],
+    )
+    .await;
+    let pending = pending.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+
+    let deleted = app
+        .send(
+            Method::DELETE,
+            "/v1/me",
+            Some(&ada),
+            Some(json!({"password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+
+    within_seconds(&app, &bob, &format!("/v1/playlists/{playlist}"), |status, _| status == 404)
+        .await;
+    within_seconds(&app, &bob, "/v1/me/playlists", |_, body| body["total"] == 0).await;
+    within_seconds(&app, &bob, &format!("/v1/tracks/{track}"), |status, body| {
+        status == 200 && body["uploaded_by"] == "00000000-0000-0000-0000-000000000000"
+    })
+    .await;
+    let unready = app.get(&format!("/v1/tracks/{pending}"), Some(&bob)).await;
+    assert_problem(unready, StatusCode::NOT_FOUND).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let media = app.data_dir.join("media").join("tracks").join(&pending);
+    while !crate::catalog::walk(&media).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the unready upload's media went");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Likes and history are gone from the stores that held them.
+    let playlists = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.data_dir.join("playlist.db").display()
+    ))
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let likes: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM likes").fetch_one(&playlists).await.unwrap();
+        if likes == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the likes went");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let warehouse = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        app.data_dir.join("analytics-warehouse.db").display()
+    ))
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let top: Value =
+            app.get("/v1/analytics/top-tracks", Some(&bob)).await.json().await.unwrap();
+        let counted = top["items"][0]["plays"] == 1;
+        let mut left = 0_i64;
+        for table in ["plays", "active_days", "track_listeners"] {
+            let rows: i64 =
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE user_id = ?"))
+                    .bind(ada_id)
+                    .fetch_one(&warehouse)
+                    .await
+                    .unwrap();
+            left += rows;
+        }
+        if counted && left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "history forgotten, plays still counted: {top}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -204,7 +204,7 @@ async fn malformed_and_oversized_upload_bodies_are_problems_and_store_nothing() 
     assert!(stored.is_empty(), "no orphan files: {stored:?}");
 }
 
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     entries
         .filter_map(Result::ok)

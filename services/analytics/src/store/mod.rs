@@ -50,6 +50,11 @@ pub trait AnalyticsStore: OutboxStore {
         event_id: Uuid,
         track_id: Uuid,
     ) -> Result<(), StoreError>;
+
+    /// Deletes the ids of the plays a user had accepted (`user.deleted`); returns how many
+    /// there were. Idempotent. Their `song.played` events are left to the outbox, which
+    /// prunes them once published.
+    async fn forget_user(&self, user_id: Uuid) -> Result<u64, StoreError>;
 }
 
 /// The embedded adapter (`sqlite://`), used by `tonearm up`.

@@ -155,6 +155,15 @@ macro_rules! sql_store {
                     tx.commit().await?;
                     Ok(())
                 }
+
+                #[tracing::instrument(skip_all, fields(%user_id))]
+                async fn forget_user(&self, user_id: Uuid) -> Result<u64, StoreError> {
+                    Ok(sqlx::query("DELETE FROM accepted_plays WHERE user_id = $1")
+                        .bind(user_id)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected())
+                }
             }
 
             async fn upsert(

@@ -14,6 +14,15 @@
 //!   count distinct users, so duplicate rows do no harm; merges fold them away.
 //! - `requests`: every request fact, raw, because exact percentiles need every duration.
 //!   `quantileExact` takes the element at `floor(level × n)`, as `domain::quantile` does.
+//! - `deleted_tracks`: tombstones of deleted tracks, which top tracks and history leave out
+//!   with `NOT IN`; duplicates (a redelivered `track.deleted`) do no harm and merge away.
+//!
+//! Forgetting a user deletes their rows of `plays` and `activity` with `ALTER TABLE …
+//! DELETE`, a mutation: views do not see it, so the rollups keep what the plays added, as
+//! aggregate states that name no one. A mutation runs in the background and rewrites the
+//! parts it touches; 18.16 has no `mutations_sync`, so the call waits on `system.mutations`
+//! (bounded by [`MUTATION_WAIT`]), and issues none for a table without the user's rows or
+//! with a deletion of them still running, so a redelivery costs a read.
 //!
 //! Ids are `FixedString(16)` holding the UUID's bytes big-endian, which sorts bytewise as
 //! `Uuid::cmp` does and ties are broken by; ClickHouse's `UUID` type sorts otherwise. Times are `Int64` milliseconds and buckets come from them by floored
@@ -60,6 +69,11 @@ const DEFAULT_DATABASE: &str = "tonearm_analytics";
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 /// SQLite binds at most 32,766 values per statement; a claimed id takes two.
 const SQLITE_CLAIM_CHUNK: usize = 4_000;
+/// How long forgetting a user waits for its deletions to finish; past that it is
+/// unavailable, and a retry waits on the same deletions rather than starting new ones.
+const MUTATION_WAIT: Duration = Duration::from_secs(30);
+/// The tables whose rows name a user; the rollups hold aggregate states only.
+const USER_TABLES: [&str; 2] = ["plays", "activity"];
 
 pub struct ClickHouseWarehouse {
     client: Client,
@@ -207,9 +221,11 @@ impl Warehouse for ClickHouseWarehouse {
         };
         let states = "SELECT track_id, plays, streams, listeners FROM track_daily \
                       WHERE day_ms >= ? \
+                      AND track_id NOT IN (SELECT track_id FROM deleted_tracks) \
                       UNION ALL \
                       SELECT track_id, plays, streams, listeners FROM track_hourly \
-                      WHERE hour_ms >= ? AND hour_ms < ?";
+                      WHERE hour_ms >= ? AND hour_ms < ? \
+                      AND track_id NOT IN (SELECT track_id FROM deleted_tracks)";
         let page = self.fetch::<TrackRow>(
             self.client
                 .query(&format!(
@@ -356,6 +372,7 @@ impl Warehouse for ClickHouseWarehouse {
                 .query(
                     "SELECT play_id, track_id, played_at_ms, played_ms FROM plays \
                      WHERE user_id = toFixedString(unhex(?), 16) \
+                     AND track_id NOT IN (SELECT track_id FROM deleted_tracks) \
                      ORDER BY played_at_ms DESC, play_id DESC \
                      LIMIT ?, ?",
                 )
@@ -365,7 +382,10 @@ impl Warehouse for ClickHouseWarehouse {
         );
         let total = within(
             self.client
-                .query("SELECT count() FROM plays WHERE user_id = toFixedString(unhex(?), 16)")
+                .query(
+                    "SELECT count() FROM plays WHERE user_id = toFixedString(unhex(?), 16) \
+                     AND track_id NOT IN (SELECT track_id FROM deleted_tracks)",
+                )
                 .bind(&user)
                 .fetch_one::<u64>(),
         );
@@ -380,6 +400,86 @@ impl Warehouse for ClickHouseWarehouse {
             })
             .collect();
         Ok((entries, total))
+    }
+
+    #[tracing::instrument(skip_all, fields(tracks = track_ids.len()))]
+    async fn forget_tracks(&self, track_ids: &[Uuid]) -> Result<(), WarehouseError> {
+        let rows: Vec<DeletedTrackRow> = unique(
+            track_ids.iter().map(|track_id| DeletedTrackRow { track_id: *track_id.as_bytes() }),
+        );
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.insert("deleted_tracks", &rows).await
+    }
+
+    #[tracing::instrument(skip_all, fields(%user_id))]
+    async fn forget_user(&self, user_id: Uuid) -> Result<(), WarehouseError> {
+        let user = user_id.simple().to_string();
+        for table in USER_TABLES {
+            if self.deletions_running(table, &user).await? == 0
+                && self.rows_of(table, &user).await? > 0
+            {
+                within(
+                    self.client
+                        .query(&format!(
+                            "ALTER TABLE {table} DELETE WHERE user_id = toFixedString(unhex(?), 16)"
+                        ))
+                        .bind(&user)
+                        .execute(),
+                )
+                .await?;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + MUTATION_WAIT;
+        let mut pause = Duration::from_millis(20);
+        for table in USER_TABLES {
+            while self.deletions_running(table, &user).await? > 0 {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(WarehouseError::Unavailable(format!(
+                        "deleting user {user_id} from {table} has not finished after {} s; \
+                         it goes on in the background",
+                        MUTATION_WAIT.as_secs()
+                    )));
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ClickHouseWarehouse {
+    /// How many rows of `table` belong to `user` (hex).
+    async fn rows_of(&self, table: &str, user: &str) -> Result<u64, WarehouseError> {
+        within(
+            self.client
+                .query(&format!(
+                    "SELECT count() FROM {table} WHERE user_id = toFixedString(unhex(?), 16)"
+                ))
+                .bind(user)
+                .fetch_one::<u64>(),
+        )
+        .await
+    }
+
+    /// How many deletions of `user`'s (hex) rows from `table` have not finished; the
+    /// statement names the user, as `forget_user` wrote it.
+    async fn deletions_running(&self, table: &str, user: &str) -> Result<u64, WarehouseError> {
+        within(
+            self.client
+                .query(
+                    "SELECT count() FROM system.mutations \
+                     WHERE database = ? AND table = ? AND is_done = 0 \
+                     AND position(command, ?) > 0",
+                )
+                .bind(&self.database)
+                .bind(table)
+                .bind(user)
+                .fetch_one::<u64>(),
+        )
+        .await
     }
 }
 
@@ -448,6 +548,11 @@ fn schema(database: &str) -> Vec<String> {
                 user_id FixedString(16)
             ) ENGINE = ReplacingMergeTree() {partition} ORDER BY (day_ms, user_id)",
             partition = by_month("day_ms"),
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.deleted_tracks (
+                track_id FixedString(16)
+            ) ENGINE = ReplacingMergeTree() ORDER BY track_id"
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {db}.requests (
@@ -706,6 +811,11 @@ struct PlayRow {
 struct ActivityRow {
     day_ms: i64,
     user_id: [u8; 16],
+}
+
+#[derive(Row, Serialize, Clone, PartialEq, Eq, Hash)]
+struct DeletedTrackRow {
+    track_id: [u8; 16],
 }
 
 #[derive(Row, Serialize)]

@@ -29,6 +29,16 @@
 //!   [`Bucketing`] computes, so no bucket arithmetic is written twice.
 //! - Requests are kept one row each, since exact percentiles need every duration; they are
 //!   grouped and [`crate::domain::quantile`] is taken in Rust.
+//! - Deleted tracks are tombstones in `deleted_tracks`, which top tracks and history leave
+//!   out with `NOT IN`: the table holds a row per deleted track, and the plays and rollups
+//!   of those tracks are never rewritten.
+//! - A forgotten user's plays and presence rows are given a random id used nowhere else,
+//!   rather than deleted: the plays table stays the record of which play ids were counted
+//!   (a redelivered play must not count again, nor bring the history back), and distinct
+//!   listeners stay what ClickHouse, which keeps them as aggregate states, answers. The
+//!   presence rows are found by the keys of the user's plays, every one of them written for
+//!   one of those; their days of activity, which also come from likes and registrations,
+//!   have an index by user.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
@@ -100,6 +110,9 @@ static DAY_LISTENER_INSERTS: LazyLock<Inserts> =
 
 static ACTIVITY_INSERTS: LazyLock<Inserts> =
     LazyLock::new(|| Inserts::new("INSERT OR IGNORE INTO active_days (day, user_id)", 2, ""));
+
+static DELETED_TRACK_INSERTS: LazyLock<Inserts> =
+    LazyLock::new(|| Inserts::new("INSERT OR IGNORE INTO deleted_tracks (track_id)", 1, ""));
 
 static REQUEST_INSERTS: LazyLock<Inserts> = LazyLock::new(|| {
     Inserts::new("INSERT INTO requests (at_ms, method, route, status, duration_us)", 5, "")
@@ -274,7 +287,8 @@ impl Warehouse for EmbeddedWarehouse {
                     UNION ALL
                     SELECT track_id, ?2 * plays, ?2 * streams FROM track_hours
                     WHERE hour >= ?3 AND hour < ?4
-                ) GROUP BY track_id HAVING SUM(plays) > 0
+                ) WHERE track_id NOT IN (SELECT track_id FROM deleted_tracks)
+                GROUP BY track_id HAVING SUM(plays) > 0
             )";
         let mut tx = self.readers.begin().await.map_err(failed)?;
         let page = format!(
@@ -491,7 +505,8 @@ impl Warehouse for EmbeddedWarehouse {
         let mut tx = self.readers.begin().await.map_err(failed)?;
         let rows: Vec<(Uuid, Uuid, i64, i64)> = sqlx::query_as(
             "SELECT play_id, track_id, played_at_ms, played_ms FROM plays
-             WHERE user_id = ? ORDER BY played_at_ms DESC, play_id DESC LIMIT ? OFFSET ?",
+             WHERE user_id = ? AND track_id NOT IN (SELECT track_id FROM deleted_tracks)
+             ORDER BY played_at_ms DESC, play_id DESC LIMIT ? OFFSET ?",
         )
         .bind(user_id)
         .bind(limit)
@@ -499,11 +514,14 @@ impl Warehouse for EmbeddedWarehouse {
         .fetch_all(&mut *tx)
         .await
         .map_err(failed)?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM plays WHERE user_id = ?")
-            .bind(user_id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(failed)?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM plays
+             WHERE user_id = ? AND track_id NOT IN (SELECT track_id FROM deleted_tracks)",
+        )
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(failed)?;
         tx.commit().await.map_err(failed)?;
         let entries = rows
             .into_iter()
@@ -512,6 +530,84 @@ impl Warehouse for EmbeddedWarehouse {
             })
             .collect::<Result<_, WarehouseError>>()?;
         Ok((entries, count(total)?))
+    }
+
+    #[tracing::instrument(skip_all, fields(tracks = track_ids.len()))]
+    async fn forget_tracks(&self, track_ids: &[Uuid]) -> Result<(), WarehouseError> {
+        let ids: Vec<Uuid> =
+            track_ids.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await.map_err(failed)?;
+        DELETED_TRACK_INSERTS
+            .run(&mut tx, &ids, |query, track_id| query.bind(*track_id))
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)
+    }
+
+    #[tracing::instrument(skip_all, fields(%user_id))]
+    async fn forget_user(&self, user_id: Uuid) -> Result<(), WarehouseError> {
+        let mut tx = self.writer.begin().await.map_err(failed)?;
+        let plays: Vec<(Uuid, i64)> =
+            sqlx::query_as("SELECT track_id, played_at_ms FROM plays WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed)?;
+        // The presence rows the user's plays wrote, by their keys.
+        let mut track_hours = BTreeSet::new();
+        let mut hours = BTreeSet::new();
+        let mut days = BTreeSet::new();
+        for &(track_id, played_at_ms) in &plays {
+            let hour = played_at_ms.div_euclid(HOUR_MS);
+            track_hours.insert((hour, track_id));
+            hours.insert(hour);
+            days.insert(played_at_ms.div_euclid(DAY_MS));
+        }
+        // Random, and kept nowhere: the rows count as someone's, but as no one's known.
+        let stranger = Uuid::new_v4();
+        for (hour, track_id) in track_hours {
+            sqlx::query(
+                "UPDATE track_listeners SET user_id = ?1
+                 WHERE hour = ?2 AND track_id = ?3 AND user_id = ?4",
+            )
+            .bind(stranger)
+            .bind(hour)
+            .bind(track_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        }
+        for (table, column, buckets) in
+            [("hour_listeners", "hour", hours), ("day_listeners", "day", days)]
+        {
+            let sql =
+                format!("UPDATE {table} SET user_id = ?1 WHERE {column} = ?2 AND user_id = ?3");
+            for bucket in buckets {
+                sqlx::query(&sql)
+                    .bind(stranger)
+                    .bind(bucket)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+            }
+        }
+        sqlx::query("UPDATE plays SET user_id = ? WHERE user_id = ?")
+            .bind(stranger)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        sqlx::query("DELETE FROM active_days WHERE user_id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        tx.commit().await.map_err(failed)
     }
 }
 

@@ -9,6 +9,11 @@
 //!   `played_at_ms`;
 //! - top tracks rank by plays, most first, ties by track id ascending (byte order);
 //! - history is newest first, ties by play id descending;
+//! - a forgotten track ([`Warehouse::forget_tracks`]) is neither listed nor counted by
+//!   top tracks and history, in their pages and their totals alike; series and active
+//!   users still count its plays, which happened all the same;
+//! - a forgotten user ([`Warehouse::forget_user`]) has no history and no active days, and
+//!   what their plays added to charts and series (plays, streams, listeners) stays;
 //! - percentiles follow [`crate::domain::quantile`].
 
 pub mod clickhouse;
@@ -55,7 +60,7 @@ pub trait Warehouse: Send + Sync + 'static {
     ) -> Result<bool, WarehouseError>;
 
     /// A page of the tracks played at or after `from_ms` (a bucket start), ranked, and how
-    /// many tracks were played in all.
+    /// many tracks were played in all; forgotten tracks are in neither.
     async fn top_tracks(
         &self,
         from_ms: i64,
@@ -87,11 +92,27 @@ pub trait Warehouse: Send + Sync + 'static {
     /// errors and p50/p95 durations; most requested first, ties by method then route.
     async fn api_routes(&self, from_ms: i64) -> Result<Vec<RouteStats>, WarehouseError>;
 
-    /// A page of a user's plays, newest first, and how many there are.
+    /// A page of a user's plays, newest first, and how many there are; plays of forgotten
+    /// tracks are in neither.
     async fn history(
         &self,
         user_id: Uuid,
         limit: u32,
         offset: u32,
     ) -> Result<(Vec<HistoryEntry>, u64), WarehouseError>;
+
+    /// Tombstones deleted tracks (`track.deleted`), so that top tracks and histories stop
+    /// listing and counting them: their plays stay where they are (series still count
+    /// them), but a page and its total must agree, and the service can only show tracks it
+    /// has a summary of. Idempotent; plays of the tracks recorded later are left out too.
+    async fn forget_tracks(&self, track_ids: &[Uuid]) -> Result<(), WarehouseError>;
+
+    /// Removes a deleted account's listening (`user.deleted`): its plays leave the raw
+    /// facts, so that no history is left, and its days of activity go. What its plays
+    /// added to the rollups stays, attributed to no one: plays, streams and distinct
+    /// listeners of charts and series do not change. Idempotent, and visible when this
+    /// returns; the user's plays recorded again afterwards count nothing and bring no
+    /// history back. A play of theirs first recorded afterwards (a `song.played` still on
+    /// its way) is counted as any other: nothing deletes it.
+    async fn forget_user(&self, user_id: Uuid) -> Result<(), WarehouseError>;
 }

@@ -4,10 +4,6 @@
 //! themselves. ClickHouse must be running (`TONEARM_TEST_CLICKHOUSE_URL`); its cases fail,
 //! never skip, when it is unreachable.
 
-// Tests may unwrap (see clippy.toml); the contract cases are plain async functions that
-// clippy does not recognise as tests, so the allowance is spelled out here.
-#![allow(clippy::unwrap_used)]
-
 use std::{
     any::Any,
     collections::{BTreeMap, BTreeSet},
@@ -52,6 +48,8 @@ warehouse_contract!(
     plays_recorded_again_count_once,
     request_batches_count_once_with_exact_percentiles,
     ties_in_top_tracks_go_by_track_id_in_byte_order,
+    forgotten_tracks_leave_top_tracks_and_histories,
+    forgotten_users_leave_no_history_and_their_counts_stay,
 );
 
 /// A warehouse of one test's own, and what must live as long as it (its directory, its
@@ -671,6 +669,178 @@ async fn ties_in_top_tracks_go_by_track_id_in_byte_order(warehouse: Arc<dyn Ware
     assert_eq!(page, reference_top_tracks(&plays, from));
     let (second, _) = warehouse.top_tracks(from, 2, 2).await.unwrap();
     assert_eq!(second, page[2..4]);
+}
+
+/// A play of `track_id` by `user_id` at `played_at_ms`, a stream of 42 s.
+fn play_of(user_id: Uuid, track_id: Uuid, played_at_ms: i64) -> PlayFact {
+    PlayFact {
+        play_id: Uuid::now_v7(),
+        user_id,
+        track_id,
+        played_at_ms,
+        played_ms: 42_000,
+        stream: true,
+    }
+}
+
+/// Every page of top tracks from `from_ms` and of the histories of `users` as the
+/// reference answers them from `plays`, the totals included.
+async fn check_pages(warehouse: &dyn Warehouse, plays: &[PlayFact], from_ms: i64, users: &[Uuid]) {
+    let expected = reference_top_tracks(plays, from_ms);
+    assert_eq!(
+        warehouse.top_tracks(from_ms, 100, 0).await.unwrap(),
+        (expected.clone(), expected.len() as u64),
+        "top tracks from {from_ms}"
+    );
+    // A page past the end still has the total.
+    let past = u32::try_from(expected.len()).unwrap();
+    assert_eq!(
+        warehouse.top_tracks(from_ms, 10, past).await.unwrap(),
+        (vec![], expected.len() as u64)
+    );
+    for &user_id in users {
+        check_history(warehouse, plays, user_id).await;
+    }
+}
+
+async fn forgotten_tracks_leave_top_tracks_and_histories(warehouse: Arc<dyn Warehouse>) {
+    let now = now_ms();
+    let from = Window::Week.start_ms(now);
+    let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    let (doomed, kept, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    // The doomed track is the most played, over whole days and the hours of the first.
+    let mut plays = vec![
+        play_of(ada, doomed, now - 3 * DAY_MS),
+        play_of(ada, kept, now - 2 * HOUR_MS),
+        play_of(bob, doomed, from + 60_000),
+        play_of(bob, doomed, now - 5 * 60_000),
+        play_of(bob, kept, now - DAY_MS),
+        play_of(bob, other, now - 4 * DAY_MS),
+    ];
+    assert_eq!(warehouse.record_plays(&plays).await.unwrap(), 6);
+    check_pages(&*warehouse, &plays, from, &[ada, bob]).await;
+    let series_before = warehouse.play_series(Bucketing::Day, from, now).await.unwrap();
+
+    warehouse.forget_tracks(&[doomed]).await.unwrap();
+    let remaining: Vec<PlayFact> =
+        plays.iter().filter(|play| play.track_id != doomed).copied().collect();
+    // Items and total agree: one play of Ada's is left, and one play it is.
+    let (page, total) = warehouse.history(ada, 10, 0).await.unwrap();
+    assert_eq!((page.len(), total), (1, 1));
+    assert_eq!(page[0].track_id, kept);
+    let (top, tracks) = warehouse.top_tracks(from, 10, 0).await.unwrap();
+    assert_eq!(tracks, 2);
+    let ranked: Vec<Uuid> = top.iter().map(|track| track.track_id).collect();
+    assert_eq!(ranked, [kept, other]);
+    check_pages(&*warehouse, &remaining, from, &[ada, bob]).await;
+
+    // Forgetting again, with a duplicate and a track never played, changes nothing.
+    warehouse.forget_tracks(&[doomed, doomed, Uuid::now_v7()]).await.unwrap();
+    warehouse.forget_tracks(&[]).await.unwrap();
+    check_pages(&*warehouse, &remaining, from, &[ada, bob]).await;
+
+    // A play of the track counted after it was forgotten is left out as well.
+    let late = play_of(ada, doomed, now - 60_000);
+    assert_eq!(warehouse.record_plays(&[late]).await.unwrap(), 1);
+    check_pages(&*warehouse, &remaining, from, &[ada, bob]).await;
+
+    // Series still count the listening that happened.
+    plays.push(late);
+    let mut series = warehouse.play_series(Bucketing::Day, from, now).await.unwrap();
+    series.sort_by_key(|point| point.t_ms);
+    assert_eq!(series, reference_play_series(&plays, Bucketing::Day, from, now));
+    assert_eq!(
+        series_before.iter().map(|point| point.plays).sum::<u64>() + 1,
+        series.iter().map(|point| point.plays).sum::<u64>()
+    );
+}
+
+async fn forgotten_users_leave_no_history_and_their_counts_stay(warehouse: Arc<dyn Warehouse>) {
+    let now = now_ms();
+    let from = Window::Month.start_ms(now);
+    let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    // Ada plays both tracks over several hours and days, twice in one hour; Bob shares
+    // some of those hours and days with her.
+    let ada_plays = vec![
+        play_of(ada, first, now - 10 * DAY_MS),
+        play_of(ada, first, now - 2 * HOUR_MS),
+        play_of(ada, first, now - 2 * HOUR_MS + 60_000),
+        play_of(ada, second, now - 2 * HOUR_MS + 120_000),
+        play_of(ada, second, now - DAY_MS),
+    ];
+    let bob_plays = vec![
+        play_of(bob, first, now - 2 * HOUR_MS + 30_000),
+        play_of(bob, second, now - DAY_MS - HOUR_MS),
+        play_of(bob, second, now - 20 * DAY_MS),
+    ];
+    let plays: Vec<PlayFact> = ada_plays.iter().chain(&bob_plays).copied().collect();
+    assert_eq!(warehouse.record_plays(&plays).await.unwrap(), 8);
+    // Days on which Ada only liked something.
+    let likes = [
+        ActivityFact { user_id: ada, at_ms: now - 15 * DAY_MS },
+        ActivityFact { user_id: bob, at_ms: now - 15 * DAY_MS },
+        ActivityFact { user_id: ada, at_ms: now - 25 * DAY_MS },
+    ];
+    warehouse.record_activity(&likes).await.unwrap();
+
+    let top_before = warehouse.top_tracks(from, 10, 0).await.unwrap();
+    assert_eq!(top_before, (reference_top_tracks(&plays, from), 2));
+    let series = |bucketing: Bucketing, from_ms: i64| {
+        let warehouse = warehouse.clone();
+        async move {
+            let mut points = warehouse.play_series(bucketing, from_ms, now).await.unwrap();
+            points.sort_by_key(|point| point.t_ms);
+            points
+        }
+    };
+    let hourly_before = series(Bucketing::Hour, now - 2 * DAY_MS).await;
+    let daily_before = series(Bucketing::Day, from).await;
+    assert_eq!(
+        hourly_before,
+        reference_play_series(&plays, Bucketing::Hour, now - 2 * DAY_MS, now)
+    );
+    assert_eq!(daily_before, reference_play_series(&plays, Bucketing::Day, from, now));
+
+    warehouse.forget_user(ada).await.unwrap();
+    let check = || async {
+        assert_eq!(warehouse.history(ada, 10, 0).await.unwrap(), (vec![], 0), "Ada's history");
+        check_history(&*warehouse, &bob_plays, bob).await;
+        // What Ada's plays counted stays: plays, streams and listeners alike.
+        assert_eq!(warehouse.top_tracks(from, 10, 0).await.unwrap(), top_before);
+        assert_eq!(series(Bucketing::Hour, now - 2 * DAY_MS).await, hourly_before);
+        assert_eq!(series(Bucketing::Day, from).await, daily_before);
+        // The days she was active are gone.
+        let mut active =
+            warehouse.active_users(Bucketing::Day, now - 30 * DAY_MS, now).await.unwrap();
+        active.sort_by_key(|point| point.t_ms);
+        let bob_only: Vec<ActivityFact> = bob_plays
+            .iter()
+            .map(|play| ActivityFact { user_id: bob, at_ms: play.played_at_ms })
+            .chain([likes[1]])
+            .collect();
+        let mut expected: BTreeMap<i64, u64> = BTreeMap::new();
+        for fact in bob_only {
+            *expected.entry(Bucketing::Day.start_of(fact.at_ms)).or_default() = 1;
+        }
+        let expected: Vec<ActivePoint> = expected
+            .into_iter()
+            .filter(|&(t_ms, _)| t_ms >= Bucketing::Day.start_of(now - 30 * DAY_MS))
+            .map(|(t_ms, active_users)| ActivePoint { t_ms, active_users })
+            .collect();
+        assert_eq!(active, expected, "active users without Ada");
+    };
+    check().await;
+
+    // A redelivered event forgets again, harmlessly; her plays delivered again count
+    // nothing and bring no history back.
+    warehouse.forget_user(ada).await.unwrap();
+    check().await;
+    assert_eq!(warehouse.record_plays(&ada_plays).await.unwrap(), 0);
+    check().await;
+    // A user with nothing to forget.
+    warehouse.forget_user(Uuid::now_v7()).await.unwrap();
+    check().await;
 }
 
 // ---------------------------------------------------------------------------------------
