@@ -141,9 +141,26 @@ async fn health_readiness_request_ids_and_docs() {
     }
     assert_eq!(api["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 
+    // The docs viewer comes from the binary, whole: it loads offline and behind a strict
+    // Content-Security-Policy.
     let docs = app.get("/docs", None).await;
     assert_eq!(docs.status(), StatusCode::OK);
-    assert!(docs.text().await.unwrap().contains("<html"));
+    let policy = docs.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("default-src 'none'") && policy.contains("script-src 'self'"));
+    let page = docs.text().await.unwrap();
+    assert!(page.contains("<html"), "{page}");
+    let mut assets = 0;
+    for reference in
+        page.split(['"', '\'']).filter(|part| part.ends_with(".js") || part.ends_with(".css"))
+    {
+        assert!(!reference.contains("://"), "{reference} is not served from here");
+        let asset = app.get(&format!("/docs/{}", reference.trim_start_matches("./")), None).await;
+        assert_eq!(asset.status(), StatusCode::OK, "{reference}");
+        assets += 1;
+    }
+    assert!(assets >= 2, "the page's scripts and styles: {page}");
+    let initializer = app.get("/docs/swagger-initializer.js", None).await.text().await.unwrap();
+    assert!(initializer.contains("/v1/openapi.json"), "{initializer}");
 
     let preflight = app
         .client

@@ -58,9 +58,14 @@ async fn answered_api_requests_are_published_by_route_template() {
         let response = call(&router, method.clone(), path, *token).await;
         assert_eq!(response.status(), *status, "{method} {path}");
     }
-    for path in
-        ["/media/abc/segment-1.m4s", "/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/docs"]
-    {
+    for path in [
+        "/media/abc/segment-1.m4s",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/openapi.json",
+        "/docs/",
+    ] {
         let response = call(&router, Method::GET, path, None).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
