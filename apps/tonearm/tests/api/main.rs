@@ -13,6 +13,7 @@ mod faults;
 mod limits;
 mod ops;
 mod playlists;
+mod probe;
 mod remote;
 mod request_events;
 mod streaming;
