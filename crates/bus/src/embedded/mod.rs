@@ -97,6 +97,10 @@ struct Inner {
     /// Held for the life of the log when this process is the writer.
     writer_lock: Option<File>,
     topics: Mutex<HashMap<String, Arc<Topic>>>,
+    /// Held while a topic is opened for the first time: consumers of one topic start
+    /// together, and two of them creating its files at once would trip over each other
+    /// (and open two writers of one partition).
+    opening: Mutex<()>,
     groups: Groups,
 }
 
@@ -145,6 +149,7 @@ impl EmbeddedLog {
                 groups: Groups::new(root),
                 writer_lock,
                 topics: Mutex::new(HashMap::new()),
+                opening: Mutex::new(()),
             }),
         };
         if log.is_writer() {
@@ -168,6 +173,7 @@ impl EmbeddedLog {
                 groups: Groups::new(root),
                 writer_lock: None,
                 topics: Mutex::new(HashMap::new()),
+                opening: Mutex::new(()),
             }),
         })
     }
@@ -208,6 +214,7 @@ impl EmbeddedLog {
     /// The topic's handle, creating the topic when `create` and this process writes.
     fn topic(&self, name: &str, create: bool) -> Result<Arc<Topic>, BusError> {
         checked_name("topic", name)?;
+        let _opening = self.inner.opening.lock().map_err(io_error)?;
         if let Some(topic) = self.inner.topics.lock().map_err(io_error)?.get(name) {
             return Ok(topic.clone());
         }

@@ -192,3 +192,22 @@ async fn unsafe_topic_and_group_names_are_refused() {
     assert!(log.subscribe("fine", "../../etc").await.is_err());
     assert!(!dir.path().parent().unwrap().join("escape").exists());
 }
+
+/// Consumers of one topic start together on a fresh log: every one of them subscribes at
+/// the first try, and what is published reaches each group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_first_subscribers_of_a_new_topic_all_get_in() {
+    for _ in 0..10 {
+        let dir = TempDir::new().unwrap();
+        let log = open(dir.path(), LogOptions::from(&BusConfig::default()));
+        let subscribing = (0..8).map(|n| {
+            let log = log.clone();
+            tokio::spawn(async move { log.subscribe("track.deleted", &format!("group-{n}")).await })
+        });
+        for subscribed in futures::future::join_all(subscribing).await {
+            assert!(subscribed.unwrap().is_ok(), "a first subscription failed");
+        }
+        let partitions = fs::read_dir(dir.path().join("topics").join("track.deleted")).unwrap();
+        assert_eq!(partitions.filter(|entry| entry.as_ref().unwrap().path().is_dir()).count(), 10);
+    }
+}
