@@ -59,7 +59,7 @@ impl App {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
         // One in-process cache serves the session grants and the rate-limit windows.
-        let shared = open_cache(&settings.auth_cache_url()).await?;
+        let shared = open_cache("shared", &settings.auth_cache_url()).await?;
         let bus = open_bus(settings).await?;
         let (auth, auth_pool) = open_auth(settings, shared.clone()).await?;
         let (catalog, catalog_pool, objects) = open_catalog(settings).await?;
@@ -131,7 +131,7 @@ impl App {
     pub async fn serve(settings: &Settings, service: ServiceName) -> anyhow::Result<Self> {
         let (router, background) = match service {
             ServiceName::Auth => {
-                let cache = open_cache(&settings.auth_cache_url()).await?;
+                let cache = open_cache("auth.cache", &settings.auth_cache_url()).await?;
                 let bus = open_bus(settings).await?;
                 let (auth, pool) = open_auth(settings, cache.clone()).await?;
                 let relays = vec![relay("auth", auth.store().clone(), &bus)];
@@ -165,7 +165,7 @@ impl App {
             ServiceName::Streaming => {
                 let bus = open_bus(settings).await?;
                 let objects = Objects::connect(&settings.storage, &settings.data_dir).await?;
-                let cache = open_cache(&settings.streaming_cache_url()).await?;
+                let cache = open_cache("streaming.cache", &settings.streaming_cache_url()).await?;
                 let (streaming, pool) =
                     open_streaming(settings, objects.clone(), cache.clone()).await?;
                 let mut background = streaming_work(&streaming, &bus);
@@ -274,8 +274,11 @@ impl App {
     }
 }
 
-async fn open_cache(url: &kernel::engine::EngineUrl) -> anyhow::Result<Arc<dyn Cache>> {
-    let cache = cache::connect(url).await?;
+async fn open_cache(
+    name: &'static str,
+    url: &kernel::engine::EngineUrl,
+) -> anyhow::Result<Arc<dyn Cache>> {
+    let cache = cache::connect(name, url).await?;
     tracing::info!(engine = cache.engine(), url = %url, "cache ready");
     Ok(cache)
 }
@@ -577,7 +580,7 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<(Router, Vec<Backg
         "`tonearm serve gateway` needs gateway.upstreams.auth (TONEARM_GATEWAY__UPSTREAMS__AUTH)",
     )?;
     let auth = RemoteService::new("auth", auth_url, timeout)?;
-    let cache = open_cache(&settings.gateway_cache_url()).await?;
+    let cache = open_cache("gateway.cache", &settings.gateway_cache_url()).await?;
     let bus = open_bus(settings).await?;
     let mut probes: Vec<Arc<dyn Probe>> = vec![
         Arc::new(CacheProbe { name: "gateway.cache".into(), cache: cache.clone() }),

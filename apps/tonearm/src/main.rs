@@ -211,7 +211,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Users { command } => {
-            let cache = cache::connect(&settings.auth_cache_url()).await?;
+            let cache = cache::connect("auth.cache", &settings.auth_cache_url()).await?;
             let (auth, _) = compose::open_auth(&settings, cache).await?;
             let (email, tier, role) = match command {
                 UsersCommand::SetTier { email, tier } => (email, Some(tier.parse::<Tier>()?), None),
@@ -246,7 +246,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         Command::Import { folder, owner, jobs } => {
             let owner = match owner {
                 Some(email) => {
-                    let cache = cache::connect(&settings.auth_cache_url()).await?;
+                    let cache = cache::connect("auth.cache", &settings.auth_cache_url()).await?;
                     let (auth, _) = compose::open_auth(&settings, cache).await?;
                     auth.user_by_email(&email).await?.id
                 }

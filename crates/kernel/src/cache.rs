@@ -44,10 +44,14 @@ pub trait Cache: Send + Sync + 'static {
     fn engine(&self) -> &'static str;
 }
 
-/// Opens the cache a URL names: `memory://` or `redis://host:port[/db]`.
-pub async fn connect(url: &EngineUrl) -> Result<Arc<dyn Cache>, EngineError> {
+/// How much a `memory://` cache holds at most unless its URL says (`?max_mib=`).
+pub const DEFAULT_MEMORY_MIB: u64 = 64;
+
+/// Opens the cache a URL names: `memory://[?max_mib=N]` or `redis://host:port[/db]`.
+/// `name` labels an in-process cache in the memory metrics.
+pub async fn connect(name: &'static str, url: &EngineUrl) -> Result<Arc<dyn Cache>, EngineError> {
     match url.scheme() {
-        "memory" => Ok(Arc::new(MemoryCache::new(1_000_000))),
+        "memory" => Ok(Arc::new(MemoryCache::new(name, memory_budget(url)?))),
         "redis" | "rediss" => Ok(Arc::new(RedisCache::connect(url).await?)),
         scheme => Err(EngineError::UnsupportedScheme {
             url: url.redacted(),
@@ -57,10 +61,31 @@ pub async fn connect(url: &EngineUrl) -> Result<Arc<dyn Cache>, EngineError> {
     }
 }
 
-/// The in-process adapter: bounded, with per-entry expiry.
+/// The byte budget a `memory://` URL gives, `?max_mib=N` (default [`DEFAULT_MEMORY_MIB`]).
+fn memory_budget(url: &EngineUrl) -> Result<u64, EngineError> {
+    let invalid = |reason: String| EngineError::Invalid { url: url.redacted(), reason };
+    let query = url.expose().split_once('?').map_or("", |(_, query)| query);
+    let mut mib = DEFAULT_MEMORY_MIB;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "max_mib" => {
+                mib = value.parse().ok().filter(|mib| *mib > 0).ok_or_else(|| {
+                    invalid(format!("max_mib must be a whole number of MiB, not {value}"))
+                })?;
+            }
+            other => {
+                return Err(invalid(format!("unknown option {other}; memory:// takes max_mib")));
+            }
+        }
+    }
+    Ok(mib.saturating_mul(1024 * 1024))
+}
+
+/// The in-process adapter: bounded in bytes, with per-entry expiry. Past its budget the
+/// least useful entries go first (for a rate-limit window, a fresh window then opens).
 #[derive(Clone)]
 pub struct MemoryCache {
-    entries: MokaCache<String, Arc<MemoryEntry>>,
+    entries: Arc<MokaCache<String, Arc<MemoryEntry>>>,
 }
 
 struct MemoryEntry {
@@ -104,14 +129,26 @@ impl Expiry<String, Arc<MemoryEntry>> for PerEntryTtl {
     }
 }
 
+/// What an entry costs beyond its key and value: the entry, its `Arc`, moka's bookkeeping.
+const ENTRY_OVERHEAD_BYTES: usize = 160;
+
 impl MemoryCache {
-    pub fn new(max_entries: u64) -> Self {
-        Self {
-            entries: MokaCache::builder()
-                .max_capacity(max_entries)
+    /// A cache of at most `max_bytes` (keys, values and their bookkeeping), reported under
+    /// `name` in the memory metrics.
+    pub fn new(name: &'static str, max_bytes: u64) -> Self {
+        let entries = Arc::new(
+            MokaCache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|key: &String, entry: &Arc<MemoryEntry>| {
+                    let value = entry.value.as_ref().map_or(0, String::len);
+                    u32::try_from(key.len() + value + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX)
+                })
                 .expire_after(PerEntryTtl)
                 .build(),
-        }
+        );
+        let holder: Arc<dyn crate::memory::Holder> = entries.clone();
+        crate::memory::watch(name, &holder);
+        Self { entries }
     }
 }
 

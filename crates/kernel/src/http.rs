@@ -450,6 +450,7 @@ async fn render_metrics() -> Response {
     let handle = prometheus();
     metrics::gauge!("sendfile_open_files").set(crate::sendfile::open_files() as f64);
     metrics::counter!("sendfile_bytes_total").absolute(crate::sendfile::bytes_sent_from_files());
+    crate::memory::record().await;
     handle.run_upkeep();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render())
         .into_response()

@@ -49,7 +49,8 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(shared: Arc<dyn Cache>, limits: RateLimits) -> Self {
-        Self { shared, local: MemoryCache::new(100_000), limits }
+        // Windows kept here while the shared cache is away: about 200 bytes each.
+        Self { shared, local: MemoryCache::new("gateway.local_limits", 16 * 1024 * 1024), limits }
     }
 
     pub fn limit(&self, budget: &Budget) -> u64 {
@@ -108,7 +109,7 @@ mod tests {
     #[tokio::test]
     async fn budgets_are_per_caller_and_per_tier() {
         let limiter = RateLimiter::new(
-            Arc::new(MemoryCache::new(100)),
+            Arc::new(MemoryCache::new("test", 1 << 20)),
             RateLimits { free_per_minute: 2, premium_per_minute: 3, anonymous_per_minute: 1 },
         );
         let ada = Budget::User { id: "ada".into(), tier: Tier::Free };

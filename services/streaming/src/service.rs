@@ -81,7 +81,7 @@ pub struct StreamingService {
     config: StreamingConfig,
     signer: RwLock<Arc<UrlSigner>>,
     keys_loaded_at: Mutex<Instant>,
-    segments: moka::future::Cache<ObjectKey, (Bytes, Bytes)>,
+    segments: Arc<moka::future::Cache<ObjectKey, (Bytes, Bytes)>>,
     /// Tracks deleted lately. A read that began before a deletion can put a segment back
     /// in the cache after it was dropped; no cached segment of these is served again.
     deleted: moka::sync::Cache<Uuid, ()>,
@@ -116,15 +116,19 @@ impl StreamingService {
         data_dir: &std::path::Path,
     ) -> Result<Self, StreamingError> {
         let signer = load_signer(store.as_ref()).await?;
-        let segments = moka::future::Cache::builder()
-            .max_capacity(config.segment_cache_mib.saturating_mul(1024 * 1024))
-            .weigher(|_key: &ObjectKey, (bytes, _): &(Bytes, Bytes)| {
-                u32::try_from(bytes.len()).unwrap_or(u32::MAX)
-            })
-            .time_to_live(SEGMENT_CACHE_TTL)
-            // A deleted track's segments are dropped from memory too.
-            .support_invalidation_closures()
-            .build();
+        let segments = Arc::new(
+            moka::future::Cache::builder()
+                .max_capacity(config.segment_cache_mib.saturating_mul(1024 * 1024))
+                .weigher(|_key: &ObjectKey, (bytes, _): &(Bytes, Bytes)| {
+                    u32::try_from(bytes.len()).unwrap_or(u32::MAX)
+                })
+                .time_to_live(SEGMENT_CACHE_TTL)
+                // A deleted track's segments are dropped from memory too.
+                .support_invalidation_closures()
+                .build(),
+        );
+        let holder: Arc<dyn kernel::memory::Holder> = segments.clone();
+        kernel::memory::watch("streaming.segments", &holder);
         let transcoder = Transcoder::new(
             config.ffmpeg.clone(),
             config.ffprobe.clone(),

@@ -60,6 +60,18 @@ async fn metrics_are_valid_prometheus_text_by_route_and_status() {
     ] {
         assert!(text.contains(wanted), "missing {wanted} in\n{text}");
     }
+    // What the process holds: its resident memory, and each bounded cache's fill.
+    let gauge = |name: &str| {
+        text.lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert!(gauge("process_resident_memory_bytes") > 1e6);
+    assert!(gauge(r#"memory_cache_bytes{cache="shared"}"#) > 0.0, "the session just cached");
+    assert!(gauge(r#"memory_cache_entries{cache="shared"}"#) >= 1.0);
+    gauge(r#"memory_cache_bytes{cache="streaming.segments"}"#);
 }
 
 #[test]

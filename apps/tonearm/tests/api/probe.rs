@@ -8,7 +8,7 @@ use std::process::Command;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_probe_of_the_public_edge_finds_nothing_wrong() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/probe");
-    let output = tokio::task::spawn_blocking(|| {
+    let output = tokio::task::spawn_blocking(move || {
         Command::new("python3")
             .arg(script)
             .args(["--binary", env!("CARGO_BIN_EXE_tonearm")])

@@ -17,7 +17,7 @@ async fn schemes_pick_their_engines() {
 
 #[tokio::test]
 async fn unsupported_schemes_are_refused() {
-    match connect(&EngineUrl::new("mongodb://x")).await {
+    match connect("test", &EngineUrl::new("mongodb://x")).await {
         Err(EngineError::UnsupportedScheme { scheme, url, supported }) => {
             assert_eq!(scheme, "mongodb");
             assert_eq!(url, "mongodb://x");
@@ -32,7 +32,7 @@ async fn unsupported_schemes_are_refused() {
 async fn an_unreachable_redis_fails_fast() {
     let outcome = tokio::time::timeout(
         Duration::from_secs(15),
-        connect(&EngineUrl::new("redis://127.0.0.1:1")),
+        connect("test", &EngineUrl::new("redis://127.0.0.1:1")),
     )
     .await
     .expect("connect gives up on its own instead of hanging");

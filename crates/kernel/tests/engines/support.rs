@@ -22,7 +22,7 @@ pub async fn redis_cache() -> Arc<dyn Cache> {
 }
 
 async fn connect_cache(url: &str) -> Arc<dyn Cache> {
-    match kernel::cache::connect(&EngineUrl::new(url)).await {
+    match kernel::cache::connect("test", &EngineUrl::new(url)).await {
         Ok(cache) => cache,
         Err(error) => panic!("cannot open the cache at {url}: {error}"),
     }

@@ -33,7 +33,7 @@ impl Harness {
 
     async fn with_config(config: AuthConfig) -> Self {
         let store = StoreFixture::sqlite().await;
-        let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new(10_000));
+        let cache: Arc<dyn Cache> = Arc::new(MemoryCache::new("test", 1 << 20));
         let service = AuthService::new(store.store(), Arc::clone(&cache), config)
             .await
             .expect("start the auth service");

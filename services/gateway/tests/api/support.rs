@@ -63,7 +63,7 @@ pub fn gateway(
     gateway::router(GatewayParts {
         config,
         directory: Arc::new(NoSessions),
-        cache: Arc::new(MemoryCache::new(1_000)),
+        cache: Arc::new(MemoryCache::new("test", 1 << 20)),
         routes: vec![Route { upstream: Upstream::Local(catalog()), api: api.clone() }],
         api,
         probes: Vec::new(),
