@@ -26,6 +26,11 @@ fn registered_counts(data_dir: &Path) -> HashMap<String, usize> {
     let output =
         tonearm_cli(&["events", "tail", "user.registered", "--from-beginning"], data_dir, &[]);
     let mut counts = HashMap::new();
+    // Until the first event is relayed or the first consumer has started, the topic is
+    // not there yet: nothing is counted.
+    if String::from_utf8_lossy(&output.stderr).contains("no such topic") {
+        return counts;
+    }
     for line in succeeded(&output).lines() {
         let envelope: Value = serde_json::from_str(line).expect("one JSON envelope per line");
         assert_eq!(envelope["type"], "user.registered");
