@@ -233,7 +233,8 @@ pub async fn run(args: AnalyticsArgs) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
     let (warehouse, name, batch, scratch): (Arc<dyn Warehouse>, String, usize, Option<Scratch>) =
         if args.warehouse == "embedded" {
-            let warehouse = EmbeddedWarehouse::open(&dir.path().join("warehouse.db")).await?;
+            // The writer's page cache the ingest figures in docs/benchmarks.md had.
+            let warehouse = EmbeddedWarehouse::open(&dir.path().join("warehouse.db"), 256).await?;
             (Arc::new(warehouse), "embedded".into(), args.batch.unwrap_or(5_000), None)
         } else {
             let (url, scratch) = clickhouse_target(&args.warehouse)?;

@@ -412,9 +412,11 @@ pub async fn open_warehouse(
         None => {
             let path = settings.data_dir.join("analytics-warehouse.db");
             Arc::new(
-                EmbeddedWarehouse::open(&path).await.with_context(|| {
-                    format!("opening the analytics warehouse {}", path.display())
-                })?,
+                EmbeddedWarehouse::open(&path, settings.analytics.warehouse_cache_mib)
+                    .await
+                    .with_context(|| {
+                        format!("opening the analytics warehouse {}", path.display())
+                    })?,
             )
         }
     };

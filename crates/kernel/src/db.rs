@@ -44,19 +44,45 @@ impl SqlPool {
     }
 }
 
+/// The page cache each SQLite connection may fill, unless its URL says (`?cache_mib=N`).
+/// Reads come mostly from memory-mapped pages, so a small cache serves them; it is memory
+/// a pool of 8 connections may hold for good, once per database.
+pub const DEFAULT_SQLITE_CACHE_MIB: u64 = 8;
+
+/// Takes Tonearm's own options off a SQLite URL: `cache_mib`. The rest is sqlx's.
+fn sqlite_options(url: &str) -> Result<(String, u64), String> {
+    let Some((path, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), DEFAULT_SQLITE_CACHE_MIB));
+    };
+    let mut cache_mib = DEFAULT_SQLITE_CACHE_MIB;
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if key == "cache_mib" {
+            cache_mib = value
+                .parse()
+                .map_err(|_| format!("cache_mib must be a whole number of MiB, not {value}"))?;
+        } else {
+            rest.append_pair(&key, &value);
+        }
+    }
+    let rest = rest.finish();
+    Ok((if rest.is_empty() { path.to_owned() } else { format!("{path}?{rest}") }, cache_mib))
+}
+
 async fn open_sqlite(url: &EngineUrl) -> Result<SqlitePool, EngineError> {
     let invalid = |reason: String| EngineError::Invalid { url: url.redacted(), reason };
-    let options = SqliteConnectOptions::from_str(url.expose())
+    let (sqlx_url, cache_mib) = sqlite_options(url.expose()).map_err(invalid)?;
+    let options = SqliteConnectOptions::from_str(&sqlx_url)
         .map_err(|e| invalid(e.to_string()))?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(10))
-        // Reads (search above all) come from memory-mapped pages and a 64 MiB page cache
-        // per connection rather than a read() per 4 KiB page through the default 2 MiB.
+        // Reads (search above all) come from memory-mapped pages rather than a read() per
+        // 4 KiB page; the page cache holds what is written, in KiB when negative.
         .pragma("mmap_size", "268435456")
-        .pragma("cache_size", "-65536")
+        .pragma("cache_size", format!("-{}", cache_mib.saturating_mul(1024)))
         .pragma("temp_store", "memory")
         .log_statements(tracing::log::LevelFilter::Trace);
     if let Some(parent) = Path::new(options.get_filename()).parent()
@@ -199,5 +225,19 @@ mod tests {
         assert_eq!(params.one(), "$3");
         assert_eq!(params.list(0), "");
         assert_eq!(params.list(1), "$4");
+    }
+
+    #[test]
+    fn a_sqlite_url_says_its_page_cache_and_keeps_sqlx_options() {
+        assert_eq!(sqlite_options("sqlite://a.db").unwrap(), ("sqlite://a.db".into(), 8));
+        assert_eq!(
+            sqlite_options("sqlite://a.db?cache_mib=64").unwrap(),
+            ("sqlite://a.db".into(), 64)
+        );
+        assert_eq!(
+            sqlite_options("sqlite://a.db?mode=rwc&cache_mib=2").unwrap(),
+            ("sqlite://a.db?mode=rwc".into(), 2)
+        );
+        assert!(sqlite_options("sqlite://a.db?cache_mib=lots").is_err());
     }
 }

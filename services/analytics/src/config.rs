@@ -16,10 +16,19 @@ pub struct AnalyticsConfig {
     pub catalog_url: Option<String>,
     /// The most events the warehouse takes in one insert.
     pub ingest_batch: usize,
+    /// The embedded warehouse's page cache, in MiB: its writer's (which keeps the rollups
+    /// a batch of plays dirties), and an eighth of it for each of its readers.
+    pub warehouse_cache_mib: u64,
 }
 
 impl Default for AnalyticsConfig {
     fn default() -> Self {
-        Self { database_url: None, warehouse_url: None, catalog_url: None, ingest_batch: 5_000 }
+        Self {
+            database_url: None,
+            warehouse_url: None,
+            catalog_url: None,
+            ingest_batch: 5_000,
+            warehouse_cache_mib: 64,
+        }
     }
 }

@@ -128,7 +128,8 @@ pub struct EmbeddedWarehouse {
 impl EmbeddedWarehouse {
     /// Opens (creating when missing) the warehouse file at `path`, e.g.
     /// `<data_dir>/analytics-warehouse.db`.
-    pub async fn open(path: &Path) -> Result<Self, WarehouseError> {
+    /// `cache_mib` bounds its writer's page cache, and an eighth of it each reader's.
+    pub async fn open(path: &Path, cache_mib: u64) -> Result<Self, WarehouseError> {
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
@@ -137,8 +138,8 @@ impl EmbeddedWarehouse {
             })?;
         }
         // The pragmas of the other embedded stores (`kernel::db`): a writer waits its turn,
-        // and reads scan memory-mapped pages and a large page cache. No foreign keys: the
-        // warehouse has none.
+        // and reads scan memory-mapped pages. No foreign keys: the warehouse has none.
+        let cache = |mib: u64| format!("-{}", mib.max(1).saturating_mul(1024));
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -146,7 +147,7 @@ impl EmbeddedWarehouse {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .pragma("mmap_size", "268435456")
-            .pragma("cache_size", "-65536")
+            .pragma("cache_size", cache(cache_mib / 8))
             .pragma("temp_store", "memory")
             // A batch of plays dirties pages all over the rollups, many of them again in
             // the next batches: checkpointing every 256 MiB of log rather than every 4 MiB
@@ -162,7 +163,7 @@ impl EmbeddedWarehouse {
                     WarehouseError::Unavailable(format!("cannot open {}: {e}", path.display()))
                 })
         };
-        let writer = open(1, options.clone().pragma("cache_size", "-262144")).await?;
+        let writer = open(1, options.clone().pragma("cache_size", cache(cache_mib))).await?;
         let readers = open(8, options).await?;
         Ok(Self { writer, readers })
     }

@@ -49,7 +49,8 @@ impl Fixture {
         let database = testkit::TestDatabase::sqlite().await;
         let store = analytics::store::open(database.pool().clone()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let warehouse = EmbeddedWarehouse::open(&dir.path().join("warehouse.db")).await.unwrap();
+        let warehouse =
+            EmbeddedWarehouse::open(&dir.path().join("warehouse.db"), 16).await.unwrap();
         warehouse.migrate().await.unwrap();
         let warehouse: Arc<dyn Warehouse> = Arc::new(warehouse);
         let service = Arc::new(AnalyticsService::new(

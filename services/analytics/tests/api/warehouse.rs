@@ -79,7 +79,7 @@ impl Fixture {
 }
 
 async fn open_embedded(path: &Path) -> Arc<dyn Warehouse> {
-    let warehouse = EmbeddedWarehouse::open(path).await.expect("the embedded warehouse opens");
+    let warehouse = EmbeddedWarehouse::open(path, 16).await.expect("the embedded warehouse opens");
     warehouse.migrate().await.expect("the embedded warehouse migrates");
     Arc::new(warehouse)
 }
