@@ -1,12 +1,14 @@
 //! Load generator for Tonearm: drives one HTTP endpoint at a fixed concurrency for a fixed
 //! time, or pushes events through the bus, and reports throughput and latency percentiles.
-//! Also times transcodes against the ffmpeg command line, and GETs a list of URLs (media
-//! segments) from any server.
+//! Also times transcodes against the ffmpeg command line, GETs a list of URLs (media
+//! segments) from any server, and soaks a running server in a mixed load while watching
+//! its memory.
 
 mod analytics;
 mod events;
 mod playlist;
 mod search;
+mod soak;
 mod transcode;
 mod urls;
 
@@ -81,6 +83,13 @@ struct Args {
     /// `transcode`: lengths of the generated inputs in seconds, each made as MP3 and FLAC.
     #[arg(long, value_delimiter = ',', default_values_t = [30, 180])]
     lengths: Vec<u32>,
+    /// `soak`: seconds between samples of the server's memory.
+    #[arg(long, default_value_t = 10)]
+    sample_secs: u64,
+    /// `soak`: the server's process id, whose VmRSS is sampled from `/proc` besides
+    /// `/metrics`.
+    #[arg(long)]
+    pid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -101,6 +110,8 @@ enum Scenario {
     Urls,
     /// Analytics warehouse: plays/s into an adapter, then chart and history latency.
     Analytics,
+    /// A long mixed load on a running server, sampling its memory: does the RSS plateau?
+    Soak,
 }
 
 const PASSWORD: &str = "benchmark password";
@@ -142,6 +153,21 @@ async fn main() -> anyhow::Result<()> {
         let file = args.urls.clone().context("`urls` needs --urls FILE")?;
         let (concurrency, seconds) = (args.concurrency, args.seconds);
         print_line(&urls::run(urls::UrlsArgs { file, concurrency, seconds }).await?);
+        return Ok(());
+    }
+    if let Scenario::Soak = args.scenario {
+        let outcome = soak::run(soak::SoakArgs {
+            url: args.url.clone(),
+            concurrency: args.concurrency,
+            seconds: args.seconds,
+            sample_every: Duration::from_secs(args.sample_secs.max(1)),
+            pid: args.pid,
+        })
+        .await?;
+        print_line(&outcome.summary);
+        if outcome.failures > 0 {
+            bail!("{} requests met a 5xx answer or a transport error", outcome.failures);
+        }
         return Ok(());
     }
     if let Scenario::Events = args.scenario {
@@ -199,7 +225,8 @@ async fn main() -> anyhow::Result<()> {
                     | Scenario::Playlist
                     | Scenario::Transcode
                     | Scenario::Urls
-                    | Scenario::Analytics => client.get(format!("{url}/v1/me")).bearer_auth(&token),
+                    | Scenario::Analytics
+                    | Scenario::Soak => client.get(format!("{url}/v1/me")).bearer_auth(&token),
                 };
                 let ok = match request.send().await {
                     Ok(response) => {
