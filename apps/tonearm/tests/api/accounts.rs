@@ -308,24 +308,39 @@ async fn profile_update_and_account_deletion() {
     assert_eq!(types, ["user.registered", "user.deleted"]);
 }
 
-/// Waits until `done` holds of `path`'s answer to `token`, for at most 10 seconds.
-async fn within_seconds(
+/// Waits until `done` holds, checking every 100 ms for at most 10 seconds.
+async fn within_seconds<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done().await {
+        assert!(std::time::Instant::now() < deadline, "{what} never happened");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether `path`, read by `token`, answers `status` with a body that `holds`.
+async fn answers(
     app: &TestApp,
     token: &str,
     path: &str,
-    done: impl Fn(u16, &Value) -> bool,
-) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let response = app.get(path, Some(token)).await;
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if done(status, &body) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "{path}: {status} {body}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    status: StatusCode,
+    holds: impl Fn(&Value) -> bool,
+) -> bool {
+    let response = app.get(path, Some(token)).await;
+    response.status() == status && holds(&response.json().await.unwrap_or(Value::Null))
+}
+
+/// Rows of `table` about `user` in a SQLite database of the app.
+async fn rows_of(pool: &sqlx::SqlitePool, table: &str, user: Option<uuid::Uuid>) -> i64 {
+    let query = match user {
+        Some(_) => format!("SELECT COUNT(*) FROM {table} WHERE user_id = ?"),
+        None => format!("SELECT COUNT(*) FROM {table}"),
+    };
+    let query = sqlx::query_scalar(&query);
+    let query = match user {
+        Some(user) => query.bind(user),
+        None => query,
+    };
+    query.fetch_one(pool).await.unwrap()
 }
 
 /// Every service that holds an account's data acts on its deletion (`user.deleted`):
@@ -363,7 +378,10 @@ async fn a_deleted_account_leaves_nothing_of_its_own_behind() {
     let played =
         app.post("/v1/me/plays", Some(&ada), json!({"track_id": track, "played_ms": 900})).await;
     assert_eq!(played.status(), StatusCode::ACCEPTED);
-    within_seconds(&app, &ada, "/v1/me/history", |_, body| body["total"] == 1).await;
+    within_seconds("the play reached the history", || {
+        answers(&app, &ada, "/v1/me/history", StatusCode::OK, |body| body["total"] == 1)
+    })
+    .await;
     // One upload never becomes ready (the transcoder refuses it): it is Ada's alone.
     let pending = crate::catalog::upload(
         &app,
@@ -385,67 +403,46 @@ async fn a_deleted_account_leaves_nothing_of_its_own_behind() {
         .await;
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
 
-    within_seconds(&app, &bob, &format!("/v1/playlists/{playlist}"), |status, _| status == 404)
-        .await;
-    within_seconds(&app, &bob, "/v1/me/playlists", |_, body| body["total"] == 0).await;
-    within_seconds(&app, &bob, &format!("/v1/tracks/{track}"), |status, body| {
-        status == 200 && body["uploaded_by"] == "00000000-0000-0000-0000-000000000000"
+    let gone = format!("/v1/playlists/{playlist}");
+    within_seconds("the playlist went", || {
+        answers(&app, &bob, &gone, StatusCode::NOT_FOUND, |_| true)
+    })
+    .await;
+    within_seconds("the follow went", || {
+        answers(&app, &bob, "/v1/me/playlists", StatusCode::OK, |body| body["total"] == 0)
+    })
+    .await;
+    let kept = format!("/v1/tracks/{track}");
+    within_seconds("the ready upload became no one's", || {
+        answers(&app, &bob, &kept, StatusCode::OK, |body| {
+            body["uploaded_by"] == "00000000-0000-0000-0000-000000000000"
+        })
     })
     .await;
     let unready = app.get(&format!("/v1/tracks/{pending}"), Some(&bob)).await;
     assert_problem(unready, StatusCode::NOT_FOUND).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let media = app.data_dir.join("media").join("tracks").join(&pending);
-    while !crate::catalog::walk(&media).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the unready upload's media went");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    within_seconds("the unready upload's media went", || async {
+        crate::catalog::walk(&media).is_empty()
+    })
+    .await;
 
-    // Likes and history are gone from the stores that held them.
-    let playlists = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.data_dir.join("playlist.db").display()
-    ))
-    .await
-    .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let likes: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM likes").fetch_one(&playlists).await.unwrap();
-        if likes == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the likes went");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let warehouse = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}",
-        app.data_dir.join("analytics-warehouse.db").display()
-    ))
-    .await
-    .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let top: Value =
-            app.get("/v1/analytics/top-tracks", Some(&bob)).await.json().await.unwrap();
-        let counted = top["items"][0]["plays"] == 1;
-        let mut left = 0_i64;
+    // Likes and history are gone from the stores that held them; counted plays stay.
+    let open = |file: &str| {
+        sqlx::SqlitePool::connect_lazy(&format!("sqlite://{}", app.data_dir.join(file).display()))
+            .unwrap()
+    };
+    let (playlists, warehouse) = (open("playlist.db"), open("analytics-warehouse.db"));
+    within_seconds("the likes went", || async { rows_of(&playlists, "likes", None).await == 0 })
+        .await;
+    within_seconds("the history went", || async {
+        let mut left = 0;
         for table in ["plays", "active_days", "track_listeners"] {
-            let rows: i64 =
-                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE user_id = ?"))
-                    .bind(ada_id)
-                    .fetch_one(&warehouse)
-                    .await
-                    .unwrap();
-            left += rows;
+            left += rows_of(&warehouse, table, Some(ada_id)).await;
         }
-        if counted && left == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "history forgotten, plays still counted: {top}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        left == 0
+    })
+    .await;
+    let top: Value = app.get("/v1/analytics/top-tracks", Some(&bob)).await.json().await.unwrap();
+    assert_eq!(top["items"][0]["plays"], 1, "the play is still counted: {top}");
 }
