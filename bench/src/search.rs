@@ -119,7 +119,7 @@ pub async fn run(
             _ => typed = format!("{typed} {}", &vocabulary[sequence.next(vocabulary.len())][..3]),
         }
         let started = Instant::now();
-        let results = service.search(&typed, 20, 0).await?;
+        let results = service.search(&typed, catalog::service::Sections::ALL, 20, 0).await?;
         let micros = started.elapsed().as_micros().max(1) as u64;
         latency.saturating_record(micros);
         by_kind[kind].saturating_record(micros);

@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::{Album, CatalogError, Track, TrackEdit, TrackSort},
-    service::{CatalogService, Found, Overrides, Uploaded},
+    service::{CatalogService, Found, Overrides, Sections, Uploaded},
 };
 
 type AppState = Arc<CatalogService>;
@@ -556,8 +556,10 @@ async fn search(
             "unknown type `{unknown}`: use track, album or artist"
         )));
     }
-    let results = service.search(&query.q, limit, offset).await?;
     let wants = |kind: &str| kinds.contains(&kind);
+    let sections =
+        Sections { tracks: wants("track"), albums: wants("album"), artists: wants("artist") };
+    let results = service.search(&query.q, sections, limit, offset).await?;
     let tracks = Found {
         items: results.tracks.items.iter().map(TrackSummary::from).collect(),
         total: results.tracks.total,

@@ -34,7 +34,7 @@ const MAX_COMPLETIONS: u32 = 50;
 const MAX_NEAR_MISS_CANDIDATES: u32 = 200;
 /// How many matches a search ranks and counts in each section, at most: the cost of a
 /// query stays bounded however common its words.
-pub const MAX_SEARCH_MATCHES: usize = 1_000;
+pub const MAX_SEARCH_MATCHES: usize = 500;
 /// How many occurrences a query of several words reads at most, shared evenly among the
 /// indexed words it matches: a bound on its cost, past which a word is ranked on its
 /// tracks with the lowest ids only.
@@ -371,11 +371,12 @@ impl CatalogService {
 
     /// Tracks whose title, artist and album answer every word of `query` (a prefix, or a
     /// word within one edit, two for long words), best first; albums whose title and
-    /// artists whose name answer it. Each section is the page `offset..offset + limit` of
-    /// at most [`MAX_SEARCH_MATCHES`] matches, with their count.
+    /// artists whose name answer it. Each section asked for is the page
+    /// `offset..offset + limit` of at most [`MAX_SEARCH_MATCHES`] matches, with their count.
     pub async fn search(
         &self,
         query: &str,
+        sections: Sections,
         limit: u32,
         offset: u32,
     ) -> Result<SearchResults, CatalogError> {
@@ -391,77 +392,95 @@ impl CatalogService {
             }
             candidates.push(matches);
         }
+        let ranking = match candidates.as_slice() {
+            [one_word] => Ranking::OneWord(one_word),
+            _ => Ranking::Postings(self.postings(&candidates).await?),
+        };
         let page = |ids: &[Uuid]| -> Vec<Uuid> {
             ids.iter().skip(offset as usize).take(limit as usize).copied().collect()
         };
-
-        let ranked = self.ranked(&query_words, &candidates, &Field::ALL).await?;
-        let mut tracks = self.store.tracks_by_id(&page(&ranked)).await?;
-        let wanted = page(&ranked);
-        tracks.sort_by_key(|track| wanted.iter().position(|id| *id == track.id));
-
+        // A page of tracks, in the order of `ranked`.
+        let tracks_of = |ranked: Vec<Uuid>| async move {
+            let mut tracks = self.store.tracks_by_id(&ranked).await?;
+            tracks.sort_by_key(|track| ranked.iter().position(|id| *id == track.id));
+            Ok::<_, CatalogError>(tracks)
+        };
+        let mut results = SearchResults::default();
+        if sections.tracks {
+            let ranked = self.ranked(&query_words, &ranking, &Field::ALL).await?;
+            results.tracks =
+                Found { items: tracks_of(page(&ranked)).await?, total: ranked.len() as u64 };
+        }
         // Albums and artists are found by their own names, each once, in the rank of
         // their best track.
-        let album_tracks = self.ranked(&query_words, &candidates, &[Field::Album]).await?;
-        let albums = self.distinct_groups(&album_tracks, |(_, album, _)| album).await?;
-        let artist_tracks = self.ranked(&query_words, &candidates, &[Field::Artist]).await?;
-        let artists = self.distinct_groups(&artist_tracks, |(_, _, artist)| artist).await?;
-        let album_page = self.store.tracks_by_id(&page(&albums)).await?;
-        let artist_page = self.store.tracks_by_id(&page(&artists)).await?;
-        let in_order = |tracks: Vec<Track>, order: Vec<Uuid>| {
-            let mut tracks = tracks;
-            tracks.sort_by_key(|track| order.iter().position(|id| *id == track.id));
-            tracks
-        };
-        Ok(SearchResults {
-            tracks: Found { items: tracks, total: ranked.len() as u64 },
-            albums: Found {
-                items: in_order(album_page, page(&albums))
-                    .into_iter()
-                    .map(|track| (track.album.0, track.album.1, track.artist))
-                    .collect(),
+        if sections.albums {
+            let ranked = self.ranked(&query_words, &ranking, &[Field::Album]).await?;
+            let albums = self.distinct_groups(&ranked, |(_, album, _)| album).await?;
+            let items = tracks_of(page(&albums)).await?;
+            results.albums = Found {
+                items: items.into_iter().map(|t| (t.album.0, t.album.1, t.artist)).collect(),
                 total: albums.len() as u64,
-            },
-            artists: Found {
-                items: in_order(artist_page, page(&artists))
-                    .into_iter()
-                    .map(|track| track.artist)
-                    .collect(),
+            };
+        }
+        if sections.artists {
+            let ranked = self.ranked(&query_words, &ranking, &[Field::Artist]).await?;
+            let artists = self.distinct_groups(&ranked, |(_, _, artist)| artist).await?;
+            let items = tracks_of(page(&artists)).await?;
+            results.artists = Found {
+                items: items.into_iter().map(|track| track.artist).collect(),
                 total: artists.len() as u64,
-            },
-        })
+            };
+        }
+        Ok(results)
     }
 
-    /// The tracks that answer every query word in `fields`, best first, at most
+    /// The postings of every indexed word a query of several words matches, each read
+    /// whole up to its share of the budget (beyond it, the tracks with the lowest ids), so
+    /// that a track found is ranked on all it holds.
+    async fn postings(
+        &self,
+        candidates: &[Vec<(String, u32)>],
+    ) -> Result<Vec<search::Posting>, CatalogError> {
+        let words: std::collections::BTreeSet<&String> =
+            candidates.iter().flatten().map(|(word, _)| word).collect();
+        let words: Vec<String> = words.into_iter().cloned().collect();
+        let per_word =
+            u32::try_from(MAX_OCCURRENCES_RANKED / words.len().max(1)).unwrap_or(u32::MAX);
+        Ok(self.store.postings(&words, per_word).await?)
+    }
+
+    /// The tracks that answer every query word in one of `fields`, best first, at most
     /// [`MAX_SEARCH_MATCHES`].
     async fn ranked(
         &self,
         query_words: &[String],
-        candidates: &[Vec<(String, u32)>],
+        ranking: &Ranking<'_>,
         fields: &[Field],
     ) -> Result<Vec<Uuid>, CatalogError> {
-        if let [one_word] = candidates {
-            return self.best_matches_of_one_word(one_word, fields, MAX_SEARCH_MATCHES).await;
-        }
-        // Each matching word's postings are read whole up to its share of the budget
-        // (beyond it, the tracks with the lowest ids), so a track found is ranked on all
-        // it holds; `rank` keeps those that answer every query word.
-        let words: std::collections::BTreeSet<String> =
-            candidates.iter().flatten().map(|(word, _)| word.clone()).collect();
-        let words: Vec<String> = words.into_iter().collect();
-        let per_word =
-            u32::try_from(MAX_OCCURRENCES_RANKED / words.len().max(1)).unwrap_or(u32::MAX);
-        let mut postings = self.store.postings(&words, per_word).await?;
-        if fields.len() < Field::ALL.len() {
-            for posting in &mut postings {
-                posting.occurrences.retain(|(_, field)| fields.contains(field));
+        match ranking {
+            Ranking::OneWord(matches) => {
+                self.best_matches_of_one_word(matches, fields, MAX_SEARCH_MATCHES).await
+            }
+            // `rank` keeps the tracks that answer every query word.
+            Ranking::Postings(postings) if fields.len() == Field::ALL.len() => {
+                Ok(top(search::rank(query_words, postings)))
+            }
+            Ranking::Postings(postings) => {
+                let in_fields: Vec<search::Posting> = postings
+                    .iter()
+                    .map(|posting| search::Posting {
+                        word: posting.word.clone(),
+                        occurrences: posting
+                            .occurrences
+                            .iter()
+                            .filter(|(_, field)| fields.contains(field))
+                            .copied()
+                            .collect(),
+                    })
+                    .collect();
+                Ok(top(search::rank(query_words, &in_fields)))
             }
         }
-        Ok(search::rank(query_words, &postings)
-            .into_iter()
-            .take(MAX_SEARCH_MATCHES)
-            .map(|(track, _)| track)
-            .collect())
     }
 
     /// The first track of each album (or artist) among `ranked`, in rank order.
@@ -666,6 +685,30 @@ impl CatalogService {
             _ => Err(CatalogError::NotFound("artist")),
         }
     }
+}
+
+/// How a query's tracks are ranked: a one-word query reads its matches tier by tier; a
+/// longer one ranks the postings of all its words, read once.
+enum Ranking<'a> {
+    OneWord(&'a [(String, u32)]),
+    Postings(Vec<search::Posting>),
+}
+
+/// The best [`MAX_SEARCH_MATCHES`] of a ranking.
+fn top(ranked: Vec<(Uuid, u32)>) -> Vec<Uuid> {
+    ranked.into_iter().take(MAX_SEARCH_MATCHES).map(|(track, _)| track).collect()
+}
+
+/// The sections a search answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Sections {
+    pub tracks: bool,
+    pub albums: bool,
+    pub artists: bool,
+}
+
+impl Sections {
+    pub const ALL: Self = Self { tracks: true, albums: true, artists: true };
 }
 
 fn may_change(caller: &Caller, track: &Track) -> bool {

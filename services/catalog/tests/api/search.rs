@@ -1,7 +1,7 @@
 //! Search through `CatalogService` on SQLite and PostgreSQL: which tracks a query finds,
 //! in which order, and how many.
 
-use catalog::{CatalogConfig, CatalogService, domain::Track};
+use catalog::{CatalogConfig, CatalogService, domain::Track, service::Sections};
 
 use crate::store_contract::{StoreFixture, new_track, stored};
 
@@ -34,7 +34,7 @@ async fn ranks_matches_best_first(fixture: StoreFixture) {
     }
     let titles = |tracks: &[Track]| tracks.iter().map(|t| t.title.clone()).collect::<Vec<_>>();
 
-    let love = service.search("love", 20, 0).await.unwrap();
+    let love = service.search("love", Sections::ALL, 20, 0).await.unwrap();
     assert_eq!(
         titles(&love.tracks.items),
         [
@@ -57,22 +57,30 @@ async fn ranks_matches_best_first(fixture: StoreFixture) {
     assert_eq!(love.albums.total, 2);
     let artists: Vec<String> = love.artists.items.iter().map(|a| a.name.clone()).collect();
     assert_eq!(artists, ["Love"]);
-    let second_page = service.search("love", 2, 2).await.unwrap();
+    let second_page = service.search("love", Sections::ALL, 2, 2).await.unwrap();
     assert_eq!(titles(&second_page.tracks.items), ["Lovely Day", "Lover Man"]);
     assert_eq!(second_page.tracks.total, 6, "the total does not depend on the page");
-    assert!(service.search("love", 20, 2).await.unwrap().albums.items.is_empty());
-    let best_two = service.search("love", 2, 0).await.unwrap();
+    assert!(service.search("love", Sections::ALL, 20, 2).await.unwrap().albums.items.is_empty());
+    let best_two = service.search("love", Sections::ALL, 2, 0).await.unwrap();
     assert_eq!(titles(&best_two.tracks.items), ["Love Me Do", "Night Train"]);
-    let best = service.search("love", 1, 0).await.unwrap();
+    let best = service.search("love", Sections::ALL, 1, 0).await.unwrap();
     assert_eq!(titles(&best.tracks.items), ["Love Me Do"]);
 
-    let both = service.search("love beatles", 20, 0).await.unwrap();
+    let both = service.search("love beatles", Sections::ALL, 20, 0).await.unwrap();
     assert_eq!(titles(&both.tracks.items), ["Love Me Do"], "every word must match");
     assert!(both.albums.items.is_empty(), "no album is called both");
-    let songs = service.search("love songs", 20, 0).await.unwrap();
+    let songs = service.search("love songs", Sections::ALL, 20, 0).await.unwrap();
     assert_eq!(names(&songs.albums.items), ["Love Songs"]);
-    let night = service.search("nigt lov", 20, 0).await.unwrap();
+    let night = service.search("nigt lov", Sections::ALL, 20, 0).await.unwrap();
     assert_eq!(titles(&night.tracks.items), ["Night Train"], "a near miss and a prefix together");
-    assert!(service.search("love zeppelin", 20, 0).await.unwrap().tracks.items.is_empty());
+    assert!(
+        service
+            .search("love zeppelin", Sections::ALL, 20, 0)
+            .await
+            .unwrap()
+            .tracks
+            .items
+            .is_empty()
+    );
     fixture.finish().await;
 }
