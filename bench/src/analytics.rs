@@ -15,6 +15,8 @@ use hdrhistogram::Histogram;
 use kernel::{db::SqlPool, engine::EngineUrl};
 use uuid::{Builder, Uuid};
 
+use crate::random::SplitMix as Random;
+
 const TRACKS: usize = 20_000;
 const USERS: usize = 50_000;
 const DAYS: i64 = 30;
@@ -66,36 +68,6 @@ pub struct AnalyticsArgs {
     /// The ledger of the ClickHouse adapter: a PostgreSQL URL instead of a temporary SQLite
     /// file.
     pub database: Option<String>,
-}
-
-/// splitmix64: a deterministic stream, so every run loads the same plays.
-struct Random(u64);
-
-impl Random {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
-    }
-
-    fn uuid_v4(&mut self) -> Uuid {
-        Builder::from_random_bytes(self.next_u128().to_be_bytes()).into_uuid()
-    }
-
-    fn next_u128(&mut self) -> u128 {
-        (u128::from(self.next_u64()) << 64) | u128::from(self.next_u64())
-    }
 }
 
 /// The catalog and audience the plays are drawn from.

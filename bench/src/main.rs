@@ -7,6 +7,7 @@
 mod analytics;
 mod events;
 mod playlist;
+mod random;
 mod search;
 mod soak;
 mod transcode;

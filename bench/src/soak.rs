@@ -50,7 +50,7 @@ use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{PASSWORD, print_line};
+use crate::{PASSWORD, print_line, random::SplitMix as Dice};
 
 pub struct SoakArgs {
     /// Base URL of the running gateway.
@@ -376,46 +376,17 @@ const MIX: [(Action, u64); 10] = [
     (Action::BadRequest, 9),
 ];
 
-/// A deterministic stream of numbers (SplitMix64), one per client, so runs are alike.
-struct Dice(u64);
-
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut mixed = self.0;
-        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        mixed ^ (mixed >> 31)
-    }
-
-    /// A number in `0..below` (0 when `below` is 0).
-    fn below(&mut self, below: u64) -> u64 {
-        self.next() % below.max(1)
-    }
-
-    fn index(&mut self, len: usize) -> usize {
-        self.below(len as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.index(items.len())]
-    }
-
-    fn percent(&mut self, chance: u64) -> bool {
-        self.below(100) < chance
-    }
-
-    fn action(&mut self) -> Action {
-        let total: u64 = MIX.iter().map(|(_, weight)| weight).sum();
-        let mut roll = self.below(total);
-        for (action, weight) in MIX {
-            if roll < weight {
-                return action;
-            }
-            roll -= weight;
+/// What a client does next, drawn by [`MIX`]'s weights.
+fn action(dice: &mut Dice) -> Action {
+    let total: u64 = MIX.iter().map(|(_, weight)| weight).sum();
+    let mut roll = dice.below(total);
+    for (action, weight) in MIX {
+        if roll < weight {
+            return action;
         }
-        Action::Search
+        roll -= weight;
     }
+    Action::Search
 }
 
 /// Counts of answers by outcome.
@@ -517,7 +488,7 @@ impl Player {
         let mut actions = 0;
         while Instant::now() < deadline && actions < MAX_ACTIONS_PER_CLIENT {
             actions += 1;
-            match self.dice.action() {
+            match action(&mut self.dice) {
                 Action::Search => self.search().await,
                 Action::Browse => self.browse().await,
                 Action::ReadTrack => self.read_track().await,
