@@ -52,6 +52,11 @@ impl<T> Page<T> {
         Self { items, total, limit, offset }
     }
 
+    /// The same page with each item turned into another shape.
+    pub fn map<U>(self, shape: impl FnMut(T) -> U) -> Page<U> {
+        Page::of(self.items.into_iter().map(shape).collect(), self.total, self.limit, self.offset)
+    }
+
     /// Pages a list that is already complete in memory.
     pub fn slice(all: Vec<T>, limit: u32, offset: u32) -> Self {
         let total = all.len() as u64;

@@ -560,35 +560,25 @@ async fn search(
     let sections =
         Sections { tracks: wants("track"), albums: wants("album"), artists: wants("artist") };
     let results = service.search(&query.q, sections, limit, offset).await?;
-    let tracks = Found {
-        items: results.tracks.items.iter().map(TrackSummary::from).collect(),
-        total: results.tracks.total,
-    };
-    let albums = Found {
-        items: results
-            .albums
-            .items
-            .into_iter()
-            .map(|(id, title, artist)| SearchAlbum {
+    Ok(Json(SearchResponse {
+        tracks: sections
+            .tracks
+            .then(|| page(results.tracks, limit, offset).map(|t| TrackSummary::from(&t))),
+        albums: sections.albums.then(|| {
+            page(results.albums, limit, offset).map(|(id, title, artist)| SearchAlbum {
                 id,
                 title,
                 artist: ArtistRef { id: artist.id, name: artist.name },
             })
-            .collect(),
-        total: results.albums.total,
-    };
-    let artists = Found {
-        items: results
-            .artists
-            .items
-            .into_iter()
-            .map(|artist| ArtistRef { id: artist.id, name: artist.name })
-            .collect(),
-        total: results.artists.total,
-    };
-    Ok(Json(SearchResponse {
-        tracks: wants("track").then(|| Page::of(tracks.items, tracks.total, limit, offset)),
-        albums: wants("album").then(|| Page::of(albums.items, albums.total, limit, offset)),
-        artists: wants("artist").then(|| Page::of(artists.items, artists.total, limit, offset)),
+        }),
+        artists: sections.artists.then(|| {
+            page(results.artists, limit, offset)
+                .map(|artist| ArtistRef { id: artist.id, name: artist.name })
+        }),
     }))
+}
+
+/// A section of search results in the list shape.
+fn page<T>(found: Found<T>, limit: u32, offset: u32) -> Page<T> {
+    Page::of(found.items, found.total, limit, offset)
 }
