@@ -39,7 +39,7 @@ impl PageQuery {
 }
 
 /// `{"items":[…],"total":N,"limit":L,"offset":O}`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub total: u64,
@@ -67,7 +67,7 @@ impl<T> Page<T> {
 
 /// The summary every response embeds wherever it refers to a track (under `track`, or as
 /// a list item): one shape across services, as the API conventions promise.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TrackSummary {
     pub id: uuid::Uuid,
     pub title: String,
@@ -76,13 +76,13 @@ pub struct TrackSummary {
     pub duration_ms: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ArtistRef {
     pub id: uuid::Uuid,
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AlbumRef {
     pub id: uuid::Uuid,
     pub title: String,
@@ -113,4 +113,20 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678901Z").unwrap().to_utc();
         assert_eq!(serde_json::to_string(&At(at)).unwrap(), "\"2026-01-02T03:04:05.678Z\"");
     }
+}
+
+/// An album as search lists it: with the artist of its best-ranked track.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SearchAlbum {
+    pub id: uuid::Uuid,
+    pub title: String,
+    pub artist: ArtistRef,
+}
+
+/// `GET /v1/search`'s answer with every section: tracks, albums and artists, ranked.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchResults {
+    pub tracks: Page<TrackSummary>,
+    pub albums: Page<SearchAlbum>,
+    pub artists: Page<ArtistRef>,
 }

@@ -101,3 +101,41 @@ impl Catalog for RemoteCatalog {
         Ok(ready)
     }
 }
+
+/// The catalog's search, as voice search asks it: every section, ranked, first page.
+#[async_trait]
+pub trait CatalogSearch: Send + Sync + 'static {
+    /// An error means the catalog could not be asked.
+    async fn search(
+        &self,
+        caller: &Caller,
+        query: &str,
+        limit: u32,
+    ) -> Result<crate::api::SearchResults, String>;
+}
+
+#[async_trait]
+impl CatalogSearch for RemoteCatalog {
+    async fn search(
+        &self,
+        caller: &Caller,
+        query: &str,
+        limit: u32,
+    ) -> Result<crate::api::SearchResults, String> {
+        let reply = self
+            .client
+            .get(format!("{}/v1/search", self.base_url))
+            .query(&[("q", query), ("limit", &limit.to_string())])
+            .header(caller::USER_ID, caller.user_id.to_string())
+            .header(caller::SESSION_ID, caller.session_id.to_string())
+            .header(caller::TIER, caller.tier.to_string())
+            .header(caller::ROLE, caller.role.to_string())
+            .send()
+            .await
+            .map_err(|error| error.to_string())?;
+        if !reply.status().is_success() {
+            return Err(format!("the catalog answered {}", reply.status()));
+        }
+        reply.json().await.map_err(|error| error.to_string())
+    }
+}

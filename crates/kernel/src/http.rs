@@ -338,6 +338,11 @@ pub fn prometheus() -> &'static PrometheusHandle {
 pub trait Probe: Send + Sync + 'static {
     fn name(&self) -> String;
     async fn check(&self) -> Result<(), String>;
+    /// Whether a failure makes the process unready. An optional part (models not yet
+    /// fetched, say) is reported in `/readyz` without taking the rest out of service.
+    fn required(&self) -> bool {
+        true
+    }
 }
 
 pub struct SqlProbe {
@@ -417,30 +422,41 @@ async fn readyz(State(probes): State<Probes>) -> Result<axum::Json<serde_json::V
     let checks = run_probes(&probes).await;
     let failing: Vec<String> = checks
         .iter()
-        .filter_map(|(name, result)| result.as_ref().err().map(|e| format!("{name}: {e}")))
+        .filter(|(_, required, _)| *required)
+        .filter_map(|(name, _, result)| result.as_ref().err().map(|e| format!("{name}: {e}")))
         .collect();
     if failing.is_empty() {
-        let names: serde_json::Map<String, serde_json::Value> =
-            checks.into_iter().map(|(name, _)| (name, "ok".into())).collect();
-        Ok(axum::Json(serde_json::json!({"status": "ready", "checks": names})))
+        let degraded = checks.iter().any(|(_, _, result)| result.is_err());
+        let names: serde_json::Map<String, serde_json::Value> = checks
+            .into_iter()
+            .map(|(name, _, result)| {
+                let status = match result {
+                    Ok(()) => "ok".to_owned(),
+                    Err(error) => format!("unavailable: {error}"),
+                };
+                (name, status.into())
+            })
+            .collect();
+        let status = if degraded { "degraded" } else { "ready" };
+        Ok(axum::Json(serde_json::json!({"status": status, "checks": names})))
     } else {
         Err(Problem::unavailable(format!("not ready: {}", failing.join("; "))))
     }
 }
 
-async fn run_probes(probes: &Probes) -> Vec<(String, Result<(), String>)> {
+async fn run_probes(probes: &Probes) -> Vec<(String, bool, Result<(), String>)> {
     let mut tasks = tokio::task::JoinSet::new();
     for (index, probe) in probes.iter().cloned().enumerate() {
         tasks.spawn(async move {
             let outcome = tokio::time::timeout(Duration::from_secs(2), probe.check())
                 .await
                 .unwrap_or_else(|_| Err("timed out".into()));
-            (index, probe.name(), outcome)
+            (index, probe.name(), probe.required(), outcome)
         });
     }
     let mut results = tasks.join_all().await;
-    results.sort_by_key(|(index, _, _)| *index);
-    results.into_iter().map(|(_, name, outcome)| (name, outcome)).collect()
+    results.sort_by_key(|(index, _, _, _)| *index);
+    results.into_iter().map(|(_, name, required, outcome)| (name, required, outcome)).collect()
 }
 
 /// Prometheus text exposition: request counts and latency histograms by route and status.

@@ -76,6 +76,13 @@ impl Problem {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "an internal error occurred")
     }
 
+    /// Asks the client to wait `secs` before trying again (`Retry-After`), as a 503 from a
+    /// full queue does.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs.max(1));
+        self
+    }
+
     pub fn with_type(mut self, kind: &str) -> Self {
         self.kind = format!("https://tonearm.dev/problems/{kind}");
         self

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use kernel::{
     Problem,
-    api::{AlbumRef, ArtistRef, Page, PageQuery, TrackSummary, millis},
+    api::{AlbumRef, ArtistRef, Page, PageQuery, SearchAlbum, TrackSummary, millis},
     caller::Caller,
     extract::{is_too_large, multipart_problem},
     http::{Json, Multipart, Path, Query},
@@ -510,13 +510,6 @@ pub struct SearchQuery {
     limit: Option<u32>,
     /// Results of each kind to skip.
     offset: Option<u32>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SearchAlbum {
-    id: Uuid,
-    title: String,
-    artist: ArtistRef,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
