@@ -12,6 +12,7 @@ mod search;
 mod soak;
 mod transcode;
 mod urls;
+mod voice;
 
 use std::{
     sync::Arc,
@@ -91,6 +92,12 @@ struct Args {
     /// `/metrics`.
     #[arg(long)]
     pid: Option<u32>,
+    /// `voice`: the models directory (default: where `tonearm models fetch` puts them).
+    #[arg(long)]
+    models: Option<std::path::PathBuf>,
+    /// `voice`: a Python with faster-whisper, timed on the same clip for comparison.
+    #[arg(long)]
+    reference: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -113,6 +120,8 @@ enum Scenario {
     Analytics,
     /// A long mixed load on a running server, sampling its memory: does the RSS plateau?
     Soak,
+    /// Whisper's real-time factor (batched and not), the voice's speed, peak memory.
+    Voice,
 }
 
 const PASSWORD: &str = "benchmark password";
@@ -171,6 +180,16 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if let Scenario::Voice = args.scenario {
+        let summary = voice::run(voice::VoiceArgs {
+            models: args.models.clone(),
+            repeat: args.repeat.max(1),
+            reference: args.reference.clone(),
+        })
+        .await?;
+        print_line(&summary);
+        return Ok(());
+    }
     if let Scenario::Events = args.scenario {
         let summary = events::run(events::EventsArgs {
             url: args.bus.clone(),
@@ -227,7 +246,8 @@ async fn main() -> anyhow::Result<()> {
                     | Scenario::Transcode
                     | Scenario::Urls
                     | Scenario::Analytics
-                    | Scenario::Soak => client.get(format!("{url}/v1/me")).bearer_auth(&token),
+                    | Scenario::Soak
+                    | Scenario::Voice => client.get(format!("{url}/v1/me")).bearer_auth(&token),
                 };
                 let ok = match request.send().await {
                     Ok(response) => {

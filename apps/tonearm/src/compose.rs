@@ -1,5 +1,6 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use ai::{AiService, ModelsProbe};
 use analytics::AnalyticsService;
 use anyhow::Context;
 use auth::AuthService;
@@ -42,6 +43,7 @@ pub enum ServiceName {
     Streaming,
     Playlist,
     Analytics,
+    Ai,
 }
 
 /// A bound server with its router and the background work of its services, ready to run.
@@ -67,7 +69,8 @@ impl App {
             open_streaming(settings, objects.clone(), shared.clone()).await?;
         let local_catalog = Arc::new(LocalCatalog(catalog.clone()));
         let (playlists, playlist_pool) = open_playlist(settings, local_catalog.clone()).await?;
-        let (analytics, analytics_pool) = open_analytics(settings, local_catalog).await?;
+        let (analytics, analytics_pool) = open_analytics(settings, local_catalog.clone()).await?;
+        let ai = open_ai(settings, local_catalog);
         let mut background = streaming_work(&streaming, &bus);
         background.extend(catalog_work(&catalog, &bus));
         background.extend(playlist_work(&playlists, &bus));
@@ -85,6 +88,7 @@ impl App {
         let (streaming_router, streaming_api) = streaming::router(streaming.clone());
         let (playlist_router, playlist_api) = playlist::router(playlists);
         let (analytics_router, analytics_api) = analytics::router(analytics.clone());
+        let (ai_router, ai_api) = ai::router(ai.clone());
         let probes: Vec<Arc<dyn Probe>> = vec![
             Arc::new(SqlProbe { name: "auth.database".into(), pool: auth_pool }),
             Arc::new(SqlProbe { name: "catalog.database".into(), pool: catalog_pool }),
@@ -96,7 +100,11 @@ impl App {
             Arc::new(BusProbe(bus.clone())),
             Arc::new(ObjectsProbe(objects)),
             Arc::new(TranscoderProbe::new(streaming.clone())),
+            // Optional here: everything but voice works without the models.
+            Arc::new(ModelsProbe { service: ai.clone(), required: false }),
         ];
+        let mut route_body_limits = vec![upload_limit];
+        route_body_limits.extend(audio_limits(&settings.ai));
         let (router, request_events) = gateway::router(GatewayParts {
             config: settings.gateway.clone(),
             directory: auth,
@@ -108,6 +116,7 @@ impl App {
                 &streaming::media_openapi(),
                 &playlist_api,
                 &analytics_api,
+                &ai_api,
             ]),
             routes: vec![
                 Route { upstream: Upstream::Local(auth_router), api: auth_api },
@@ -115,9 +124,10 @@ impl App {
                 Route { upstream: Upstream::Local(streaming_router), api: streaming_api },
                 Route { upstream: Upstream::Local(playlist_router), api: playlist_api },
                 Route { upstream: Upstream::Local(analytics_router), api: analytics_api },
+                Route { upstream: Upstream::Local(ai_router), api: ai_api },
             ],
             probes,
-            route_body_limits: vec![upload_limit],
+            route_body_limits,
             media: Some(MediaUpstream::Local(kernel::http::HotService::new(
                 streaming::media_service(streaming),
             ))),
@@ -233,6 +243,20 @@ impl App {
                 ];
                 let router = kernel::http::observe(public.merge(kernel::http::ops_router(probes)));
                 (router, background)
+            }
+            ServiceName::Ai => {
+                let catalog_url =
+                    settings.ai.catalog_url.as_deref().context(
+                        "`tonearm serve ai` needs ai.catalog_url (TONEARM_AI__CATALOG_URL)",
+                    )?;
+                let catalog = Arc::new(kernel::catalog::RemoteCatalog::new(catalog_url)?);
+                let ai = open_ai(settings, catalog);
+                let (public, _) = ai::router(ai.clone());
+                // Alone, the service is nothing without its models.
+                let probes: Vec<Arc<dyn Probe>> =
+                    vec![Arc::new(ModelsProbe { service: ai, required: true })];
+                let router = kernel::http::observe(public.merge(kernel::http::ops_router(probes)));
+                (router, Vec::new())
             }
             ServiceName::Gateway => gateway_alone(settings).await?,
         };
@@ -452,6 +476,24 @@ pub async fn open_playlist(
     Ok((Arc::new(service), pool))
 }
 
+/// Builds the AI service and starts loading its models in the background: requests get
+/// 503 until they are loaded (a second or two), and the rest of Tonearm does not wait.
+pub fn open_ai(
+    settings: &Settings,
+    catalog: Arc<dyn kernel::catalog::CatalogSearch>,
+) -> Arc<AiService> {
+    let ai = Arc::new(AiService::new(settings.ai.clone(), catalog));
+    let loading = ai.clone();
+    tokio::spawn(async move { loading.load_models().await });
+    ai
+}
+
+/// Audio bodies are far larger than the API's default limit.
+fn audio_limits(config: &ai::AiConfig) -> Vec<(String, usize)> {
+    let limit = usize::try_from(config.max_upload_bytes).unwrap_or(usize::MAX);
+    ai::http::AUDIO_ROUTES.iter().map(|route| ((*route).to_owned(), limit)).collect()
+}
+
 /// The catalog in this process, as the playlist and analytics services ask it about tracks.
 struct LocalCatalog(Arc<CatalogService>);
 
@@ -482,6 +524,57 @@ impl kernel::catalog::Catalog for LocalCatalog {
             }
         }
         Ok(ready)
+    }
+}
+
+#[async_trait::async_trait]
+impl kernel::catalog::CatalogSearch for LocalCatalog {
+    async fn search(
+        &self,
+        _caller: &kernel::caller::Caller,
+        query: &str,
+        limit: u32,
+    ) -> Result<kernel::api::SearchResults, String> {
+        use kernel::api::{ArtistRef, Page, SearchAlbum, TrackSummary};
+        let found = self
+            .0
+            .search(query, catalog::service::Sections::ALL, limit, 0)
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok(kernel::api::SearchResults {
+            tracks: Page::of(
+                found.tracks.items.iter().map(TrackSummary::from).collect(),
+                found.tracks.total,
+                limit,
+                0,
+            ),
+            albums: Page::of(
+                found
+                    .albums
+                    .items
+                    .into_iter()
+                    .map(|(id, title, artist)| SearchAlbum {
+                        id,
+                        title,
+                        artist: ArtistRef { id: artist.id, name: artist.name },
+                    })
+                    .collect(),
+                found.albums.total,
+                limit,
+                0,
+            ),
+            artists: Page::of(
+                found
+                    .artists
+                    .items
+                    .into_iter()
+                    .map(|artist| ArtistRef { id: artist.id, name: artist.name })
+                    .collect(),
+                found.artists.total,
+                limit,
+                0,
+            ),
+        })
     }
 }
 
@@ -610,6 +703,11 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<(Router, Vec<Backg
         probes.push(Arc::new(UpstreamProbe(playlists.clone())));
         routes.push(Route { upstream: Upstream::Remote(playlists), api: playlist::openapi() });
     }
+    if let Some(url) = config.upstreams.get("ai") {
+        let ai = RemoteService::new("ai", url, timeout)?;
+        probes.push(Arc::new(UpstreamProbe(ai.clone())));
+        routes.push(Route { upstream: Upstream::Remote(ai), api: ai::openapi() });
+    }
     let mut media = None;
     let mut documents = vec![streaming::media_openapi()];
     if let Some(url) = config.upstreams.get("streaming") {
@@ -628,7 +726,10 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<(Router, Vec<Backg
         api: public_api(routes.iter().map(|route| &route.api).chain(&documents)),
         routes,
         probes,
-        route_body_limits: vec![("/v1/tracks".to_owned(), upload_limit)],
+        route_body_limits: [("/v1/tracks".to_owned(), upload_limit)]
+            .into_iter()
+            .chain(audio_limits(&settings.ai))
+            .collect(),
         media,
         request_events: Some(bus),
     });

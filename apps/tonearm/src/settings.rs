@@ -2,6 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+use ai::AiConfig;
 use analytics::AnalyticsConfig;
 use auth::AuthConfig;
 use bus::BusConfig;
@@ -29,6 +30,7 @@ pub struct Settings {
     pub streaming: StreamingConfig,
     pub playlist: PlaylistConfig,
     pub analytics: AnalyticsConfig,
+    pub ai: AiConfig,
     pub gateway: GatewayConfig,
 }
 
@@ -45,6 +47,7 @@ impl Default for Settings {
             streaming: StreamingConfig::default(),
             playlist: PlaylistConfig::default(),
             analytics: AnalyticsConfig::default(),
+            ai: AiConfig::default(),
             gateway: GatewayConfig::default(),
         }
     }

@@ -19,3 +19,4 @@ mod request_events;
 mod streaming;
 mod support;
 mod tokens;
+mod voice;

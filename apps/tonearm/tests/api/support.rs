@@ -28,6 +28,8 @@ pub fn test_settings(data_dir: &Path) -> Settings {
     let mut settings = Settings { data_dir: data_dir.to_owned(), ..Settings::default() };
     settings.server.port = 0;
     settings.server.shutdown_grace_secs = 5;
+    // Loading the models takes seconds and hundreds of MB: only the voice tests do it.
+    settings.ai.models_dir = Some(data_dir.join("no-models"));
     settings
 }
 

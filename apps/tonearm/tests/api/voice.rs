@@ -1,0 +1,122 @@
+//! Voice search end to end: a spoken request, through the gateway, finds the album in the
+//! catalog. The models must have been fetched (the test script does it).
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use reqwest::StatusCode;
+
+use crate::{
+    catalog::{upload, wav},
+    support::{TestApp, assert_problem, settled, test_settings, token, unique_email},
+};
+
+fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("TONEARM_TEST_MODELS_DIR")
+        .map_or_else(ai::models::default_dir, PathBuf::from);
+    assert!(
+        ai::models::is_fetched(&dir, &ai::models::WHISPER_TINY_EN),
+        "no Whisper model in {}: run `tonearm models fetch`",
+        dir.display()
+    );
+    dir
+}
+
+/// American English at 140 words a minute with 100 ms between words, as the AI service's
+/// own tests speak.
+const ESPEAK_ARGS: [&str; 6] = ["-v", "en-us", "-s", "140", "-g", "10"];
+
+fn spoken(text: &str) -> Vec<u8> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let status = std::process::Command::new("espeak-ng")
+        .args(ESPEAK_ARGS)
+        .arg("-w")
+        .arg(file.path())
+        .arg(text)
+        .status()
+        .expect("espeak-ng runs (the test script installs it)");
+    assert!(status.success());
+    std::fs::read(file.path()).unwrap()
+}
+
+#[tokio::test]
+async fn play_kind_of_blue_by_miles_davis_finds_that_album() {
+    let dir = std::sync::Arc::new(tempfile::TempDir::new().unwrap());
+    let mut settings = test_settings(dir.path());
+    settings.ai.models_dir = Some(models_dir());
+    let app = TestApp::up_with(settings, Some(dir)).await;
+    let token = token(&app.register(&unique_email()).await, "access_token");
+    let albums = [
+        ("So What", "Kind of Blue", "Miles Davis"),
+        ("Blue in Green", "Kind of Blue", "Miles Davis"),
+        ("Kind of Blue Skies", "Morning Songs", "Blue Sky Band"),
+        ("Blue Train", "Blue Train", "John Coltrane"),
+        ("Naima", "Giant Steps", "John Coltrane"),
+    ];
+    for (seed, (title, album, artist)) in albums.into_iter().enumerate() {
+        let fields = [("title", title), ("album", album), ("artist", artist)];
+        let accepted = upload(&app, &token, "take.wav", wav(2, seed as u8), &fields).await;
+        assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+        let id = accepted.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+        assert_eq!(settled(&app, &token, &id).await["status"], "ready");
+    }
+
+    // The models load in the background: until then, 503 naming why.
+    let mut answer = None;
+    for _ in 0..120 {
+        let response = app
+            .client
+            .post(app.url("/v1/ai/voice-search"))
+            .bearer_auth(&token)
+            .header("content-type", "audio/wav")
+            .body(spoken("play kind of blue by miles davis"))
+            .send()
+            .await
+            .unwrap();
+        if response.status() != 503 {
+            answer = Some(response);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let answer = answer.expect("the models loaded");
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["intent"]["action"], "play", "{body}");
+    assert_eq!(body["intent"]["artist"], "miles davis", "{body}");
+    let albums = body["results"]["albums"]["items"].as_array().unwrap();
+    assert_eq!(albums[0]["title"], "Kind of Blue", "{body}");
+    assert_eq!(albums[0]["artist"]["name"], "Miles Davis");
+    assert_eq!(albums.len(), 1, "the other blue album is by someone else: {body}");
+    let tracks = body["results"]["tracks"]["items"].as_array().unwrap();
+    assert!(
+        !tracks.is_empty() && tracks.iter().all(|t| t["album"]["title"] == "Kind of Blue"),
+        "{body}"
+    );
+
+    let ready: Value =
+        app.client.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["checks"]["ai.models"], "ok", "{ready}");
+}
+
+#[tokio::test]
+async fn without_models_the_rest_is_ready_and_voice_says_how_to_fetch_them() {
+    let app = TestApp::up().await;
+    let token = token(&app.register(&unique_email()).await, "access_token");
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert!(ready["checks"]["ai.models"].as_str().unwrap().contains("tonearm models fetch"));
+    let answer = app
+        .client
+        .post(app.url("/v1/ai/speak"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"text": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(answer, StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(problem["detail"].as_str().unwrap().contains("tonearm models fetch"), "{problem}");
+}

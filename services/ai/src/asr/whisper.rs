@@ -1,0 +1,344 @@
+//! Whisper on candle: windows of speech in, text out, several windows in one forward pass.
+
+use std::path::Path;
+
+use candle_core::{D, DType, Device, IndexOp as _, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::whisper::model::Whisper;
+use serde::Deserialize;
+use tokenizers::Tokenizer;
+
+use super::{
+    ct2::{Ct2Error, Ct2Model},
+    mel::{MelSpectrogram, WINDOW_FRAMES},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("the model file: {0}")]
+    Model(#[from] Ct2Error),
+    #[error("the tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("building the model: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Decoding settings from the model's `config.json`.
+#[derive(Debug, Default, Deserialize)]
+struct DecodingConfig {
+    #[serde(default)]
+    suppress_ids: Vec<u32>,
+    #[serde(default)]
+    suppress_ids_begin: Vec<u32>,
+}
+
+/// The tokens that frame a transcript.
+#[derive(Debug, Clone, Copy)]
+struct Special {
+    start_of_transcript: u32,
+    end_of_text: u32,
+    no_timestamps: u32,
+    /// Multilingual models are told the language and the task; English-only ones are not.
+    english_transcribe: Option<(u32, u32)>,
+}
+
+/// A loaded Whisper with its tokenizer: turns windows of 16 kHz speech into text.
+pub struct WhisperModel {
+    model: Whisper,
+    mel: MelSpectrogram,
+    tokenizer: Tokenizer,
+    device: Device,
+    special: Special,
+    /// Added to the logits at every step: 0, or -inf for tokens never to emit.
+    suppress: Tensor,
+    /// Added at the first step as well: no transcript starts with a blank or ends at once.
+    suppress_begin: Tensor,
+    max_tokens: usize,
+    beam_size: usize,
+    parameters: usize,
+}
+
+impl std::fmt::Debug for WhisperModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhisperModel").field("parameters", &self.parameters).finish()
+    }
+}
+
+impl WhisperModel {
+    /// Loads a CTranslate2 Whisper directory (`model.bin`, `tokenizer.json`, `config.json`).
+    pub fn load(dir: &Path, device: &Device, beam_size: usize) -> Result<Self, LoadError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path)
+                .map_err(|source| LoadError::Read { path: path.display().to_string(), source })
+        };
+        let ct2 = Ct2Model::parse(read("model.bin")?)?;
+        let config = ct2.config()?;
+        let weights = ct2.candle_weights(DType::F32, device)?;
+        drop(ct2);
+        let parameters = weights.values().map(Tensor::elem_count).sum();
+        let builder = VarBuilder::from_tensors(weights, DType::F32, device);
+        let model = Whisper::load(&builder, config.clone())?;
+        let tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
+            .map_err(|error| LoadError::Tokenizer(error.to_string()))?;
+        let decoding: DecodingConfig = read("config.json")
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let token = |text: &str| {
+            tokenizer
+                .token_to_id(text)
+                .ok_or_else(|| LoadError::Tokenizer(format!("it has no {text} token")))
+        };
+        // OpenAI's rule: a vocabulary this large is a multilingual model's.
+        let multilingual = config.vocab_size >= 51_865;
+        let special = Special {
+            start_of_transcript: token("<|startoftranscript|>")?,
+            end_of_text: token("<|endoftext|>")?,
+            no_timestamps: token("<|notimestamps|>")?,
+            english_transcribe: if multilingual {
+                Some((token("<|en|>")?, token("<|transcribe|>")?))
+            } else {
+                None
+            },
+        };
+        let vocab = config.vocab_size;
+        let mut mask = vec![0f32; vocab];
+        // No special token, timestamps included, is text; the end of text is the exception.
+        for (id, slot) in mask.iter_mut().enumerate().skip(special.start_of_transcript as usize) {
+            if id as u32 != special.end_of_text {
+                *slot = f32::NEG_INFINITY;
+            }
+        }
+        for id in &decoding.suppress_ids {
+            if let Some(slot) = mask.get_mut(*id as usize) {
+                *slot = f32::NEG_INFINITY;
+            }
+        }
+        let mut begin = mask.clone();
+        for id in &decoding.suppress_ids_begin {
+            if let Some(slot) = begin.get_mut(*id as usize) {
+                *slot = f32::NEG_INFINITY;
+            }
+        }
+        Ok(Self {
+            mel: MelSpectrogram::new(config.num_mel_bins),
+            suppress: Tensor::from_vec(mask, vocab, device)?,
+            suppress_begin: Tensor::from_vec(begin, vocab, device)?,
+            max_tokens: config.max_target_positions / 2,
+            beam_size: beam_size.max(1),
+            model,
+            tokenizer,
+            device: device.clone(),
+            special,
+            parameters,
+        })
+    }
+
+    pub fn parameters(&self) -> usize {
+        self.parameters
+    }
+
+    /// Transcribes each window (at most 30 s of 16 kHz samples): one encoder pass for all of
+    /// them, then beam search over several windows' beams at once (greedy with a beam of 1).
+    pub fn transcribe(&mut self, windows: &[&[f32]]) -> candle_core::Result<Vec<String>> {
+        if windows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = windows.len();
+        let n_mels = self.mel.n_mels();
+        let mut features = Vec::with_capacity(batch * n_mels * WINDOW_FRAMES);
+        for window in windows {
+            features.extend(self.mel.window(window));
+        }
+        let mel = Tensor::from_vec(features, (batch, n_mels, WINDOW_FRAMES), &self.device)?;
+        let audio = self.model.encoder.forward(&mel, true)?;
+        // Each decoded row keeps the encoder's keys and values for its window (18 MB for
+        // tiny): windows are decoded a few at a time, so that memory stays bounded.
+        let per_pass = (DECODE_ROWS / self.beam_size).max(1);
+        let mut texts = Vec::with_capacity(batch);
+        for start in (0..batch).step_by(per_pass) {
+            let count = per_pass.min(batch - start);
+            texts.extend(self.decode(&audio.narrow(0, start, count)?, count)?);
+        }
+        Ok(texts)
+    }
+
+    /// Beam search as Whisper's reference does it: per window, the `beam_size` best
+    /// sequences by summed log-probability go on; a sequence that ends is kept aside; the
+    /// search stops when `beam_size` have ended; the best by mean log-probability wins.
+    fn decode(&mut self, audio: &Tensor, windows: usize) -> candle_core::Result<Vec<String>> {
+        let beam = self.beam_size;
+        let rows = windows * beam;
+        let end = self.special.end_of_text;
+        let owners: Vec<u32> = (0..rows).map(|row| (row / beam) as u32).collect();
+        let audio = audio.index_select(&Tensor::new(owners, &self.device)?, 0)?;
+        let mut prompt = vec![self.special.start_of_transcript];
+        if let Some((english, transcribe)) = self.special.english_transcribe {
+            prompt.extend([english, transcribe]);
+        }
+        prompt.push(self.special.no_timestamps);
+        let mut searches: Vec<Search> = (0..windows).map(|_| Search::new()).collect();
+        for step in 0..self.max_tokens {
+            let length = prompt.len() + step;
+            let mut flat = Vec::with_capacity(rows * length);
+            for search in &searches {
+                for k in 0..beam {
+                    flat.extend_from_slice(&prompt);
+                    match search.live.get(k).or_else(|| search.live.first()) {
+                        Some((tokens, _)) if !search.done => flat.extend_from_slice(tokens),
+                        // A finished window's rows are padded; nothing reads them.
+                        _ => flat.extend(std::iter::repeat_n(end, step)),
+                    }
+                }
+            }
+            let tokens = Tensor::from_vec(flat, (rows, length), &self.device)?;
+            let hidden = self.model.decoder.forward(&tokens, &audio, step == 0)?;
+            let last = hidden.i((.., length - 1..))?;
+            let logits = self.model.decoder.final_linear(&last)?.squeeze(1)?;
+            let mask = if step == 0 { &self.suppress_begin } else { &self.suppress };
+            let log_probs: Vec<Vec<f32>> =
+                candle_nn::ops::log_softmax(&logits.broadcast_add(mask)?, D::Minus1)?.to_vec2()?;
+            for (window, search) in searches.iter_mut().enumerate() {
+                if !search.done {
+                    // At the first step every row of a window holds the same prompt.
+                    let live = if step == 0 { 1 } else { search.live.len() };
+                    let rows = &log_probs[window * beam..window * beam + live];
+                    search.advance(rows, beam, end);
+                }
+            }
+            if searches.iter().all(|search| search.done) {
+                break;
+            }
+        }
+        Ok(searches
+            .into_iter()
+            .map(|search| {
+                let best = search.best();
+                self.tokenizer.decode(&best, true).unwrap_or_default().trim().to_owned()
+            })
+            .collect())
+    }
+}
+
+/// Rows decoded at once at most: windows × beam.
+const DECODE_ROWS: usize = 10;
+
+/// One window's beam search.
+struct Search {
+    /// Sequences still going, with their summed log-probabilities.
+    live: Vec<(Vec<u32>, f32)>,
+    /// Sequences that ended (without their end token), with theirs.
+    finished: Vec<(Vec<u32>, f32)>,
+    done: bool,
+}
+
+impl Search {
+    fn new() -> Self {
+        Self { live: vec![(Vec::new(), 0.0)], finished: Vec::new(), done: false }
+    }
+
+    /// Extends the live sequences by the rows' log-probabilities (one row per sequence).
+    fn advance(&mut self, rows: &[Vec<f32>], beam: usize, end: u32) {
+        let mut candidates: Vec<(usize, u32, f32)> = Vec::with_capacity(rows.len() * (beam + 1));
+        for (k, row) in rows.iter().enumerate() {
+            let base = self.live[k].1;
+            for token in top_tokens(row, beam + 1) {
+                candidates.push((k, token, base + row[token as usize]));
+            }
+        }
+        candidates.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let mut next = Vec::with_capacity(beam);
+        for (k, token, score) in candidates {
+            if token == end {
+                if self.finished.len() < beam {
+                    self.finished.push((self.live[k].0.clone(), score));
+                }
+            } else {
+                let mut tokens = self.live[k].0.clone();
+                tokens.push(token);
+                next.push((tokens, score));
+            }
+            if next.len() == beam {
+                break;
+            }
+        }
+        self.live = next;
+        self.done = self.finished.len() >= beam || self.live.is_empty();
+    }
+
+    /// The winner: the ended (or, if none ended, live) sequence of best mean log-probability.
+    fn best(self) -> Vec<u32> {
+        let pool = if self.finished.is_empty() { self.live } else { self.finished };
+        pool.into_iter()
+            .max_by(|a, b| {
+                let mean = |(tokens, score): &(Vec<u32>, f32)| score / tokens.len().max(1) as f32;
+                mean(a).total_cmp(&mean(b))
+            })
+            .map(|(tokens, _)| tokens)
+            .unwrap_or_default()
+    }
+}
+
+/// The `count` most likely tokens of a row, best first.
+fn top_tokens(row: &[f32], count: usize) -> Vec<u32> {
+    let mut indices: Vec<u32> = (0..row.len() as u32).collect();
+    let count = count.min(indices.len());
+    if count == 0 {
+        return Vec::new();
+    }
+    indices.select_nth_unstable_by(count - 1, |a, b| row[*b as usize].total_cmp(&row[*a as usize]));
+    indices.truncate(count);
+    indices.sort_by(|a, b| row[*b as usize].total_cmp(&row[*a as usize]));
+    indices
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row where `likely` tokens have the given log-probabilities and the rest -20.
+    fn row(likely: &[(u32, f32)]) -> Vec<f32> {
+        let mut row = vec![-20.0; 10];
+        for (token, log_prob) in likely {
+            row[*token as usize] = *log_prob;
+        }
+        row
+    }
+
+    #[test]
+    fn the_best_tokens_come_first() {
+        assert_eq!(top_tokens(&row(&[(3, -0.1), (7, -0.5), (1, -2.0)]), 2), vec![3, 7]);
+    }
+
+    #[test]
+    fn a_beam_keeps_the_sequence_a_greedy_choice_would_have_lost() {
+        const END: u32 = 0;
+        let mut search = Search::new();
+        // Step 1: token 1 looks best, token 2 close behind.
+        search.advance(&[row(&[(1, -0.4), (2, -0.6)])], 2, END);
+        assert_eq!(
+            search.live.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
+            vec![vec![1], vec![2]]
+        );
+        // Step 2: after 1 everything is unlikely; after 2, token 3 is near certain.
+        search.advance(&[row(&[(4, -3.0)]), row(&[(3, -0.05)])], 2, END);
+        assert_eq!(search.live[0].0, vec![2, 3]);
+        // Step 3: both end.
+        search.advance(&[row(&[(END, -0.01)]), row(&[(END, -0.02)])], 2, END);
+        assert!(search.done);
+        assert_eq!(search.best(), vec![2, 3]);
+    }
+
+    #[test]
+    fn a_beam_of_one_is_greedy() {
+        const END: u32 = 0;
+        let mut search = Search::new();
+        search.advance(&[row(&[(1, -0.4), (2, -0.6)])], 1, END);
+        search.advance(&[row(&[(END, -0.1), (5, -0.2)])], 1, END);
+        assert!(search.done);
+        assert_eq!(search.best(), vec![1]);
+    }
+}

