@@ -205,8 +205,25 @@ pub fn parse(transcript: &str) -> Intent {
 }
 
 /// Spellings that say the same thing, mapped to one, as Whisper's English normaliser does
-/// before counting errors (decades in figures, American spelling).
+/// before counting errors (numbers and decades in figures, American spelling).
 const SAME_WORDS: &[(&str, &str)] = &[
+    ("zero", "0"),
+    ("one", "1"),
+    ("two", "2"),
+    ("three", "3"),
+    ("four", "4"),
+    ("five", "5"),
+    ("six", "6"),
+    ("seven", "7"),
+    ("eight", "8"),
+    ("nine", "9"),
+    ("ten", "10"),
+    ("eleven", "11"),
+    ("twelve", "12"),
+    ("twenty", "20"),
+    ("thirty", "30"),
+    ("fifty", "50"),
+    ("hundred", "100"),
     ("sixties", "60s"),
     ("seventies", "70s"),
     ("eighties", "80s"),

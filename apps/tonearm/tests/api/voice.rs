@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use reqwest::StatusCode;
+use tonearm::ServiceName;
 
 use crate::{
     catalog::{upload, wav},
@@ -119,4 +120,53 @@ async fn without_models_the_rest_is_ready_and_voice_says_how_to_fetch_them() {
         .unwrap();
     let problem = assert_problem(answer, StatusCode::SERVICE_UNAVAILABLE).await;
     assert!(problem["detail"].as_str().unwrap().contains("tonearm models fetch"), "{problem}");
+}
+
+#[tokio::test]
+async fn served_alone_behind_the_gateway_voice_search_asks_the_remote_catalog() {
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::TempDir::new().unwrap()).collect();
+    let auth = TestApp::serve(test_settings(dirs[0].path()), ServiceName::Auth).await;
+    let catalog = TestApp::serve(test_settings(dirs[1].path()), ServiceName::Catalog).await;
+    let mut ai_settings = test_settings(dirs[2].path());
+    ai_settings.ai.models_dir = Some(models_dir());
+    ai_settings.ai.catalog_url = Some(format!("http://{}", catalog.addr));
+    let ai = TestApp::serve(ai_settings, ServiceName::Ai).await;
+    let mut gateway_settings = test_settings(dirs[3].path());
+    for (name, app) in [("auth", &auth), ("catalog", &catalog), ("ai", &ai)] {
+        gateway_settings.gateway.upstreams.insert(name.into(), format!("http://{}", app.addr));
+    }
+    let gateway = TestApp::serve(gateway_settings, ServiceName::Gateway).await;
+
+    // Alone, the service is ready only once its models are loaded.
+    let mut ready = false;
+    for _ in 0..120 {
+        if ai.get("/readyz", None).await.status() == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(ready, "the models loaded");
+
+    let token = token(&gateway.register(&unique_email()).await, "access_token");
+    let search = || {
+        gateway
+            .client
+            .post(gateway.url("/v1/ai/voice-search"))
+            .bearer_auth(&token)
+            .header("content-type", "audio/wav")
+            .body(spoken("find the song hotel california"))
+            .send()
+    };
+    let answer = search().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["intent"]["action"], "search", "{body}");
+    assert_eq!(body["intent"]["query"], "hotel california", "{body}");
+    assert_eq!(body["results"]["tracks"]["total"], 0, "an empty catalog: {body}");
+
+    // Without its catalog, voice search is an outage, not an empty answer.
+    catalog.stop().await;
+    let problem = assert_problem(search().await.unwrap(), StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(problem["detail"].as_str().unwrap().contains("catalog"), "{problem}");
 }

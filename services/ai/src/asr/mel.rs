@@ -52,10 +52,17 @@ impl MelSpectrogram {
     /// The spectrogram of one window: `samples` (at most [`WINDOW_SAMPLES`]) padded with
     /// silence to 30 s, as `[n_mels][WINDOW_FRAMES]`, row-major.
     pub fn window(&self, samples: &[f32]) -> Vec<f32> {
-        let samples = &samples[..samples.len().min(WINDOW_SAMPLES)];
-        let mut padded = vec![0f32; WINDOW_SAMPLES];
+        self.window_frames(samples, WINDOW_FRAMES)
+    }
+
+    /// The first `frames` frames (at most [`WINDOW_FRAMES`]) of the window's spectrogram,
+    /// `[n_mels][frames]`.
+    pub fn window_frames(&self, samples: &[f32], frames: usize) -> Vec<f32> {
+        let frames = frames.min(WINDOW_FRAMES);
+        let samples = &samples[..samples.len().min(frames * HOP)];
+        let mut padded = vec![0f32; frames * HOP];
         padded[..samples.len()].copy_from_slice(samples);
-        self.spectrogram(&padded, WINDOW_FRAMES)
+        self.spectrogram(&padded, frames)
     }
 
     fn spectrogram(&self, samples: &[f32], frames: usize) -> Vec<f32> {

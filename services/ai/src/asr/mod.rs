@@ -3,6 +3,7 @@
 //! 30 s windows in one forward pass. A full queue refuses at once rather than growing.
 
 pub mod ct2;
+pub mod decoder;
 pub mod mel;
 pub mod whisper;
 

@@ -2,15 +2,16 @@
 
 use std::path::Path;
 
-use candle_core::{D, DType, Device, IndexOp as _, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::whisper::model::Whisper;
+use candle_transformers::models::whisper::model::{AudioEncoder, Whisper};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::{
     ct2::{Ct2Error, Ct2Model},
-    mel::{MelSpectrogram, WINDOW_FRAMES},
+    decoder::{SelfCache, TextDecoder, log_probs},
+    mel::{HOP, MelSpectrogram, WINDOW_FRAMES},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +47,8 @@ struct Special {
 
 /// A loaded Whisper with its tokenizer: turns windows of 16 kHz speech into text.
 pub struct WhisperModel {
-    model: Whisper,
+    encoder: AudioEncoder,
+    decoder: TextDecoder,
     mel: MelSpectrogram,
     tokenizer: Tokenizer,
     device: Device,
@@ -80,7 +82,9 @@ impl WhisperModel {
         drop(ct2);
         let parameters = weights.values().map(Tensor::elem_count).sum();
         let builder = VarBuilder::from_tensors(weights, DType::F32, device);
-        let model = Whisper::load(&builder, config.clone())?;
+        // candle's encoder as it is; the decoder is ours (see `decoder`), on the same weights.
+        let encoder = Whisper::load(&builder, config.clone())?.encoder;
+        let decoder = TextDecoder::load(builder.pp("model.decoder"), &config)?;
         let tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
             .map_err(|error| LoadError::Tokenizer(error.to_string()))?;
         let decoding: DecodingConfig = read("config.json")
@@ -129,7 +133,8 @@ impl WhisperModel {
             suppress_begin: Tensor::from_vec(begin, vocab, device)?,
             max_tokens: config.max_target_positions / 2,
             beam_size: beam_size.max(1),
-            model,
+            encoder,
+            decoder,
             tokenizer,
             device: device.clone(),
             special,
@@ -142,76 +147,105 @@ impl WhisperModel {
     }
 
     /// Transcribes each window (at most 30 s of 16 kHz samples): one encoder pass for all of
-    /// them, then beam search over several windows' beams at once (greedy with a beam of 1).
+    /// them, then beam search over all their beams at once (greedy with a beam of 1). The
+    /// encoder hears only as much of the window as the longest audio needs
+    /// ([`context_frames`]); a transcript that comes back repeating itself, Whisper's way
+    /// of failing on a short context, is transcribed again from the whole 30 s window.
     pub fn transcribe(&mut self, windows: &[&[f32]]) -> candle_core::Result<Vec<String>> {
+        let longest = windows.iter().map(|window| window.len()).max().unwrap_or(0);
+        let frames = context_frames(longest);
+        let mut texts = self.transcribe_with_context(windows, frames)?;
+        if frames < WINDOW_FRAMES {
+            let repeating: Vec<usize> =
+                (0..texts.len()).filter(|i| repeats_itself(&texts[*i])).collect();
+            if !repeating.is_empty() {
+                metrics::counter!("ai_asr_full_context_retries_total")
+                    .increment(repeating.len() as u64);
+                let again: Vec<&[f32]> = repeating.iter().map(|i| windows[*i]).collect();
+                let retried = self.transcribe_with_context(&again, WINDOW_FRAMES)?;
+                for (i, text) in repeating.into_iter().zip(retried) {
+                    texts[i] = text;
+                }
+            }
+        }
+        Ok(texts)
+    }
+
+    fn transcribe_with_context(
+        &mut self,
+        windows: &[&[f32]],
+        frames: usize,
+    ) -> candle_core::Result<Vec<String>> {
         if windows.is_empty() {
             return Ok(Vec::new());
         }
         let batch = windows.len();
         let n_mels = self.mel.n_mels();
-        let mut features = Vec::with_capacity(batch * n_mels * WINDOW_FRAMES);
+        let mut features = Vec::with_capacity(batch * n_mels * frames);
         for window in windows {
-            features.extend(self.mel.window(window));
+            features.extend(self.mel.window_frames(window, frames));
         }
-        let mel = Tensor::from_vec(features, (batch, n_mels, WINDOW_FRAMES), &self.device)?;
-        let audio = self.model.encoder.forward(&mel, true)?;
-        // Each decoded row keeps the encoder's keys and values for its window (18 MB for
-        // tiny): windows are decoded a few at a time, so that memory stays bounded.
-        let per_pass = (DECODE_ROWS / self.beam_size).max(1);
-        let mut texts = Vec::with_capacity(batch);
-        for start in (0..batch).step_by(per_pass) {
-            let count = per_pass.min(batch - start);
-            texts.extend(self.decode(&audio.narrow(0, start, count)?, count)?);
-        }
-        Ok(texts)
+        let mel = Tensor::from_vec(features, (batch, n_mels, frames), &self.device)?;
+        let audio = self.encoder.forward(&mel, true)?;
+        self.decode(&audio, batch)
     }
 
     /// Beam search as Whisper's reference does it: per window, the `beam_size` best
     /// sequences by summed log-probability go on; a sequence that ends is kept aside; the
     /// search stops when `beam_size` have ended; the best by mean log-probability wins.
+    /// Every window's beams are decoded together, one new token each per step.
     fn decode(&mut self, audio: &Tensor, windows: usize) -> candle_core::Result<Vec<String>> {
         let beam = self.beam_size;
         let rows = windows * beam;
         let end = self.special.end_of_text;
-        let owners: Vec<u32> = (0..rows).map(|row| (row / beam) as u32).collect();
-        let audio = audio.index_select(&Tensor::new(owners, &self.device)?, 0)?;
+        let context = self.decoder.audio_context(audio)?;
+        let mut cache = SelfCache::default();
         let mut prompt = vec![self.special.start_of_transcript];
         if let Some((english, transcribe)) = self.special.english_transcribe {
             prompt.extend([english, transcribe]);
         }
         prompt.push(self.special.no_timestamps);
+        let mut feed = Tensor::from_vec(
+            prompt.iter().copied().cycle().take(rows * prompt.len()).collect(),
+            (rows, prompt.len()),
+            &self.device,
+        )?;
         let mut searches: Vec<Search> = (0..windows).map(|_| Search::new()).collect();
         for step in 0..self.max_tokens {
-            let length = prompt.len() + step;
-            let mut flat = Vec::with_capacity(rows * length);
-            for search in &searches {
-                for k in 0..beam {
-                    flat.extend_from_slice(&prompt);
-                    match search.live.get(k).or_else(|| search.live.first()) {
-                        Some((tokens, _)) if !search.done => flat.extend_from_slice(tokens),
-                        // A finished window's rows are padded; nothing reads them.
-                        _ => flat.extend(std::iter::repeat_n(end, step)),
-                    }
-                }
-            }
-            let tokens = Tensor::from_vec(flat, (rows, length), &self.device)?;
-            let hidden = self.model.decoder.forward(&tokens, &audio, step == 0)?;
-            let last = hidden.i((.., length - 1..))?;
-            let logits = self.model.decoder.final_linear(&last)?.squeeze(1)?;
+            let logits = self.decoder.step(&feed, &context, &mut cache)?;
             let mask = if step == 0 { &self.suppress_begin } else { &self.suppress };
-            let log_probs: Vec<Vec<f32>> =
-                candle_nn::ops::log_softmax(&logits.broadcast_add(mask)?, D::Minus1)?.to_vec2()?;
+            let log_probs = log_probs(&logits, mask)?;
+            let mut order = Vec::with_capacity(rows);
+            let mut next = Vec::with_capacity(rows);
             for (window, search) in searches.iter_mut().enumerate() {
-                if !search.done {
+                let first_row = window * beam;
+                let parents = if search.done {
+                    Vec::new()
+                } else {
                     // At the first step every row of a window holds the same prompt.
                     let live = if step == 0 { 1 } else { search.live.len() };
-                    let rows = &log_probs[window * beam..window * beam + live];
-                    search.advance(rows, beam, end);
+                    search.advance(&log_probs[first_row..first_row + live], beam, end)
+                };
+                for k in 0..beam {
+                    // A finished window's rows stay as they are, fed its end; nothing reads them.
+                    match parents.get(k).or(parents.first()) {
+                        Some(parent) if !search.done => {
+                            order.push((first_row + parent) as u32);
+                            let live = &search.live[k.min(search.live.len() - 1)].0;
+                            next.push(live.last().copied().unwrap_or(end));
+                        }
+                        _ => {
+                            order.push((first_row + k) as u32);
+                            next.push(end);
+                        }
+                    }
                 }
             }
             if searches.iter().all(|search| search.done) {
                 break;
             }
+            cache.reorder(&Tensor::new(order, &self.device)?)?;
+            feed = Tensor::from_vec(next, (rows, 1), &self.device)?;
         }
         Ok(searches
             .into_iter()
@@ -223,8 +257,30 @@ impl WhisperModel {
     }
 }
 
-/// Rows decoded at once at most: windows × beam.
-const DECODE_ROWS: usize = 10;
+/// The spectrogram frames the encoder hears for `samples` of audio: the audio and at
+/// least 5 s of the silence after it, never under 10 s, in steps of 2 s, at most the whole
+/// 30 s window. The encoder's cost grows with the square of its context, so a 3 s request
+/// costs a fraction of a padded 30 s window. Less silence than that, and Whisper (trained
+/// on 30 s windows) takes to repeating what it heard.
+fn context_frames(samples: usize) -> usize {
+    const STEP: usize = 200;
+    const MIN: usize = 1_000;
+    (samples / HOP + 500).max(MIN).div_ceil(STEP).saturating_mul(STEP).min(WINDOW_FRAMES)
+}
+
+/// Whether a transcript says the same three or more words twice in a row ("add this track.
+/// add this track."): a hallucination, not speech.
+fn repeats_itself(text: &str) -> bool {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|word| word.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+        .filter(|word| !word.is_empty())
+        .collect();
+    (3..=words.len() / 2).any(|block| {
+        (0..=words.len() - 2 * block)
+            .any(|start| words[start..start + block] == words[start + block..start + 2 * block])
+    })
+}
 
 /// One window's beam search.
 struct Search {
@@ -240,8 +296,9 @@ impl Search {
         Self { live: vec![(Vec::new(), 0.0)], finished: Vec::new(), done: false }
     }
 
-    /// Extends the live sequences by the rows' log-probabilities (one row per sequence).
-    fn advance(&mut self, rows: &[Vec<f32>], beam: usize, end: u32) {
+    /// Extends the live sequences by the rows' log-probabilities (one row per sequence);
+    /// returns, for each new live sequence, the index of the one it extends.
+    fn advance(&mut self, rows: &[Vec<f32>], beam: usize, end: u32) -> Vec<usize> {
         let mut candidates: Vec<(usize, u32, f32)> = Vec::with_capacity(rows.len() * (beam + 1));
         for (k, row) in rows.iter().enumerate() {
             let base = self.live[k].1;
@@ -251,6 +308,7 @@ impl Search {
         }
         candidates.sort_by(|a, b| b.2.total_cmp(&a.2));
         let mut next = Vec::with_capacity(beam);
+        let mut parents = Vec::with_capacity(beam);
         for (k, token, score) in candidates {
             if token == end {
                 if self.finished.len() < beam {
@@ -260,6 +318,7 @@ impl Search {
                 let mut tokens = self.live[k].0.clone();
                 tokens.push(token);
                 next.push((tokens, score));
+                parents.push(k);
             }
             if next.len() == beam {
                 break;
@@ -267,6 +326,7 @@ impl Search {
         }
         self.live = next;
         self.done = self.finished.len() >= beam || self.live.is_empty();
+        parents
     }
 
     /// The winner: the ended (or, if none ended, live) sequence of best mean log-probability.
@@ -306,6 +366,24 @@ mod tests {
             row[*token as usize] = *log_prob;
         }
         row
+    }
+
+    #[test]
+    fn a_transcript_saying_the_same_words_twice_in_a_row_repeats_itself() {
+        assert!(repeats_itself(
+            "Add this track to your favorites. Add this track to your favorites."
+        ));
+        assert!(repeats_itself("so what now so what now"), "three words twice");
+        assert!(!repeats_itself("play kind of blue by miles davis"));
+        assert!(!repeats_itself("la la"), "two words are allowed");
+        assert!(!repeats_itself(""));
+    }
+
+    #[test]
+    fn short_audio_gets_a_short_context_and_long_audio_the_whole_window() {
+        assert_eq!(context_frames(16_000), 1_000, "1 s of audio: 10 s");
+        assert_eq!(context_frames(8 * 16_000), 1_400, "8 s: 8 + 5, in steps of 2 s");
+        assert_eq!(context_frames(28 * 16_000), WINDOW_FRAMES);
     }
 
     #[test]
