@@ -105,3 +105,39 @@ async fn audio_longer_than_a_window_is_heard_window_by_window() {
     let (errors, words) = word_errors(&format!("{phrase} {phrase}"), &heard.text);
     assert!(errors * 5 <= words, "{:?}", heard.text);
 }
+
+/// `wav` converted by ffmpeg to the format of `extension`.
+fn converted(wav: &[u8], extension: &str, codec: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.wav");
+    let output = dir.path().join(format!("out.{extension}"));
+    std::fs::write(&input, wav).unwrap();
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-i"])
+        .arg(&input)
+        .args(codec)
+        .arg(&output)
+        .status()
+        .expect("ffmpeg runs (the test script installs it)");
+    assert!(status.success());
+    std::fs::read(output).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mp3_ogg_vorbis_and_flac_are_heard_like_wav() {
+    let service = service(config()).await;
+    let phrase = "play kind of blue by miles davis";
+    let wav = espeak_wav(phrase);
+    let wav_ms = ai::audio::decode_speech(wav.clone().into(), 60).unwrap().duration_ms();
+    for (extension, codec) in [
+        ("mp3", &["-c:a", "libmp3lame", "-b:a", "64k"][..]),
+        ("ogg", &["-c:a", "libvorbis", "-q:a", "3"][..]),
+        ("flac", &["-c:a", "flac", "-ar", "44100", "-ac", "2"][..]),
+    ] {
+        let heard = service.transcribe(converted(&wav, extension, codec).into()).await.unwrap();
+        let (errors, words) = word_errors(phrase, &heard.text);
+        assert!(errors * 7 <= words, "{extension}: {:?}", heard.text);
+        let ms = heard.duration_ms;
+        assert!(ms.abs_diff(wav_ms) < 100, "{extension}: {ms} ms, the WAV {wav_ms} ms");
+    }
+}
