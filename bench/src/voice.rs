@@ -11,31 +11,13 @@ use std::{
 
 use ai::{AiConfig, AiService};
 use anyhow::{Context, bail};
-use kernel::{
-    api::{Page, SearchResults},
-    caller::Caller,
-    catalog::CatalogSearch,
-};
+use testkit::voice::EmptyCatalog;
 
 pub struct VoiceArgs {
     pub models: Option<PathBuf>,
     pub repeat: usize,
     /// A Python with faster-whisper installed, to time the reference on the same clip.
     pub reference: Option<PathBuf>,
-}
-
-/// Voice search is not measured here: the catalog it would ask finds nothing.
-struct NoCatalog;
-
-#[async_trait::async_trait]
-impl CatalogSearch for NoCatalog {
-    async fn search(&self, _: &Caller, _: &str, limit: u32) -> Result<SearchResults, String> {
-        Ok(SearchResults {
-            tracks: Page::of(Vec::new(), 0, limit, 0),
-            albums: Page::of(Vec::new(), 0, limit, 0),
-            artists: Page::of(Vec::new(), 0, limit, 0),
-        })
-    }
 }
 
 const PARAGRAPH: &str = "Welcome to your evening mix. First up is a track from Kind of Blue by \
@@ -53,20 +35,8 @@ const SHORT: [&str; 8] = [
     "search for love songs",
 ];
 
-/// As the AI service's tests speak: 140 words a minute, 100 ms between words.
-const ESPEAK_ARGS: [&str; 6] = ["-v", "en-us", "-s", "140", "-g", "10"];
-
 fn espeak(text: &str, path: &Path) -> anyhow::Result<()> {
-    let status = std::process::Command::new("espeak-ng")
-        .args(ESPEAK_ARGS)
-        .arg("-w")
-        .arg(path)
-        .arg(text)
-        .status()
-        .context("running espeak-ng")?;
-    if !status.success() {
-        bail!("espeak-ng failed");
-    }
+    std::fs::write(path, testkit::voice::espeak_wav(text))?;
     Ok(())
 }
 
@@ -104,7 +74,7 @@ fn peak_rss_mib() -> f64 {
 
 async fn service(models: &Option<PathBuf>, max_batch: usize) -> anyhow::Result<Arc<AiService>> {
     let config = AiConfig { models_dir: models.clone(), max_batch, ..AiConfig::default() };
-    let service = Arc::new(AiService::new(config, Arc::new(NoCatalog)));
+    let service = Arc::new(AiService::new(config, Arc::new(EmptyCatalog)));
     service.load_models().await;
     service.transcriber_state().map_err(anyhow::Error::msg)?;
     service.voice_state().map_err(anyhow::Error::msg)?;

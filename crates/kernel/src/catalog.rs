@@ -40,6 +40,15 @@ impl RemoteCatalog {
     }
 }
 
+/// The request with the caller's identity, as the gateway would have set it.
+fn as_caller(request: reqwest::RequestBuilder, caller: &Caller) -> reqwest::RequestBuilder {
+    request
+        .header(caller::USER_ID, caller.user_id.to_string())
+        .header(caller::SESSION_ID, caller.session_id.to_string())
+        .header(caller::TIER, caller.tier.to_string())
+        .header(caller::ROLE, caller.role.to_string())
+}
+
 #[derive(Deserialize)]
 struct CatalogTrack {
     id: Uuid,
@@ -71,16 +80,11 @@ impl Catalog for RemoteCatalog {
     ) -> Result<Vec<TrackSummary>, String> {
         let mut ready = Vec::new();
         for id in ids {
-            let reply = self
-                .client
-                .get(format!("{}/v1/tracks/{id}", self.base_url))
-                .header(caller::USER_ID, caller.user_id.to_string())
-                .header(caller::SESSION_ID, caller.session_id.to_string())
-                .header(caller::TIER, caller.tier.to_string())
-                .header(caller::ROLE, caller.role.to_string())
-                .send()
-                .await
-                .map_err(|error| error.to_string())?;
+            let reply =
+                as_caller(self.client.get(format!("{}/v1/tracks/{id}", self.base_url)), caller)
+                    .send()
+                    .await
+                    .map_err(|error| error.to_string())?;
             match reply.status() {
                 reqwest::StatusCode::NOT_FOUND => continue,
                 status if status.is_success() => {
@@ -122,17 +126,11 @@ impl CatalogSearch for RemoteCatalog {
         query: &str,
         limit: u32,
     ) -> Result<crate::api::SearchResults, String> {
-        let reply = self
+        let request = self
             .client
             .get(format!("{}/v1/search", self.base_url))
-            .query(&[("q", query), ("limit", &limit.to_string())])
-            .header(caller::USER_ID, caller.user_id.to_string())
-            .header(caller::SESSION_ID, caller.session_id.to_string())
-            .header(caller::TIER, caller.tier.to_string())
-            .header(caller::ROLE, caller.role.to_string())
-            .send()
-            .await
-            .map_err(|error| error.to_string())?;
+            .query(&[("q", query), ("limit", &limit.to_string())]);
+        let reply = as_caller(request, caller).send().await.map_err(|error| error.to_string())?;
         if !reply.status().is_success() {
             return Err(format!("the catalog answered {}", reply.status()));
         }

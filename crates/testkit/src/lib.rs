@@ -3,6 +3,8 @@
 //! uses. Tests talk to
 //! real engines; `scripts/test` makes sure they run.
 
+pub mod voice;
+
 use std::{
     net::TcpListener,
     path::Path,

@@ -8,6 +8,8 @@ use serde_json::Value;
 use reqwest::StatusCode;
 use tonearm::ServiceName;
 
+use testkit::voice::espeak_wav;
+
 use crate::{
     catalog::{upload, wav},
     support::{TestApp, assert_problem, settled, test_settings, token, unique_email},
@@ -22,23 +24,6 @@ fn models_dir() -> PathBuf {
         dir.display()
     );
     dir
-}
-
-/// American English at 140 words a minute with 100 ms between words, as the AI service's
-/// own tests speak.
-const ESPEAK_ARGS: [&str; 6] = ["-v", "en-us", "-s", "140", "-g", "10"];
-
-fn spoken(text: &str) -> Vec<u8> {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    let status = std::process::Command::new("espeak-ng")
-        .args(ESPEAK_ARGS)
-        .arg("-w")
-        .arg(file.path())
-        .arg(text)
-        .status()
-        .expect("espeak-ng runs (the test script installs it)");
-    assert!(status.success());
-    std::fs::read(file.path()).unwrap()
 }
 
 #[tokio::test]
@@ -71,7 +56,7 @@ async fn play_kind_of_blue_by_miles_davis_finds_that_album() {
             .post(app.url("/v1/ai/voice-search"))
             .bearer_auth(&token)
             .header("content-type", "audio/wav")
-            .body(spoken("play kind of blue by miles davis"))
+            .body(espeak_wav("play kind of blue by miles davis"))
             .send()
             .await
             .unwrap();
@@ -155,7 +140,7 @@ async fn served_alone_behind_the_gateway_voice_search_asks_the_remote_catalog() 
             .post(gateway.url("/v1/ai/voice-search"))
             .bearer_auth(&token)
             .header("content-type", "audio/wav")
-            .body(spoken("find the song hotel california"))
+            .body(espeak_wav("find the song hotel california"))
             .send()
     };
     let answer = search().await.unwrap();
