@@ -5,7 +5,7 @@
 //! sequence at every step and copies the audio per sequence; this one does neither. The
 //! weights are the same, under the same names.
 
-use candle_core::{D, DType, Module as _, Result, Tensor};
+use candle_core::{DType, Module as _, Result, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
@@ -34,7 +34,8 @@ pub struct TextDecoder {
     heads: usize,
 }
 
-/// The encoder's keys and values for each layer, `[windows, heads, frames, head_dim]`.
+/// The encoder's keys for each layer, transposed for the product with the queries,
+/// `[windows, heads, head_dim, frames]`, and its values, `[windows, heads, frames, head_dim]`.
 pub struct AudioContext {
     keys: Vec<Tensor>,
     values: Vec<Tensor>,
@@ -119,7 +120,7 @@ impl TextDecoder {
         let mut keys = Vec::with_capacity(self.layers.len());
         let mut values = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            keys.push(self.split_heads(&layer.cross_key.forward(audio)?)?);
+            keys.push(self.split_heads(&layer.cross_key.forward(audio)?)?.t()?.contiguous()?);
             values.push(self.split_heads(&layer.cross_value.forward(audio)?)?);
         }
         Ok(AudioContext { keys, values, windows: audio.dim(0)? })
@@ -183,7 +184,7 @@ impl TextDecoder {
                 .reshape((audio.windows, per_window, heads, t, head_dim))?
                 .transpose(1, 2)?
                 .reshape((audio.windows, heads, per_window * t, head_dim))?;
-            let weights = q.matmul(&audio.keys[index].t()?)?;
+            let weights = q.matmul(&audio.keys[index])?;
             let attended =
                 candle_nn::ops::softmax_last_dim(&weights)?.matmul(&audio.values[index])?;
             let attended = attended
@@ -196,11 +197,26 @@ impl TextDecoder {
             x = (&x + layer.fc2.forward(&layer.fc1.forward(&h)?.gelu()?)?)?;
         }
         let last = self.norm.forward(&x.narrow(1, t - 1, 1)?.squeeze(1)?)?;
+        // The output projection shares the token embeddings (read through, not copied).
         last.matmul(&self.embedding.embeddings().t()?)?.to_dtype(DType::F32)
     }
 }
 
-/// Log-probabilities over the vocabulary of `logits` plus `mask`, per row.
-pub fn log_probs(logits: &Tensor, mask: &Tensor) -> Result<Vec<Vec<f32>>> {
-    candle_nn::ops::log_softmax(&logits.broadcast_add(mask)?, D::Minus1)?.to_vec2()
+/// Log-probabilities over the vocabulary of `logits` plus `mask` (0, or -inf for tokens
+/// never to emit), per row; computed here rather than as tensor operations, which cost
+/// more in dispatch than in arithmetic at this size.
+pub fn log_probs(logits: &Tensor, mask: &[f32]) -> Result<Vec<Vec<f32>>> {
+    let mut rows: Vec<Vec<f32>> = logits.to_vec2()?;
+    for row in &mut rows {
+        for (value, masked) in row.iter_mut().zip(mask) {
+            *value += masked;
+        }
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = row.iter().map(|value| (value - max).exp()).sum();
+        let log_sum = max + sum.ln();
+        for value in row.iter_mut() {
+            *value -= log_sum;
+        }
+    }
+    Ok(rows)
 }

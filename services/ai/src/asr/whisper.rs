@@ -54,9 +54,9 @@ pub struct WhisperModel {
     device: Device,
     special: Special,
     /// Added to the logits at every step: 0, or -inf for tokens never to emit.
-    suppress: Tensor,
+    suppress: Vec<f32>,
     /// Added at the first step as well: no transcript starts with a blank or ends at once.
-    suppress_begin: Tensor,
+    suppress_begin: Vec<f32>,
     max_tokens: usize,
     beam_size: usize,
     parameters: usize,
@@ -129,8 +129,8 @@ impl WhisperModel {
         }
         Ok(Self {
             mel: MelSpectrogram::new(config.num_mel_bins),
-            suppress: Tensor::from_vec(mask, vocab, device)?,
-            suppress_begin: Tensor::from_vec(begin, vocab, device)?,
+            suppress: mask,
+            suppress_begin: begin,
             max_tokens: config.max_target_positions / 2,
             beam_size: beam_size.max(1),
             encoder,
@@ -342,17 +342,19 @@ impl Search {
     }
 }
 
-/// The `count` most likely tokens of a row, best first.
+/// The `count` most likely tokens of a row, best first, in one pass over it.
 fn top_tokens(row: &[f32], count: usize) -> Vec<u32> {
-    let mut indices: Vec<u32> = (0..row.len() as u32).collect();
-    let count = count.min(indices.len());
-    if count == 0 {
-        return Vec::new();
+    let mut best: Vec<u32> = Vec::with_capacity(count + 1);
+    for (token, value) in row.iter().enumerate() {
+        let better =
+            best.len() < count || best.last().is_some_and(|last| *value > row[*last as usize]);
+        if better && value.is_finite() {
+            let at = best.partition_point(|kept| row[*kept as usize] >= *value);
+            best.insert(at, token as u32);
+            best.truncate(count);
+        }
     }
-    indices.select_nth_unstable_by(count - 1, |a, b| row[*b as usize].total_cmp(&row[*a as usize]));
-    indices.truncate(count);
-    indices.sort_by(|a, b| row[*b as usize].total_cmp(&row[*a as usize]));
-    indices
+    best
 }
 
 #[cfg(test)]
