@@ -155,11 +155,20 @@ fn work(
         let mut failure = None;
         for chunk in all.chunks(max_windows) {
             metrics::histogram!("ai_asr_batch_windows").record(chunk.len() as f64);
-            match model.transcribe(chunk) {
-                Ok(done) => texts.extend(done),
-                Err(error) => {
+            // A panic in the model fails this batch, not the worker: later requests are
+            // still heard.
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.transcribe(chunk)));
+            match outcome {
+                Ok(Ok(done)) => texts.extend(done),
+                Ok(Err(error)) => {
                     tracing::error!(%error, "transcription failed");
                     failure = Some(error.to_string());
+                    break;
+                }
+                Err(_) => {
+                    tracing::error!("transcription panicked");
+                    failure = Some("the model panicked".to_owned());
                     break;
                 }
             }
