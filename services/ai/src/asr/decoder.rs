@@ -197,8 +197,10 @@ impl TextDecoder {
             x = (&x + layer.fc2.forward(&layer.fc1.forward(&h)?.gelu()?)?)?;
         }
         let last = self.norm.forward(&x.narrow(1, t - 1, 1)?.squeeze(1)?)?;
-        // The output projection shares the token embeddings (read through, not copied).
-        last.matmul(&self.embedding.embeddings().t()?)?.to_dtype(DType::F32)
+        // The output projection shares the token embeddings. Multiplied in their own
+        // layout, `[vocab, d] × [d, sequences]`: with the embeddings as the right-hand side,
+        // the matrix kernel would repack all of them (80 MB for tiny) at every step.
+        self.embedding.embeddings().matmul(&last.t()?.contiguous()?)?.t()?.to_dtype(DType::F32)
     }
 }
 
