@@ -296,26 +296,13 @@ fn capitalised(word: &str) -> String {
 fn tone_wav(seconds: u32, seed: u32) -> Vec<u8> {
     let rate = 8_000_u32;
     let step = 0.05 * f64::from(seed + 1);
-    let data_len = rate * seconds * 2;
-    let mut bytes = Vec::with_capacity(44 + data_len as usize);
-    bytes.extend_from_slice(b"RIFF");
-    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
-    bytes.extend_from_slice(b"WAVEfmt ");
-    bytes.extend_from_slice(&16_u32.to_le_bytes());
-    bytes.extend_from_slice(&1_u16.to_le_bytes()); // PCM
-    bytes.extend_from_slice(&1_u16.to_le_bytes()); // mono
-    bytes.extend_from_slice(&rate.to_le_bytes());
-    bytes.extend_from_slice(&(rate * 2).to_le_bytes());
-    bytes.extend_from_slice(&2_u16.to_le_bytes());
-    bytes.extend_from_slice(&16_u16.to_le_bytes());
-    bytes.extend_from_slice(b"data");
-    bytes.extend_from_slice(&data_len.to_le_bytes());
-    for index in 0..rate * seconds {
-        let at = f64::from(index);
-        let sample = (at * step).sin() * 3_000.0 + (at * step * 1.5).sin() * 1_000.0;
-        bytes.extend_from_slice(&(sample as i16).to_le_bytes());
-    }
-    bytes
+    let samples: Vec<i16> = (0..rate * seconds)
+        .map(|index| {
+            let at = f64::from(index);
+            ((at * step).sin() * 3_000.0 + (at * step * 1.5).sin() * 1_000.0) as i16
+        })
+        .collect();
+    ai::audio::wav(&samples, rate)
 }
 
 /// A `multipart/form-data` body: the text fields, then the audio as the `file` part.

@@ -11,7 +11,7 @@ use std::{
 
 use ai::{AiConfig, AiService};
 use anyhow::{Context, bail};
-use testkit::voice::EmptyCatalog;
+use testkit::voice::{EmptyCatalog, espeak_wav};
 
 pub struct VoiceArgs {
     pub models: Option<PathBuf>,
@@ -35,16 +35,9 @@ const SHORT: [&str; 8] = [
     "search for love songs",
 ];
 
-fn espeak(text: &str, path: &Path) -> anyhow::Result<()> {
-    std::fs::write(path, testkit::voice::espeak_wav(text))?;
-    Ok(())
-}
-
 /// Exactly `secs` of speech at 16 kHz as WAV: the paragraph, repeated or cut to length.
 fn clip(dir: &Path, secs: usize) -> anyhow::Result<(Vec<u8>, PathBuf)> {
-    let spoken = dir.join("paragraph.wav");
-    espeak(PARAGRAPH, &spoken)?;
-    let speech = ai::audio::decode_speech(std::fs::read(&spoken)?.into(), 600)?;
+    let speech = ai::audio::decode_speech(espeak_wav(PARAGRAPH).into(), 600)?;
     let samples: Vec<i16> =
         speech.samples.iter().cycle().take(secs * 16_000).map(|s| (s * 32_000.0) as i16).collect();
     let wav = ai::audio::wav(&samples, 16_000);
@@ -115,10 +108,8 @@ pub async fn run(args: VoiceArgs) -> anyhow::Result<String> {
     // 8 short requests at once, batched and one by one.
     let mut short = Vec::new();
     let mut audio_secs = 0.0;
-    for (i, text) in SHORT.iter().enumerate() {
-        let path = dir.path().join(format!("short-{i}.wav"));
-        espeak(text, &path)?;
-        let bytes = std::fs::read(&path)?;
+    for text in SHORT {
+        let bytes = espeak_wav(text);
         audio_secs +=
             ai::audio::decode_speech(bytes.clone().into(), 60)?.duration_ms() as f64 / 1000.0;
         short.push(bytes);

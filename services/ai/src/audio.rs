@@ -129,9 +129,6 @@ fn decode_mono(body: Bytes, max_secs: u32) -> Result<(Vec<f32>, u32), AudioError
             return Err(AudioError::TooLong { max_secs });
         }
     }
-    if mono.is_empty() && format.tracks().is_empty() {
-        return Err(AudioError::Undecodable("it holds no audio".into()));
-    }
     Ok((mono, rate))
 }
 

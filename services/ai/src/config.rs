@@ -95,7 +95,7 @@ impl AiConfig {
             .filter(|path| {
                 path.file_name().and_then(|name| name.to_str()).is_some_and(|name| {
                     name.starts_with("libonnxruntime.so")
-                        || name.starts_with("libonnxruntime.") && name.ends_with(".dylib")
+                        || (name.starts_with("libonnxruntime.") && name.ends_with(".dylib"))
                 })
             })
             .max()

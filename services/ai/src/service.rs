@@ -189,6 +189,13 @@ impl AiService {
         })
     }
 
+    fn voice(&self) -> Result<&Arc<Voice>, AiError> {
+        let state = self.voice.get().unwrap_or(&ModelState::Loading);
+        state
+            .ready()
+            .map_err(|why| AiError::Unavailable(format!("speech synthesis is unavailable: {why}")))
+    }
+
     /// Transcribes an audio body.
     pub async fn transcribe(&self, body: Bytes) -> Result<Transcript, AiError> {
         let transcriber = self.transcriber()?;
@@ -272,11 +279,7 @@ impl AiService {
                 ),
             });
         }
-        let state = self.voice.get().unwrap_or(&ModelState::Loading);
-        let loaded = state
-            .ready()
-            .map_err(|why| AiError::Unavailable(format!("speech synthesis is unavailable: {why}")))?
-            .clone();
+        let loaded = self.voice()?.clone();
         if let Some(asked) = voice.filter(|asked| *asked != loaded.name()) {
             return Err(AiError::Invalid {
                 field: "voice",

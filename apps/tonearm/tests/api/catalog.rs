@@ -11,24 +11,7 @@ pub fn wav(seconds: u32, seed: u8) -> Vec<u8> {
     let samples: Vec<i16> = (0..rate * seconds)
         .map(|i| ((f64::from(i) * 0.05 * f64::from(seed + 1)).sin() * 3_000.0) as i16)
         .collect();
-    let data_len = u32::try_from(samples.len() * 2).unwrap();
-    let mut bytes = Vec::new();
-    bytes.extend_from_slice(b"RIFF");
-    bytes.extend_from_slice(&(36 + data_len).to_le_bytes());
-    bytes.extend_from_slice(b"WAVEfmt ");
-    bytes.extend_from_slice(&16_u32.to_le_bytes());
-    bytes.extend_from_slice(&1_u16.to_le_bytes());
-    bytes.extend_from_slice(&1_u16.to_le_bytes());
-    bytes.extend_from_slice(&rate.to_le_bytes());
-    bytes.extend_from_slice(&(rate * 2).to_le_bytes());
-    bytes.extend_from_slice(&2_u16.to_le_bytes());
-    bytes.extend_from_slice(&16_u16.to_le_bytes());
-    bytes.extend_from_slice(b"data");
-    bytes.extend_from_slice(&data_len.to_le_bytes());
-    for sample in samples {
-        bytes.extend_from_slice(&sample.to_le_bytes());
-    }
-    bytes
+    ai::audio::wav(&samples, rate)
 }
 
 pub async fn upload(

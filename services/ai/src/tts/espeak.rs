@@ -7,11 +7,10 @@
 
 use std::{
     ffi::{CStr, CString, c_char, c_int, c_void},
-    path::PathBuf,
     sync::Mutex,
 };
 
-use libloading::{Library, Symbol};
+use libloading::Library;
 
 /// The names the shared library goes by (Debian's `libespeak-ng1`, Homebrew's, …).
 const LIBRARY_NAMES: &[&str] = &["libespeak-ng.so.1", "libespeak-ng.so", "libespeak-ng.dylib"];
@@ -39,8 +38,13 @@ pub enum EspeakError {
 
 /// A loaded espeak-ng, set to one voice.
 pub struct Espeak {
-    library: Mutex<Library>,
+    /// Kept open for as long as the functions below are called.
+    _library: Library,
+    set_voice: SetVoiceByName,
+    to_phonemes: TextToPhonemes,
     voice: CString,
+    /// espeak-ng keeps global state: one call at a time.
+    calls: Mutex<()>,
 }
 
 impl std::fmt::Debug for Espeak {
@@ -50,9 +54,9 @@ impl std::fmt::Debug for Espeak {
 }
 
 impl Espeak {
-    /// Opens the library, its data found where it was installed (or at `data_dir`), and
-    /// selects `voice` (such as `en-us`).
-    pub fn open(voice: &str, data_dir: Option<PathBuf>) -> Result<Self, EspeakError> {
+    /// Opens the library, its data found where it was installed, and selects `voice` (such
+    /// as `en-us`).
+    pub fn open(voice: &str) -> Result<Self, EspeakError> {
         let mut failures = Vec::new();
         let library = LIBRARY_NAMES
             .iter()
@@ -62,58 +66,47 @@ impl Espeak {
             })
             .ok_or_else(|| EspeakError::Missing(failures.join("; ")))?;
         let voice = CString::new(voice).map_err(|_| EspeakError::Nul)?;
-        let data = data_dir
-            .map(|dir| {
-                CString::new(dir.to_string_lossy().into_owned()).map_err(|_| EspeakError::Nul)
-            })
-            .transpose()?;
-        // SAFETY: the symbols have the signatures of espeak-ng's speak_lib.h, and the
-        // strings passed live across the calls.
-        unsafe {
-            let initialize: Symbol<Initialize> = library
-                .get(b"espeak_Initialize\0")
-                .map_err(|error| EspeakError::Missing(error.to_string()))?;
-            let path = data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr());
-            let rate = initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, path, INITIALIZE_DONT_EXIT);
+        let missing = |error: libloading::Error| EspeakError::Missing(error.to_string());
+        // SAFETY: the symbols have the signatures of espeak-ng's speak_lib.h; the function
+        // pointers are kept only beside the library that holds them; the voice's name
+        // lives across the calls.
+        let (set_voice, to_phonemes) = unsafe {
+            let initialize: Initialize = *library.get(b"espeak_Initialize\0").map_err(missing)?;
+            let set_voice: SetVoiceByName =
+                *library.get(b"espeak_SetVoiceByName\0").map_err(missing)?;
+            let to_phonemes: TextToPhonemes =
+                *library.get(b"espeak_TextToPhonemes\0").map_err(missing)?;
+            let rate =
+                initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, std::ptr::null(), INITIALIZE_DONT_EXIT);
             if rate <= 0 {
                 return Err(EspeakError::Init(format!("espeak_Initialize answered {rate}")));
             }
-            let set_voice: Symbol<SetVoiceByName> = library
-                .get(b"espeak_SetVoiceByName\0")
-                .map_err(|error| EspeakError::Missing(error.to_string()))?;
             if set_voice(voice.as_ptr()) != 0 {
                 return Err(EspeakError::Voice(voice.to_string_lossy().into_owned()));
             }
-            let _: Symbol<TextToPhonemes> = library
-                .get(b"espeak_TextToPhonemes\0")
-                .map_err(|error| EspeakError::Missing(error.to_string()))?;
-        }
-        Ok(Self { library: Mutex::new(library), voice })
+            (set_voice, to_phonemes)
+        };
+        Ok(Self { _library: library, set_voice, to_phonemes, voice, calls: Mutex::new(()) })
     }
 
     /// The text's phonemes in IPA, clause by clause, each followed by the punctuation that
     /// ended it (as Piper's phonemizer gives them), clauses separated by a space.
     pub fn phonemize(&self, text: &str) -> Result<String, EspeakError> {
         let text = CString::new(text).map_err(|_| EspeakError::Nul)?;
-        let library = self.library.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _turn = self.calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = String::new();
         // SAFETY: `text` is NUL-terminated and outlives the loop; espeak-ng advances the
         // pointer within it or sets it to null at the end; the phonemes it returns are
         // copied before the next call reuses its buffer; the lock serialises all calls.
         unsafe {
-            let set_voice: Symbol<SetVoiceByName> = library
-                .get(b"espeak_SetVoiceByName\0")
-                .map_err(|error| EspeakError::Missing(error.to_string()))?;
-            set_voice(self.voice.as_ptr());
-            let to_phonemes: Symbol<TextToPhonemes> = library
-                .get(b"espeak_TextToPhonemes\0")
-                .map_err(|error| EspeakError::Missing(error.to_string()))?;
+            // Another instance in this process may have selected another voice.
+            (self.set_voice)(self.voice.as_ptr());
             let start = text.as_ptr();
             let end = start.add(text.as_bytes().len());
             let mut cursor: *const c_void = start.cast();
             while !cursor.is_null() {
                 let before = cursor.cast::<c_char>();
-                let phonemes = to_phonemes(&mut cursor, CHARS_UTF8, PHONEMES_IPA);
+                let phonemes = (self.to_phonemes)(&mut cursor, CHARS_UTF8, PHONEMES_IPA);
                 let after = if cursor.is_null() { end } else { cursor.cast::<c_char>() };
                 if !phonemes.is_null() {
                     let clause = CStr::from_ptr(phonemes).to_string_lossy();

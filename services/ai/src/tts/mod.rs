@@ -121,7 +121,7 @@ impl Voice {
             source,
         })?;
         let settings: VoiceSettings = serde_json::from_slice(&settings)?;
-        let espeak = Espeak::open(&settings.espeak.voice, None)?;
+        let espeak = Espeak::open(&settings.espeak.voice)?;
         let session =
             Session::builder()?.with_intra_threads(threads.max(1))?.commit_from_file(model)?;
         Ok(Self { name: name.to_owned(), settings, session: Mutex::new(session), espeak })

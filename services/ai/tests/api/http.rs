@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{NoCatalog, config, espeak_wav, service};
+use crate::{EmptyCatalog, config, espeak_wav, service};
 
 async fn serve(service: Arc<AiService>) -> SocketAddr {
     let (router, _) = ai::router(service);
@@ -131,7 +131,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_the_rest_are_heard() {
 async fn missing_models_are_503_naming_the_command_that_fetches_them() {
     let empty = tempfile::tempdir().unwrap();
     let config = AiConfig { models_dir: Some(empty.path().to_owned()), ..AiConfig::default() };
-    let service = Arc::new(AiService::new(config, Arc::new(NoCatalog)));
+    let service = Arc::new(AiService::new(config, Arc::new(EmptyCatalog)));
     service.load_models().await;
     assert!(service.transcriber_state().unwrap_err().contains("tonearm models fetch"));
     let addr = serve(service).await;

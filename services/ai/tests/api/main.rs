@@ -13,7 +13,7 @@ mod speech;
 use std::{path::PathBuf, sync::Arc};
 
 use ai::{AiConfig, AiService};
-pub use testkit::voice::{EmptyCatalog as NoCatalog, espeak_wav};
+pub use testkit::voice::{EmptyCatalog, espeak_wav};
 
 /// Where the fetched models are: `TONEARM_TEST_MODELS_DIR`, or the default directory.
 pub fn models_dir() -> PathBuf {
@@ -36,7 +36,7 @@ pub fn config() -> AiConfig {
 
 /// The service with its models loaded.
 pub async fn service(config: AiConfig) -> Arc<AiService> {
-    let service = Arc::new(AiService::new(config, Arc::new(NoCatalog)));
+    let service = Arc::new(AiService::new(config, Arc::new(EmptyCatalog)));
     service.load_models().await;
     service
 }
