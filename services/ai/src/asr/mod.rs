@@ -2,9 +2,12 @@
 //! requests that arrive while it is busy wait in the queue and are then run together, their
 //! 30 s windows in one forward pass. A full queue refuses at once rather than growing.
 
+mod blocked;
 pub mod ct2;
 pub mod decoder;
+pub mod encoder;
 pub mod mel;
+mod ops;
 pub mod whisper;
 
 use std::{

@@ -4,13 +4,13 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::whisper::model::{AudioEncoder, Whisper};
 use serde::Deserialize;
 use tokenizers::Tokenizer;
 
 use super::{
     ct2::{Ct2Error, Ct2Model},
     decoder::{SelfCache, TextDecoder, log_probs},
+    encoder::AudioEncoder,
     mel::{HOP, MelSpectrogram, WINDOW_FRAMES},
 };
 
@@ -82,8 +82,7 @@ impl WhisperModel {
         drop(ct2);
         let parameters = weights.values().map(Tensor::elem_count).sum();
         let builder = VarBuilder::from_tensors(weights, DType::F32, device);
-        // candle's encoder as it is; the decoder is ours (see `decoder`), on the same weights.
-        let encoder = Whisper::load(&builder, config.clone())?.encoder;
+        let encoder = AudioEncoder::load(builder.pp("model.encoder"), &config)?;
         let decoder = TextDecoder::load(builder.pp("model.decoder"), &config)?;
         let tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?)
             .map_err(|error| LoadError::Tokenizer(error.to_string()))?;
@@ -186,7 +185,7 @@ impl WhisperModel {
             features.extend(self.mel.window_frames(window, frames));
         }
         let mel = Tensor::from_vec(features, (batch, n_mels, frames), &self.device)?;
-        let audio = self.encoder.forward(&mel, true)?;
+        let audio = self.encoder.forward(&mel)?;
         self.decode(&audio, batch)
     }
 
@@ -214,7 +213,7 @@ impl WhisperModel {
         for step in 0..self.max_tokens {
             let logits = self.decoder.step(&feed, &context, &mut cache)?;
             let mask = if step == 0 { &self.suppress_begin } else { &self.suppress };
-            let log_probs = log_probs(&logits, mask)?;
+            let log_probs = log_probs(logits, mask);
             let mut order = Vec::with_capacity(rows);
             let mut next = Vec::with_capacity(rows);
             for (window, search) in searches.iter_mut().enumerate() {
