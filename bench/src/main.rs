@@ -4,6 +4,7 @@
 //! segments) from any server, and soaks a running server in a mixed load while watching
 //! its memory.
 
+mod als;
 mod analytics;
 mod events;
 mod playlist;
@@ -95,9 +96,17 @@ struct Args {
     /// `voice`: the models directory (default: where `tonearm models fetch` puts them).
     #[arg(long)]
     models: Option<std::path::PathBuf>,
-    /// `voice`: a Python with faster-whisper, timed on the same clip for comparison.
+    /// `voice`: a Python with faster-whisper, timed on the same clip for comparison;
+    /// `als`: one with `implicit`, trained on the same matrix.
     #[arg(long)]
     reference: Option<std::path::PathBuf>,
+    /// `als`: users, tracks and interactions per user of the generated data.
+    #[arg(long, default_value_t = 100_000)]
+    users: usize,
+    #[arg(long, default_value_t = 50_000)]
+    items: usize,
+    #[arg(long, default_value_t = 50)]
+    per_user: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -122,6 +131,8 @@ enum Scenario {
     Soak,
     /// Whisper's real-time factor (batched and not), the voice's speed, peak memory.
     Voice,
+    /// Recommendation training time (ALS), against the `implicit` library.
+    Als,
 }
 
 const PASSWORD: &str = "benchmark password";
@@ -178,6 +189,17 @@ async fn main() -> anyhow::Result<()> {
         if outcome.failures > 0 {
             bail!("{} requests met a 5xx answer or a transport error", outcome.failures);
         }
+        return Ok(());
+    }
+    if let Scenario::Als = args.scenario {
+        let summary = als::run(als::AlsArgs {
+            users: args.users,
+            items: args.items,
+            per_user: args.per_user,
+            reference: args.reference.clone(),
+        })
+        .await?;
+        print_line(&summary);
         return Ok(());
     }
     if let Scenario::Voice = args.scenario {
@@ -247,7 +269,8 @@ async fn main() -> anyhow::Result<()> {
                     | Scenario::Urls
                     | Scenario::Analytics
                     | Scenario::Soak
-                    | Scenario::Voice => client.get(format!("{url}/v1/me")).bearer_auth(&token),
+                    | Scenario::Voice
+                    | Scenario::Als => client.get(format!("{url}/v1/me")).bearer_auth(&token),
                 };
                 let ok = match request.send().await {
                     Ok(response) => {

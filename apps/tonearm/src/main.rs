@@ -78,6 +78,41 @@ enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Recommendations, offline.
+    Ai {
+        #[command(subcommand)]
+        command: AiCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AiCommand {
+    /// Holds out a fifth of every user's feedback, trains on the rest, and compares how
+    /// matrix factorisation and popularity rank the held-out items (precision, recall and
+    /// NDCG at 10): on generated data with planted tastes, and on a ratings file if given.
+    Eval {
+        /// Users, items and taste clusters of the generated data.
+        #[arg(long, default_value_t = 5_000)]
+        users: usize,
+        #[arg(long, default_value_t = 2_000)]
+        items: usize,
+        #[arg(long, default_value_t = 10)]
+        clusters: usize,
+        /// A ratings file (`user item rating …` lines, MovieLens's formats included).
+        #[arg(long)]
+        ratings: Option<PathBuf>,
+        /// Also MovieLens 100K, fetched (once) from the package index into the models
+        /// directory.
+        #[arg(long)]
+        movielens: bool,
+        /// The lowest rating that counts as a choice.
+        #[arg(long, default_value_t = 4.0)]
+        positive: f32,
+        #[arg(long, default_value_t = 64)]
+        factors: usize,
+        #[arg(long, default_value_t = 15)]
+        iterations: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,6 +296,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         }
         Command::Events { command } => events(command, &settings).await,
         Command::Models { command } => models(command, &settings).await,
+        Command::Ai { command } => ai_command(command, &settings).await,
         Command::Import { folder, owner, jobs } => {
             let owner = match owner {
                 Some(email) => {
@@ -283,6 +319,62 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         }
         Command::Config { command: ConfigCommand::Default } => Ok(()),
     }
+}
+
+async fn ai_command(command: AiCommand, settings: &Settings) -> anyhow::Result<()> {
+    use ai::{
+        models,
+        recommend::{als::AlsConfig, eval},
+    };
+    let AiCommand::Eval {
+        users,
+        items,
+        clusters,
+        ratings,
+        movielens,
+        positive,
+        factors,
+        iterations,
+    } = command;
+    let config = AlsConfig { factors, iterations, ..AlsConfig::default() };
+    let mut files = Vec::new();
+    if movielens {
+        let dir = settings.ai.models_dir();
+        let artifact = models::MOVIELENS_100K;
+        models::fetch(&dir, &settings.ai.index_url, &[artifact], |_, _| {})
+            .await
+            .context("fetching MovieLens 100K")?;
+        files.push(("MovieLens 100K".to_owned(), dir.join(artifact.dir).join("ml-100k.inter")));
+    }
+    if let Some(path) = ratings {
+        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into());
+        files.push((name, path));
+    }
+    let mut datasets = Vec::new();
+    for (name, path) in files {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        datasets.push((name, eval::from_ratings(&text, positive).map_err(anyhow::Error::msg)?));
+    }
+    let reports = tokio::task::spawn_blocking(move || {
+        let planted = eval::PlantedTastes { users, items, clusters, ..Default::default() };
+        let mut reports = vec![eval::evaluate("planted tastes", &planted.generate(), &config)];
+        for (name, dataset) in datasets {
+            reports.push(eval::evaluate(&name, &dataset, &config));
+        }
+        reports
+    })
+    .await?;
+    announce(&eval::Report::table(&reports));
+    for report in &reports {
+        announce(&format!(
+            "{}: trained in {:.2} s; NDCG@10 {:.1}× popularity's",
+            report.dataset,
+            report.train_seconds,
+            report.als.ndcg / report.popularity.ndcg.max(f64::MIN_POSITIVE)
+        ));
+    }
+    Ok(())
 }
 
 async fn models(command: ModelsCommand, settings: &Settings) -> anyhow::Result<()> {

