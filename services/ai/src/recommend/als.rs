@@ -162,9 +162,16 @@ pub struct Factors {
     pub users: Vectors,
     pub items: Vectors,
     pub regularization: f32,
+    /// YᵀY + λI of the item vectors, which every fold-in needs: computed once.
+    item_gram: Vec<f32>,
 }
 
 impl Factors {
+    pub fn new(users: Vectors, items: Vectors, regularization: f32) -> Self {
+        let item_gram = items.gram(regularization);
+        Self { users, items, regularization, item_gram }
+    }
+
     /// How much `user` would like `item`.
     pub fn score(&self, user: usize, item: usize) -> f32 {
         dot(self.users.get(user), self.items.get(item))
@@ -176,14 +183,13 @@ impl Factors {
     /// new plays count within seconds, without retraining.
     pub fn fold_in(&self, feedback: &[(u32, f32)]) -> Vec<f32> {
         let dim = self.items.dim;
-        let gram = self.items.gram(self.regularization);
         let (columns, confidences): (Vec<u32>, Vec<f32>) = feedback
             .iter()
             .filter(|(item, _)| (*item as usize) < self.items.len())
             .copied()
             .unzip();
         let mut x = vec![0f32; dim];
-        solve(&gram, &self.items, &columns, &confidences, &mut x, dim.max(8));
+        solve(&self.item_gram, &self.items, &columns, &confidences, &mut x, dim.max(8));
         x
     }
 }
@@ -198,7 +204,7 @@ pub fn train(feedback: &Sparse, config: &AlsConfig) -> Factors {
         half_iteration(feedback, &items, &mut users, config);
         half_iteration(&by_item, &users, &mut items, config);
     }
-    Factors { users, items, regularization: config.regularization }
+    Factors::new(users, items, config.regularization)
 }
 
 /// Solves every row's vector in `solved` against the fixed vectors `fixed`.
@@ -359,7 +365,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(7);
         let items = Vectors::random(50, 8, &mut rng);
         let items = Vectors { dim: 8, values: items.values.iter().map(|v| v * 100.0).collect() };
-        let factors = Factors { users: Vectors::zeros(0, 8), items, regularization: 0.1 };
+        let factors = Factors::new(Vectors::zeros(0, 8), items, 0.1);
         let feedback = [(3, 5.0), (10, 2.0), (42, 9.0)];
         let ours = factors.fold_in(&feedback);
         let theirs = exact(&factors.items, &feedback, 0.1);

@@ -10,7 +10,7 @@ use hnsw_rs::{anndists::dist::DistCosine, hnsw::Hnsw};
 /// over nine in ten of the true nearest neighbours.
 const CONNECTIONS: usize = 24;
 const LAYERS: usize = 16;
-const BUILD_BREADTH: usize = 200;
+const BUILD_BREADTH: usize = 100;
 const SEARCH_BREADTH: usize = 64;
 
 pub struct SimilarIndex {
@@ -38,6 +38,12 @@ impl SimilarIndex {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Adds many vectors at once, on every core: how an index is rebuilt at start.
+    pub fn insert_all(&mut self, vectors: &[(usize, &[f32])]) {
+        self.graph.parallel_insert_slice(&vectors.iter().map(|(id, v)| (*v, *id)).collect());
+        self.len += vectors.len();
     }
 
     /// Adds `vector` (unit length) under `id`.
@@ -76,9 +82,14 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(3);
         let vectors: Vec<Vec<f32>> = (0..2_000).map(|_| unit(&mut rng, 32)).collect();
         let mut index = SimilarIndex::new(vectors.len());
-        for (id, vector) in vectors.iter().enumerate() {
+        let (first, rest) = vectors.split_at(1_000);
+        for (id, vector) in first.iter().enumerate() {
             index.insert(id, vector);
         }
+        let rest: Vec<(usize, &[f32])> =
+            rest.iter().enumerate().map(|(i, v)| (1_000 + i, v.as_slice())).collect();
+        index.insert_all(&rest);
+        assert_eq!(index.len(), 2_000);
         let mut found = 0;
         for query in vectors.iter().take(50) {
             let mut exact: Vec<(usize, f32)> = vectors
