@@ -10,7 +10,7 @@
 //! so their sum is one `factors × factors` Gram matrix per half-iteration, and a user's
 //! solve costs time in proportion to the items they touched.
 
-use multiversion::multiversion;
+use multiversion::{multiversion, target::target_cfg_f};
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use rayon::prelude::*;
 
@@ -137,7 +137,7 @@ impl Vectors {
                 let mut partial = vec![0f32; dim * dim];
                 for vector in vectors.chunks_exact(dim) {
                     for (row, value) in vector.iter().enumerate() {
-                        axpy(*value, vector, &mut partial[row * dim..][..dim]);
+                        axpy::<false>(*value, vector, &mut partial[row * dim..][..dim]);
                     }
                 }
                 partial
@@ -229,31 +229,33 @@ fn solve(
     x: &mut [f32],
     steps: usize,
 ) {
+    // Fused multiply-adds where the CPU has them: one instruction, not two.
+    const FMA: bool = target_cfg_f!(target_feature = "fma");
     let dim = x.len();
     let mut residual = vec![0f32; dim];
     // r = b − A x.
-    matvec(gram, x, &mut residual);
+    matvec::<FMA>(gram, x, &mut residual);
     residual.iter_mut().for_each(|value| *value = -*value);
     for (column, confidence) in columns.iter().zip(confidences) {
         let y = fixed.get(*column as usize);
-        axpy(confidence - (confidence - 1.0) * dot(y, x), y, &mut residual);
+        axpy::<FMA>(confidence - (confidence - 1.0) * dot_with::<FMA>(y, x), y, &mut residual);
     }
     let mut direction = residual.clone();
     let mut product = vec![0f32; dim];
-    let mut old = dot(&residual, &residual);
+    let mut old = dot_with::<FMA>(&residual, &residual);
     for _ in 0..steps {
         if old < 1e-20 {
             break;
         }
-        matvec(gram, &direction, &mut product);
+        matvec::<FMA>(gram, &direction, &mut product);
         for (column, confidence) in columns.iter().zip(confidences) {
             let y = fixed.get(*column as usize);
-            axpy((confidence - 1.0) * dot(y, &direction), y, &mut product);
+            axpy::<FMA>((confidence - 1.0) * dot_with::<FMA>(y, &direction), y, &mut product);
         }
-        let step = old / dot(&direction, &product);
-        axpy(step, &direction, x);
-        axpy(-step, &product, &mut residual);
-        let new = dot(&residual, &residual);
+        let step = old / dot_with::<FMA>(&direction, &product);
+        axpy::<FMA>(step, &direction, x);
+        axpy::<FMA>(-step, &product, &mut residual);
+        let new = dot_with::<FMA>(&residual, &residual);
         let keep = new / old;
         for (d, r) in direction.iter_mut().zip(&residual) {
             *d = r + keep * *d;
@@ -264,22 +266,35 @@ fn solve(
 
 /// `out` ← M v, M square by rows.
 #[inline(always)]
-fn matvec(matrix: &[f32], v: &[f32], out: &mut [f32]) {
+fn matvec<const FMA: bool>(matrix: &[f32], v: &[f32], out: &mut [f32]) {
     for (row, out) in matrix.chunks_exact(v.len()).zip(out.iter_mut()) {
-        *out = dot(row, v);
+        *out = dot_with::<FMA>(row, v);
     }
+}
+
+/// a · b + c, fused when the caller's target has the instruction (a fused multiply-add
+/// without it is a slow library call).
+#[inline(always)]
+fn multiply_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// a · b.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_with::<false>(a, b)
 }
 
 /// Sixteen lanes of partial sums, so that the loop vectorises.
 #[inline(always)]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot_with<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut sums = [0f32; LANES];
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(a, b)| a * b).sum();
     for (a, b) in a_chunks.zip(b_chunks) {
         for lane in 0..LANES {
-            sums[lane] += a[lane] * b[lane];
+            sums[lane] = multiply_add::<FMA>(a[lane], b[lane], sums[lane]);
         }
     }
     // Halving, rather than left to right, so that the sum vectorises too.
@@ -295,9 +310,9 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `y` ← `y` + a `x`.
 #[inline(always)]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+fn axpy<const FMA: bool>(a: f32, x: &[f32], y: &mut [f32]) {
     for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
+        *y = multiply_add::<FMA>(a, *x, *y);
     }
 }
 
