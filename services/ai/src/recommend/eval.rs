@@ -222,18 +222,21 @@ pub fn score(
 
 /// The [`K`] best of `scores`, skipping `excluded` (sorted).
 pub fn top_k(scores: impl Iterator<Item = (u32, f32)>, excluded: &[u32], k: usize) -> Vec<u32> {
+    let kept = scores.filter(|(item, _)| excluded.binary_search(item).is_err());
+    top_scored(kept, k).into_iter().map(|(item, _)| item).collect()
+}
+
+/// The `k` best of `scores` with their scores, best first, in one pass.
+pub fn top_scored(scores: impl Iterator<Item = (u32, f32)>, k: usize) -> Vec<(u32, f32)> {
     let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
     for (item, score) in scores {
-        if excluded.binary_search(&item).is_ok() {
-            continue;
-        }
         if best.len() < k || score > best[best.len() - 1].1 {
             let at = best.partition_point(|(_, kept)| *kept >= score);
             best.insert(at, (item, score));
             best.truncate(k);
         }
     }
-    best.into_iter().map(|(item, _)| item).collect()
+    best
 }
 
 /// Items by how many users chose them in training, most first.

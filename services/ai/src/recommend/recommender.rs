@@ -7,6 +7,7 @@
 
 use super::{
     als::{Factors, Vectors, dot},
+    eval::top_scored,
     similar::SimilarIndex,
 };
 
@@ -162,13 +163,12 @@ impl Recommender {
                 .map_or(0.0, |(profile, embedding)| dot(profile, embedding));
             weight * collaborative + (1.0 - weight) * content
         };
-        let ranked =
-            best(candidates.into_iter().filter(|t| !excluded(*t)).map(|t| (t, score(t))), limit);
-        ranked
+        let candidates = candidates.into_iter().filter(|t| !excluded(*t)).map(|t| (t, score(t)));
+        top_scored(candidates, limit)
             .into_iter()
-            .map(|track| Recommendation {
+            .map(|(track, score)| Recommendation {
                 track,
-                score: score(track),
+                score,
                 reason: self.reason(track, feedback),
             })
             .collect()
@@ -215,11 +215,11 @@ impl Recommender {
             .enumerate()
             .map(|(t, p)| (t as u32, *p))
             .filter(|(t, _)| !excluded(*t));
-        best(tracks, limit)
+        top_scored(tracks, limit)
             .into_iter()
-            .map(|track| Recommendation {
+            .map(|(track, listeners)| Recommendation {
                 track,
-                score: self.popularity[track as usize] / top,
+                score: listeners / top,
                 reason: Reason::Popular,
             })
             .collect()
@@ -260,18 +260,13 @@ impl Recommender {
                 .map_or(0.0, |(a, b)| dot(a, b) / dot(b, b).sqrt().max(f32::MIN_POSITIVE));
             weight * collaborative + (1.0 - weight) * content
         };
-        let scored: Vec<(u32, f32)> =
-            candidates.into_iter().filter(|t| *t != track).map(|t| (t, score(t))).collect();
-        best(scored.iter().copied(), limit)
-            .into_iter()
-            .map(|t| (t, scored.iter().find(|(o, _)| *o == t).map_or(0.0, |(_, s)| *s)))
-            .collect()
+        top_scored(candidates.into_iter().filter(|t| *t != track).map(|t| (t, score(t))), limit)
     }
 }
 
 /// The `count` best-scored tracks, best first.
 fn best(scores: impl Iterator<Item = (u32, f32)>, count: usize) -> Vec<u32> {
-    super::eval::top_k(scores, &[], count)
+    top_scored(scores, count).into_iter().map(|(track, _)| track).collect()
 }
 
 #[cfg(test)]
