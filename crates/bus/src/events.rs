@@ -115,7 +115,8 @@ pub struct AlbumRef {
     pub title: String,
 }
 
-/// A track became ready to play; read sides keep its summary from this.
+/// A track became ready to play, or a ready track's metadata changed; read sides keep
+/// its summary from the latest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackPublished {
     pub track_id: Uuid,
@@ -124,6 +125,9 @@ pub struct TrackPublished {
     pub album: AlbumRef,
     pub duration_ms: u64,
     pub published_at: DateTime<Utc>,
+    /// Absent from events published before it was added, and for tracks with no genre.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genre: Option<String>,
 }
 event!(TrackPublished, "track.published", version = 1, key = track_id);
 

@@ -40,6 +40,21 @@ pub const MAX_SEARCH_MATCHES: usize = 500;
 /// tracks with the lowest ids only.
 const MAX_OCCURRENCES_RANKED: usize = 200_000;
 
+/// `track.published` for a ready track: it became ready, or its metadata changed.
+fn published(track: &Track) -> Envelope {
+    let at = now();
+    let published = TrackPublished {
+        track_id: track.id,
+        title: track.title.clone(),
+        artist: ArtistRef { id: track.artist.id, name: track.artist.name.clone() },
+        album: AlbumRef { id: track.album.0, title: track.album.1.clone() },
+        duration_ms: track.duration_ms,
+        published_at: at,
+        genre: track.genre.clone(),
+    };
+    Envelope::new(&published, at)
+}
+
 fn now() -> DateTime<Utc> {
     let now = Utc::now();
     now.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(now)
@@ -346,7 +361,7 @@ impl CatalogService {
         }
         let track = self
             .store
-            .update_track(id, &edit, now())
+            .update_track(id, &edit, now(), &published)
             .await?
             .ok_or(CatalogError::NotFound("track"))?;
         if track.status == TrackStatus::Ready {
@@ -572,20 +587,10 @@ impl CatalogService {
         event_id: Uuid,
         transcoded: &TrackTranscoded,
     ) -> Result<(), CatalogError> {
-        let publish = |track: &Track| {
-            let at = now();
-            let published = TrackPublished {
-                track_id: track.id,
-                title: track.title.clone(),
-                artist: ArtistRef { id: track.artist.id, name: track.artist.name.clone() },
-                album: AlbumRef { id: track.album.0, title: track.album.1.clone() },
-                duration_ms: track.duration_ms,
-                published_at: at,
-            };
-            Envelope::new(&published, at)
-        };
-        let applied =
-            self.store.apply_transcode(TRANSCODE_CONSUMER, event_id, transcoded, &publish).await?;
+        let applied = self
+            .store
+            .apply_transcode(TRANSCODE_CONSUMER, event_id, transcoded, &published)
+            .await?;
         let track = match applied {
             Some(track) => {
                 tracing::info!(track_id = %track.id, status = track.status.as_str(), error = track.error.as_deref(), "transcode applied");

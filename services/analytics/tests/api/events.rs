@@ -71,6 +71,7 @@ impl Fixture {
             album: AlbumRef { id: Uuid::now_v7(), title: "Album".into() },
             duration_ms: 180_000,
             published_at: Utc::now(),
+            genre: None,
         };
         let envelope = Envelope::new(&published, Utc::now());
         Published(self.service.clone()).handle(&envelope).await.unwrap();

@@ -65,12 +65,15 @@ pub trait CatalogStore: OutboxStore {
     ) -> Result<(Vec<Track>, u64), StoreError>;
 
     /// Applies an edit (a new artist or album name moves the track to that artist or
-    /// album, created if needed); `None` when there is no such track.
+    /// album, created if needed); `None` when there is no such track. A ready track's new
+    /// metadata is announced again: `publish(track)` is recorded in the same transaction,
+    /// so that read sides never keep the old title.
     async fn update_track(
         &self,
         id: Uuid,
         edit: &TrackEdit,
         now: DateTime<Utc>,
+        publish: &(dyn for<'t> Fn(&'t Track) -> Envelope + Send + Sync),
     ) -> Result<Option<Track>, StoreError>;
 
     /// Deletes the track and records `event` (`track.deleted`) in the same transaction;

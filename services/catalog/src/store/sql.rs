@@ -300,6 +300,7 @@ macro_rules! sql_store {
                 id: Uuid,
                 edit: &TrackEdit,
                 now: DateTime<Utc>,
+                publish: &(dyn for<'t> Fn(&'t Track) -> Envelope + Send + Sync),
             ) -> Result<Option<Track>, StoreError> {
                 let mut tx = self.pool.begin_with(<$adapter as super::sql::Engine>::BEGIN_WRITE).await?;
                 let Some(current) = fetch_track(&mut *tx, id).await? else { return Ok(None) };
@@ -335,6 +336,9 @@ macro_rules! sql_store {
                     prune(&mut tx, current.album.0, current.artist.id).await?;
                 }
                 let track = fetch_track(&mut *tx, id).await?;
+                if let Some(track) = track.as_ref().filter(|t| t.status == TrackStatus::Ready) {
+                    insert_event(&mut *tx, &publish(track)).await?;
+                }
                 tx.commit().await?;
                 Ok(track)
             }

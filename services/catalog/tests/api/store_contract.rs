@@ -175,6 +175,7 @@ fn published(track: &Track) -> Envelope {
         album: bus::events::AlbumRef { id: track.album.0, title: track.album.1.clone() },
         duration_ms: track.duration_ms,
         published_at: now(),
+        genre: track.genre.clone(),
     };
     Envelope::new(&event, now())
 }
@@ -368,7 +369,7 @@ async fn concurrent_edits_and_deletions_all_succeed(store: Arc<dyn CatalogStore>
                 store.delete_track(id, &deleted(id)).await.map(|track| track.is_some())
             } else {
                 let edit = TrackEdit { title: Some(format!("Edited {n}")), ..TrackEdit::default() };
-                store.update_track(id, &edit, now()).await.map(|track| track.is_some())
+                store.update_track(id, &edit, now(), &published).await.map(|track| track.is_some())
             }
         })
     });
@@ -391,7 +392,7 @@ async fn tracks_are_edited_and_moved(store: Arc<dyn CatalogStore>) {
         track_number: Some(10),
         ..TrackEdit::default()
     };
-    let edited = store.update_track(track.id, &edit, later).await.unwrap().unwrap();
+    let edited = store.update_track(track.id, &edit, later, &published).await.unwrap().unwrap();
     assert_eq!(edited.title, "Sinnerman");
     assert_eq!(edited.genre.as_deref(), Some("Soul"));
     assert_eq!(edited.year, Some(1965));
@@ -400,11 +401,21 @@ async fn tracks_are_edited_and_moved(store: Arc<dyn CatalogStore>) {
     assert_eq!(edited.album, track.album, "on the same album");
     assert_eq!(edited.created_at, track.created_at);
     assert_eq!(store.track(track.id).await.unwrap(), Some(edited.clone()));
+    // Read sides learn the new metadata: it is published again with the edit.
+    let republished: Vec<TrackPublished> = pending(store.as_ref(), track.id)
+        .await
+        .into_iter()
+        .filter(|event| event.event_type == TrackPublished::TYPE)
+        .map(|event| event.decode().unwrap())
+        .collect();
+    assert_eq!(republished.len(), 2, "once when ready, once when edited");
+    assert_eq!(republished[1].title, "Sinnerman");
+    assert_eq!(republished[1].genre.as_deref(), Some("Soul"));
 
     // Another album title moves the track to that album, under its artist.
     let edit =
         TrackEdit { album_title: Some("Live at Montreux".to_owned()), ..TrackEdit::default() };
-    let moved = store.update_track(track.id, &edit, later).await.unwrap().unwrap();
+    let moved = store.update_track(track.id, &edit, later, &published).await.unwrap().unwrap();
     assert_eq!(moved.album.1, "Live at Montreux");
     assert_ne!(moved.album.0, track.album.0);
     assert_eq!(moved.artist, track.artist);
@@ -416,7 +427,7 @@ async fn tracks_are_edited_and_moved(store: Arc<dyn CatalogStore>) {
 
     // Another artist moves it to that artist's album of the same title.
     let edit = TrackEdit { artist_name: Some("Hozier".to_owned()), ..TrackEdit::default() };
-    let covered = store.update_track(track.id, &edit, later).await.unwrap().unwrap();
+    let covered = store.update_track(track.id, &edit, later, &published).await.unwrap().unwrap();
     assert_eq!(covered.artist.name, "Hozier");
     assert_eq!(covered.album.1, "Live at Montreux");
     assert_ne!(covered.album.0, moved.album.0);
@@ -435,14 +446,14 @@ async fn tracks_are_edited_and_moved(store: Arc<dyn CatalogStore>) {
         album_title: Some("i put a spell on you".to_owned()),
         ..TrackEdit::default()
     };
-    let back = store.update_track(track.id, &edit, later).await.unwrap().unwrap();
+    let back = store.update_track(track.id, &edit, later, &published).await.unwrap().unwrap();
     assert_eq!(back.artist, other.artist);
     assert_eq!(back.album, other.album);
     let (_, total) = store.artists(10, 0).await.unwrap();
     assert_eq!(total, 1, "Hozier left with nothing is gone");
 
     assert_eq!(
-        store.update_track(Uuid::now_v7(), &TrackEdit::default(), later).await.unwrap(),
+        store.update_track(Uuid::now_v7(), &TrackEdit::default(), later, &published).await.unwrap(),
         None
     );
 }
