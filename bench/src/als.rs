@@ -116,7 +116,8 @@ fn serve(
         popularity[*item as usize] += 1.0;
     }
     let started = Instant::now();
-    let recommender = Recommender::new(&embeddings, DIM, Some(factors), popularity);
+    let mut recommender = Recommender::new(&embeddings, DIM, Some(factors), popularity);
+    recommender.build_index();
     let built = started.elapsed().as_secs_f64();
     let percentiles = |mut times: Vec<f64>| {
         times.sort_by(f64::total_cmp);

@@ -1,6 +1,6 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use ai::{AiService, ModelsProbe};
+use ai::{AiService, ModelsProbe, Recommendations};
 use analytics::AnalyticsService;
 use anyhow::Context;
 use auth::AuthService;
@@ -70,11 +70,14 @@ impl App {
         let local_catalog = Arc::new(LocalCatalog(catalog.clone()));
         let (playlists, playlist_pool) = open_playlist(settings, local_catalog.clone()).await?;
         let (analytics, analytics_pool) = open_analytics(settings, local_catalog.clone()).await?;
-        let ai = open_ai(settings, local_catalog);
+        let ai = open_ai(settings, local_catalog.clone());
+        let (recommendations, ai_pool) =
+            open_recommendations(settings, local_catalog, shared.clone()).await?;
         let mut background = streaming_work(&streaming, &bus);
         background.extend(catalog_work(&catalog, &bus));
         background.extend(playlist_work(&playlists, &bus));
         background.extend(analytics_work(&analytics, &bus));
+        background.extend(ai_work(&recommendations, &bus));
         background.extend([
             relay("auth", auth.store().clone(), &bus),
             relay("catalog", catalog.store().clone(), &bus),
@@ -88,13 +91,14 @@ impl App {
         let (streaming_router, streaming_api) = streaming::router(streaming.clone());
         let (playlist_router, playlist_api) = playlist::router(playlists);
         let (analytics_router, analytics_api) = analytics::router(analytics.clone());
-        let (ai_router, ai_api) = ai::router(ai.clone());
+        let (ai_router, ai_api) = ai_routes(ai.clone(), recommendations);
         let probes: Vec<Arc<dyn Probe>> = vec![
             Arc::new(SqlProbe { name: "auth.database".into(), pool: auth_pool }),
             Arc::new(SqlProbe { name: "catalog.database".into(), pool: catalog_pool }),
             Arc::new(SqlProbe { name: "streaming.database".into(), pool: streaming_pool }),
             Arc::new(SqlProbe { name: "playlist.database".into(), pool: playlist_pool }),
             Arc::new(SqlProbe { name: "analytics.database".into(), pool: analytics_pool }),
+            Arc::new(SqlProbe { name: "ai.database".into(), pool: ai_pool }),
             Arc::new(WarehouseProbe(analytics)),
             Arc::new(CacheProbe { name: "cache".into(), cache: shared.clone() }),
             Arc::new(BusProbe(bus.clone())),
@@ -250,13 +254,30 @@ impl App {
                         "`tonearm serve ai` needs ai.catalog_url (TONEARM_AI__CATALOG_URL)",
                     )?;
                 let catalog = Arc::new(kernel::catalog::RemoteCatalog::new(catalog_url)?);
-                let ai = open_ai(settings, catalog);
-                let (public, _) = ai::router(ai.clone());
+                let bus = open_bus(settings).await?;
+                let cache = open_cache("ai.cache", &settings.ai_cache_url()).await?;
+                let ai = open_ai(settings, catalog.clone());
+                let (recommendations, pool) =
+                    open_recommendations(settings, catalog, cache.clone()).await?;
+                let mut background = ai_work(&recommendations, &bus);
+                // Replicas each keep the model in memory, and the shared groups hand each
+                // track event to one of them: every replica also reads them in its own.
+                if bus.shared_between_processes() {
+                    let group = ai::events::replica_group();
+                    let replica = || ai::events::Replica(recommendations.clone());
+                    background.push(consume(&bus, TrackPublished::TYPE, &group, replica()));
+                    background.push(consume(&bus, TrackDeleted::TYPE, &group, replica()));
+                }
+                let (public, _) = ai_routes(ai.clone(), recommendations);
                 // Alone, the service is nothing without its models.
-                let probes: Vec<Arc<dyn Probe>> =
-                    vec![Arc::new(ModelsProbe { service: ai, required: true })];
+                let probes: Vec<Arc<dyn Probe>> = vec![
+                    Arc::new(ModelsProbe { service: ai, required: true }),
+                    Arc::new(SqlProbe { name: "ai.database".into(), pool }),
+                    Arc::new(CacheProbe { name: "ai.cache".into(), cache }),
+                    Arc::new(BusProbe(bus)),
+                ];
                 let router = kernel::http::observe(public.merge(kernel::http::ops_router(probes)));
-                (router, Vec::new())
+                (router, background)
             }
             ServiceName::Gateway => gateway_alone(settings).await?,
         };
@@ -486,6 +507,64 @@ pub fn open_ai(
     let loading = ai.clone();
     tokio::spawn(async move { loading.load_models().await });
     ai
+}
+
+/// Opens the AI service's store (migrated) and builds recommendations over it; they load
+/// and train in the background ([`ai_work`]).
+pub async fn open_recommendations(
+    settings: &Settings,
+    catalog: Arc<dyn kernel::catalog::Catalog>,
+    cache: Arc<dyn Cache>,
+) -> anyhow::Result<(Arc<Recommendations>, SqlPool)> {
+    let url = settings.ai_database_url();
+    let pool = SqlPool::connect(&url, ai::DATABASE_NAME).await?;
+    let store = ai::store::open(pool.clone()).await.context("migrating the AI database")?;
+    tracing::info!(engine = pool.engine(), "recommendations store ready");
+    let service = Recommendations::new(settings.ai.clone(), store, cache, catalog);
+    Ok((Arc::new(service), pool))
+}
+
+/// The AI service's public routes, voice and recommendations, as one.
+fn ai_routes(ai: Arc<AiService>, recommendations: Arc<Recommendations>) -> (Router, OpenApi) {
+    let (voice, mut api) = ai::router(ai);
+    let (taste, taste_api) = ai::recommendations_router(recommendations);
+    api.merge(taste_api);
+    (voice.merge(taste), api)
+}
+
+/// The AI service's background work: loading and retraining recommendations, and the
+/// tracks and listening they learn from.
+fn ai_work(recommendations: &Arc<Recommendations>, bus: &Arc<dyn EventBus>) -> Vec<Background> {
+    use ai::events::{
+        DELETED_GROUP, Deleted, LIKES_GROUP, Listening, PLAYS_GROUP, PUBLISHED_GROUP, Published,
+        UNLIKES_GROUP, USERS_GROUP, UserDeletions,
+    };
+    let together = |topic: &str, group: &str, handler: Arc<dyn BatchHandler>| {
+        Consumer {
+            bus: bus.clone(),
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            handler: Handling::Batch(handler),
+            options: ConsumerOptions::default(),
+        }
+        .spawn()
+    };
+    let listening = |consumer: &'static str| {
+        Arc::new(Listening { service: recommendations.clone(), consumer }) as Arc<dyn BatchHandler>
+    };
+    vec![
+        recommendations.spawn_schedule(),
+        together(
+            TrackPublished::TYPE,
+            PUBLISHED_GROUP,
+            Arc::new(Published(recommendations.clone())),
+        ),
+        together(SongPlayed::TYPE, PLAYS_GROUP, listening(PLAYS_GROUP)),
+        together(SongLiked::TYPE, LIKES_GROUP, listening(LIKES_GROUP)),
+        together(SongUnliked::TYPE, UNLIKES_GROUP, listening(UNLIKES_GROUP)),
+        consume(bus, TrackDeleted::TYPE, DELETED_GROUP, Deleted(recommendations.clone())),
+        consume(bus, UserDeleted::TYPE, USERS_GROUP, UserDeletions(recommendations.clone())),
+    ]
 }
 
 /// Audio bodies are far larger than the API's default limit.

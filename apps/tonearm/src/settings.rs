@@ -112,6 +112,11 @@ impl Settings {
             .unwrap_or_else(|| self.sqlite_in_data_dir("analytics.db"))
     }
 
+    /// The AI service's database: as configured, else a SQLite file in the data directory.
+    pub fn ai_database_url(&self) -> EngineUrl {
+        self.ai.database_url.clone().unwrap_or_else(|| self.sqlite_in_data_dir("ai.db"))
+    }
+
     /// The playlist database: as configured, else a SQLite file in the data directory.
     pub fn playlist_database_url(&self) -> EngineUrl {
         self.playlist.database_url.clone().unwrap_or_else(|| self.sqlite_in_data_dir("playlist.db"))
@@ -119,6 +124,10 @@ impl Settings {
 
     pub fn streaming_cache_url(&self) -> EngineUrl {
         self.streaming.cache_url.clone().unwrap_or_else(memory)
+    }
+
+    pub fn ai_cache_url(&self) -> EngineUrl {
+        self.ai.cache_url.clone().unwrap_or_else(memory)
     }
 
     pub fn auth_cache_url(&self) -> EngineUrl {

@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use kernel::engine::EngineUrl;
 use serde::Deserialize;
 
 use crate::models;
@@ -39,8 +40,28 @@ pub struct AiConfig {
     pub speak_queue: usize,
     /// Threads the voice runs on.
     pub speak_threads: usize,
-    /// Under `tonearm serve ai`: the catalog's base URL, which voice search asks.
+    /// Under `tonearm serve ai`: the catalog's base URL, which voice search asks, and
+    /// similar tracks for a track whose `track.published` has not arrived yet.
     pub catalog_url: Option<String>,
+    /// The service's own records (tracks, listening): `sqlite://…` or `postgres://…`;
+    /// unset means `sqlite://<data_dir>/ai.db`.
+    pub database_url: Option<EngineUrl>,
+    /// Where precomputed recommendations are cached: `redis://…` (shared by replicas), or
+    /// unset for memory in this process.
+    pub cache_url: Option<EngineUrl>,
+    /// How often the recommendation factors are retrained when the listening changed, in
+    /// seconds. New listening counts at once regardless; this only refreshes what
+    /// everyone's listening teaches about everyone else's.
+    pub retrain_interval_secs: u64,
+    /// Tracks played within this many days are not recommended again unless asked.
+    pub recently_played_days: u32,
+    /// Listeners active within this many days have their lists precomputed after a
+    /// retrain, at most `precomputed_listeners` of them (the most recent).
+    pub active_days: u32,
+    pub precomputed_listeners: u32,
+    /// The factorisation's size and its training passes.
+    pub factors: usize,
+    pub iterations: usize,
 }
 
 impl Default for AiConfig {
@@ -60,6 +81,14 @@ impl Default for AiConfig {
             speak_queue: 8,
             speak_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             catalog_url: None,
+            database_url: None,
+            cache_url: None,
+            retrain_interval_secs: 15 * 60,
+            recently_played_days: 7,
+            active_days: 7,
+            precomputed_listeners: 10_000,
+            factors: 64,
+            iterations: 15,
         }
     }
 }

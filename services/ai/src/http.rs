@@ -1,5 +1,8 @@
 //! The AI service's HTTP edge.
 
+// utoipa's generated code for query parameters spells out paths.
+#![allow(unused_qualifications)]
+
 use std::sync::Arc;
 
 use axum::{
@@ -9,12 +12,24 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use kernel::{Problem, api::SearchResults, caller::Caller, http::Json};
+use kernel::{
+    Problem,
+    api::{Page, PageQuery, SearchResults, TrackSummary},
+    caller::Caller,
+    http::{Json, Path, Query},
+};
 use serde::{Deserialize, Serialize};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
 
-use crate::{AiService, audio::AudioError, service::AiError, voice::Intent};
+use crate::{
+    AiService,
+    audio::AudioError,
+    recommendations::{RecommendError, Recommendations},
+    service::AiError,
+    voice::Intent,
+};
 
 type AppState = Arc<AiService>;
 type ApiResult<T> = Result<T, Problem>;
@@ -32,9 +47,18 @@ pub fn router(service: Arc<AiService>) -> (Router, utoipa::openapi::OpenApi) {
     (router.with_state(service), api)
 }
 
-/// The OpenAPI description of the public routes, without a running service.
+/// The recommendation routes and their OpenAPI description.
+pub fn recommendations_router(service: Arc<Recommendations>) -> (Router, utoipa::openapi::OpenApi) {
+    let (router, api) = recommendation_routes().split_for_parts();
+    (router.with_state(service), api)
+}
+
+/// The OpenAPI description of every public route, voice and recommendations, without a
+/// running service.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+    let mut api = routes().split_for_parts().1;
+    api.merge(recommendation_routes().split_for_parts().1);
+    api
 }
 
 /// The paths that take audio bodies, for the gateway's per-route body limits.
@@ -45,6 +69,31 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(transcribe))
         .routes(routes!(voice_search))
         .routes(routes!(speak))
+}
+
+fn recommendation_routes() -> OpenApiRouter<Arc<Recommendations>> {
+    OpenApiRouter::with_openapi(AiApi::openapi())
+        .routes(routes!(recommendations))
+        .routes(routes!(similar))
+}
+
+impl From<RecommendError> for Problem {
+    fn from(error: RecommendError) -> Self {
+        match &error {
+            RecommendError::Loading => {
+                Problem::unavailable(error.to_string()).with_retry_after(BUSY_RETRY_AFTER_SECS)
+            }
+            RecommendError::NoSuchTrack => Problem::not_found(error.to_string()),
+            RecommendError::Store(_) => {
+                tracing::error!(%error, "the recommendations store failed");
+                Problem::unavailable("recommendations are unavailable; try again shortly")
+            }
+            RecommendError::CatalogUnavailable(_) => {
+                Problem::unavailable("the catalog is unavailable; try again shortly")
+            }
+            RecommendError::Failed(_) => Problem::internal(&error),
+        }
+    }
 }
 
 impl From<AiError> for Problem {
@@ -171,4 +220,75 @@ async fn speak(
 ) -> ApiResult<Response> {
     let wav = service.speak(&body.text, body.voice.as_deref()).await?;
     Ok(([(header::CONTENT_TYPE, "audio/wav")], wav).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecommendationsQuery {
+    /// Items per page, 1 to 100.
+    limit: Option<u32>,
+    /// Items to skip.
+    offset: Option<u32>,
+    /// Also recommend tracks the caller liked or played in the last days (default false).
+    include_known: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecommendationView {
+    track: TrackSummary,
+    /// How strongly it is recommended; higher is better, comparable within one list.
+    score: f32,
+    /// Why, in words for the listener: "Because you liked Blue in Green by Miles Davis",
+    /// or "Popular on Tonearm" for someone new.
+    reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SimilarView {
+    track: TrackSummary,
+    /// Likeness, up to 1; higher is more alike.
+    score: f32,
+}
+
+/// Tracks for the caller, best first (at most 100 in all): what listeners with a taste
+/// like theirs chose, blended with tracks like the ones they liked and played; someone
+/// new gets what is popular. Tracks they liked or played lately are left out unless
+/// `include_known`.
+#[utoipa::path(get, path = "/v1/me/recommendations", tag = "ai", security(("bearer" = [])),
+    params(RecommendationsQuery),
+    responses((status = 200, body = Page<RecommendationView>),
+        (status = 400, body = Problem, description = "a limit out of range"),
+        (status = 503, body = Problem, description = "still loading (with Retry-After), or the store is unavailable")))]
+async fn recommendations(
+    State(service): State<Arc<Recommendations>>,
+    caller: Caller,
+    Query(query): Query<RecommendationsQuery>,
+) -> ApiResult<Json<Page<RecommendationView>>> {
+    let (limit, offset) = PageQuery { limit: query.limit, offset: query.offset }.resolve()?;
+    let list = service.recommend(caller.user_id, query.include_known.unwrap_or(false)).await?;
+    let views = list
+        .into_iter()
+        .map(|r| RecommendationView { track: r.track, score: r.score, reason: r.reason })
+        .collect();
+    Ok(Json(Page::slice(views, limit, offset)))
+}
+
+/// The tracks most like one, best first (at most 100 in all): alike in what they are
+/// (title, artist, album and genre, by their embeddings) and in who listens to them.
+#[utoipa::path(get, path = "/v1/tracks/{id}/similar", tag = "ai", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "a track id"), PageQuery),
+    responses((status = 200, body = Page<SimilarView>),
+        (status = 400, body = Problem, description = "a limit out of range"),
+        (status = 404, body = Problem, description = "no such track"),
+        (status = 503, body = Problem, description = "still loading (with Retry-After), or a dependency is unavailable")))]
+async fn similar(
+    State(service): State<Arc<Recommendations>>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Page<SimilarView>>> {
+    let (limit, offset) = page.resolve()?;
+    let similar = service.similar(&caller, id).await?;
+    let views = similar.into_iter().map(|(track, score)| SimilarView { track, score }).collect();
+    Ok(Json(Page::slice(views, limit, offset)))
 }

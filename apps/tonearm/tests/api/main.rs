@@ -14,6 +14,7 @@ mod limits;
 mod ops;
 mod playlists;
 mod probe;
+mod recommendations;
 mod remote;
 mod request_events;
 mod streaming;

@@ -150,8 +150,23 @@ async fn served_alone_behind_the_gateway_voice_search_asks_the_remote_catalog() 
     assert_eq!(body["intent"]["query"], "hotel california", "{body}");
     assert_eq!(body["results"]["tracks"]["total"], 0, "an empty catalog: {body}");
 
-    // Without its catalog, voice search is an outage, not an empty answer.
+    // Similar tracks for a track the service has not heard of ask the catalog: one still
+    // processing (nothing transcodes here) is not there yet.
+    let uploaded = upload(&gateway, &token, "Hotel.wav", wav(1, 3), &[]).await;
+    assert_eq!(uploaded.status(), StatusCode::ACCEPTED);
+    let id = uploaded.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let similar = format!("/v1/tracks/{id}/similar");
+    assert_problem(gateway.get(&similar, Some(&token)).await, StatusCode::NOT_FOUND).await;
+    let recommended = gateway.get("/v1/me/recommendations", Some(&token)).await;
+    assert_eq!(recommended.status(), StatusCode::OK);
+
+    // Without its catalog, voice search is an outage, not an empty answer; so is asking
+    // for a track only the catalog could know.
     catalog.stop().await;
     let problem = assert_problem(search().await.unwrap(), StatusCode::SERVICE_UNAVAILABLE).await;
+    assert!(problem["detail"].as_str().unwrap().contains("catalog"), "{problem}");
+    let problem =
+        assert_problem(gateway.get(&similar, Some(&token)).await, StatusCode::SERVICE_UNAVAILABLE)
+            .await;
     assert!(problem["detail"].as_str().unwrap().contains("catalog"), "{problem}");
 }

@@ -51,7 +51,9 @@ pub struct Recommender {
     factors: Option<Factors>,
     /// Unit-length embeddings by track, zero where a track has none yet.
     embeddings: Vectors,
-    index: SimilarIndex,
+    /// Built apart (it takes a while for a large catalog) and installed when ready; until
+    /// then neighbours are found by comparing with every track.
+    index: Option<SimilarIndex>,
     /// How many listeners chose each track.
     popularity: Vec<f32>,
 }
@@ -70,7 +72,8 @@ pub fn collaborative_weight(count: usize) -> f32 {
 
 impl Recommender {
     /// From embeddings by track (`None` where a track has none yet), trained factors if
-    /// any, and each track's number of listeners.
+    /// any, and each track's number of listeners; without a neighbour index until one is
+    /// installed ([`Recommender::build_index`], [`Recommender::install_index`]).
     pub fn new(
         embeddings: &[Option<Vec<f32>>],
         dim: usize,
@@ -78,33 +81,97 @@ impl Recommender {
         popularity: Vec<f32>,
     ) -> Self {
         let mut vectors = Vectors::zeros(embeddings.len(), dim);
-        let mut present = Vec::with_capacity(embeddings.len());
         for (track, embedding) in embeddings.iter().enumerate() {
             if let Some(embedding) = embedding.as_ref().filter(|e| e.len() == dim) {
                 vectors.values[track * dim..][..dim].copy_from_slice(embedding);
-                present.push((track, embedding.as_slice()));
             }
         }
-        let mut index = SimilarIndex::new(embeddings.len());
-        index.insert_all(&present);
-        Self { factors, embeddings: vectors, index, popularity }
+        let mut recommender = Self { factors, embeddings: vectors, index: None, popularity };
+        recommender.popularity.resize(recommender.tracks(), 0.0);
+        recommender
     }
 
     pub fn tracks(&self) -> usize {
         self.embeddings.len()
     }
 
-    /// Adds a newly published track's embedding (its index is the next one).
-    pub fn add_track(&mut self, embedding: &[f32]) -> u32 {
-        let track = self.tracks();
-        if embedding.len() == self.embeddings.dim {
-            self.embeddings.values.extend_from_slice(embedding);
-            self.index.insert(track, embedding);
-        } else {
-            self.embeddings.values.extend(std::iter::repeat_n(0.0, self.embeddings.dim));
+    /// Every track's embedding (zero where it has none), to build an index from apart.
+    pub fn embeddings(&self) -> &Vectors {
+        &self.embeddings
+    }
+
+    /// Builds the neighbour index here and now.
+    pub fn build_index(&mut self) {
+        let index = SimilarIndex::build(&self.embeddings);
+        let covered = self.tracks();
+        self.install_index(index, covered);
+    }
+
+    /// Installs an index built apart from the first `covered` tracks' embeddings; the
+    /// tracks added or embedded since join it now.
+    pub fn install_index(&mut self, mut index: SimilarIndex, covered: usize) {
+        for track in covered..self.tracks() {
+            if let Some(embedding) = self.embedding(track as u32) {
+                index.insert(track, embedding);
+            }
         }
+        self.index = Some(index);
+    }
+
+    pub fn has_index(&self) -> bool {
+        self.index.is_some()
+    }
+
+    /// Newly trained factors (for the first tracks; later ones have none yet) and each
+    /// track's number of listeners.
+    pub fn set_factors(&mut self, factors: Option<Factors>, mut popularity: Vec<f32>) {
+        popularity.resize(self.tracks(), 0.0);
+        self.factors = factors;
+        self.popularity = popularity;
+    }
+
+    pub fn has_factors(&self) -> bool {
+        self.factors.is_some()
+    }
+
+    /// Adds a newly published track with its embedding, if it has one yet (its index is
+    /// the next one).
+    pub fn add_track(&mut self, embedding: Option<&[f32]>) -> u32 {
+        let track = self.tracks();
+        self.embeddings.values.extend(std::iter::repeat_n(0.0, self.embeddings.dim));
         self.popularity.push(0.0);
+        if let Some(embedding) = embedding {
+            self.set_embedding(track as u32, embedding);
+        }
         track as u32
+    }
+
+    /// Gives a track its embedding (computed late, or anew after its metadata changed).
+    /// An index keeps the old one too; scores always use the new.
+    pub fn set_embedding(&mut self, track: u32, embedding: &[f32]) {
+        let dim = self.embeddings.dim;
+        if embedding.len() != dim || track as usize >= self.tracks() {
+            return;
+        }
+        self.embeddings.values[track as usize * dim..][..dim].copy_from_slice(embedding);
+        if let Some(index) = &mut self.index {
+            index.insert(track as usize, embedding);
+        }
+    }
+
+    /// The `count` tracks whose embeddings are nearest `vector`: by the index once there
+    /// is one, else by comparing with each.
+    fn nearest(&self, vector: &[f32], count: usize) -> Vec<u32> {
+        match &self.index {
+            Some(index) => {
+                index.nearest(vector, count).into_iter().map(|(t, _)| t as u32).collect()
+            }
+            None => best(
+                (0..self.tracks() as u32)
+                    .filter_map(|t| self.embedding(t).map(|e| (t, dot(vector, e)))),
+                count,
+            ),
+        }
     }
 
     fn embedding(&self, track: u32) -> Option<&[f32]> {
@@ -142,8 +209,7 @@ impl Recommender {
         let weight = if user.is_some() { collaborative_weight(feedback.len()) } else { 0.0 };
         let mut candidates: Vec<u32> = Vec::new();
         if let Some(profile) = &profile {
-            candidates
-                .extend(self.index.nearest(profile, CANDIDATES).into_iter().map(|(t, _)| t as u32));
+            candidates.extend(self.nearest(profile, CANDIDATES));
         }
         if let (Some(user), Some(factors)) = (&user, &self.factors) {
             let scores =
@@ -239,9 +305,7 @@ impl Recommender {
         let weight = if item.is_some() { collaborative_weight(listeners) } else { 0.0 };
         let mut candidates: Vec<u32> = Vec::new();
         if let Some(embedding) = embedding {
-            candidates.extend(
-                self.index.nearest(embedding, CANDIDATES).into_iter().map(|(t, _)| t as u32),
-            );
+            candidates.extend(self.nearest(embedding, CANDIDATES));
         }
         if let (Some(item), Some(factors)) = (&item, &self.factors) {
             let scores = (0..factors.items.len()).map(|t| {
@@ -311,7 +375,13 @@ mod tests {
             popularity[*item as usize] += 1.0;
         }
         World {
-            recommender: Recommender::new(&embeddings, DIM, factors, popularity),
+            recommender: {
+                let mut recommender = Recommender::new(&embeddings, DIM, factors, popularity);
+                if with_embeddings && with_factors {
+                    recommender.build_index();
+                }
+                recommender
+            },
             cluster_of_item: dataset.cluster_of_item,
         }
     }
@@ -385,7 +455,7 @@ mod tests {
         }
         // Published after training: no factors, no listeners, only its embedding.
         let mut rng = StdRng::seed_from_u64(9);
-        let new = world.recommender.add_track(&embedding(4, &mut rng));
+        let new = world.recommender.add_track(Some(&embedding(4, &mut rng)));
         world.cluster_of_item.push(4);
         let similar = world.recommender.similar(new, 10);
         assert!(alike(&world, new, &similar) >= 7, "new track: {similar:?}");

@@ -40,6 +40,17 @@ impl SimilarIndex {
         self.len == 0
     }
 
+    /// An index of every non-zero row of `vectors`, by row number, built on every core.
+    pub fn build(vectors: &super::als::Vectors) -> Self {
+        let present: Vec<(usize, &[f32])> = (0..vectors.len())
+            .map(|row| (row, vectors.get(row)))
+            .filter(|(_, vector)| vector.iter().any(|v| *v != 0.0))
+            .collect();
+        let mut index = Self::new(vectors.len());
+        index.insert_all(&present);
+        index
+    }
+
     /// Adds many vectors at once, on every core: how an index is rebuilt at start.
     pub fn insert_all(&mut self, vectors: &[(usize, &[f32])]) {
         self.graph.parallel_insert_slice(&vectors.iter().map(|(id, v)| (*v, *id)).collect());

@@ -1,7 +1,8 @@
 //! The AI service on its real models: Whisper hears espeak-ng's speech and the service's
 //! own voice, bad audio gets its documented problem, and a full queue refuses with
-//! `Retry-After`. The models must have been fetched (`tonearm models fetch`; the test
-//! script does it); these tests fail, never skip, when they are missing.
+//! `Retry-After`; and its store's contract, run on both engines. The models must have
+//! been fetched (`tonearm models fetch`; the test script does it); these tests fail,
+//! never skip, when they are missing.
 
 // Tests may unwrap (see clippy.toml).
 #![allow(clippy::unwrap_used)]
@@ -10,6 +11,7 @@ mod embeddings;
 mod http;
 mod models;
 mod speech;
+mod store_contract;
 
 use std::{path::PathBuf, sync::Arc};
 
