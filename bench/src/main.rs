@@ -9,6 +9,7 @@ mod analytics;
 mod events;
 mod playlist;
 mod random;
+mod recommendations;
 mod search;
 mod soak;
 mod transcode;
@@ -72,7 +73,7 @@ struct Args {
     /// `analytics`: plays to load before the queries.
     #[arg(long, default_value_t = 10_000_000)]
     plays: usize,
-    /// `search`, `playlist`: a database URL (PostgreSQL, or a SQLite file) to use instead of
+    /// `search`, `playlist`, `recommendations`: a database URL (PostgreSQL, or a SQLite file) to use instead of
     /// a temporary SQLite file; `search` reuses a catalog an earlier run seeded there;
     /// `analytics`: the same for the ClickHouse adapter's ledger of counted plays.
     #[arg(long)]
@@ -100,7 +101,8 @@ struct Args {
     /// `als`: one with `implicit`, trained on the same matrix.
     #[arg(long)]
     reference: Option<std::path::PathBuf>,
-    /// `als`: users, tracks and interactions per user of the generated data.
+    /// `als`, `recommendations`: users, tracks and interactions per user of the generated
+    /// data.
     #[arg(long, default_value_t = 100_000)]
     users: usize,
     #[arg(long, default_value_t = 50_000)]
@@ -133,6 +135,8 @@ enum Scenario {
     Voice,
     /// Recommendation training time (ALS), against the `implicit` library.
     Als,
+    /// Recommendations and similar tracks served over HTTP from a seeded store.
+    Recommendations,
 }
 
 const PASSWORD: &str = "benchmark password";
@@ -197,6 +201,19 @@ async fn main() -> anyhow::Result<()> {
             items: args.items,
             per_user: args.per_user,
             reference: args.reference.clone(),
+        })
+        .await?;
+        print_line(&summary);
+        return Ok(());
+    }
+    if let Scenario::Recommendations = args.scenario {
+        let summary = recommendations::run(recommendations::RecommendationsArgs {
+            users: args.users,
+            items: args.items,
+            per_user: args.per_user,
+            concurrency: args.concurrency,
+            seconds: args.seconds,
+            database: args.database.clone(),
         })
         .await?;
         print_line(&summary);
@@ -270,7 +287,10 @@ async fn main() -> anyhow::Result<()> {
                     | Scenario::Analytics
                     | Scenario::Soak
                     | Scenario::Voice
-                    | Scenario::Als => client.get(format!("{url}/v1/me")).bearer_auth(&token),
+                    | Scenario::Als
+                    | Scenario::Recommendations => {
+                        client.get(format!("{url}/v1/me")).bearer_auth(&token)
+                    }
                 };
                 let ok = match request.send().await {
                     Ok(response) => {
