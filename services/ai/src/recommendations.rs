@@ -336,6 +336,7 @@ impl Recommendations {
         }
         let listening = self.store.listening().await?;
         let service = self.clone();
+        let started = std::time::Instant::now();
         let trained = tokio::task::spawn_blocking(move || service.train(&listening))
             .await
             .map_err(|error| RecommendError::Failed(error.to_string()))?;
@@ -347,7 +348,10 @@ impl Recommendations {
             let trained = factors.is_some();
             model.recommender.set_factors(factors, popularity);
             model.stamp += 1;
-            tracing::info!(tracks, trained, "recommendations retrained");
+            let seconds = started.elapsed().as_secs_f64();
+            metrics::histogram!("ai_recommendations_train_seconds").record(seconds);
+            metrics::gauge!("ai_recommendations_tracks").set(tracks as f64);
+            tracing::info!(tracks, trained, seconds, "recommendations retrained");
         }
         *self.trained_on.lock().unwrap_or_else(|e| e.into_inner()) = Some(version);
         self.precompute().await;
@@ -543,8 +547,10 @@ impl Recommendations {
         }
         let revision = self.store.revision_of(user_id).await?;
         if let Some(list) = self.cached(user_id, revision).await {
+            metrics::counter!("ai_recommendations_served_total", "from" => "cache").increment(1);
             return Ok(list);
         }
+        metrics::counter!("ai_recommendations_served_total", "from" => "computed").increment(1);
         self.fresh_list(user_id).await
     }
 
@@ -609,6 +615,7 @@ impl Recommendations {
         let service = self.clone();
         let recent_since = self.recent_since();
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let model = service.model.read().unwrap_or_else(|e| e.into_inner());
             let feedback = model.feedback(&listening, recent_since);
             // Deleted tracks are dropped after ranking, so ask for a few more.
@@ -624,6 +631,8 @@ impl Recommendations {
                 })
                 .take(MAX_RESULTS)
                 .collect();
+            metrics::histogram!("ai_recommendations_compute_seconds")
+                .record(started.elapsed().as_secs_f64());
             Ok((model.stamp, list))
         })
         .await

@@ -3,7 +3,9 @@
 //! comparisons rather than one per track in the catalog. Tracks are added as they are
 //! published; the graph keeps no removals, so callers skip tracks that are gone.
 
-use hnsw_rs::{anndists::dist::DistCosine, hnsw::Hnsw};
+use hnsw_rs::{anndists::dist::Distance, hnsw::Hnsw};
+
+use super::als::dot;
 
 /// Neighbours each node keeps per layer, and the breadth of the searches that build the
 /// graph and query it: the usual settings for a few hundred dimensions, which find well
@@ -13,8 +15,21 @@ const LAYERS: usize = 16;
 const BUILD_BREADTH: usize = 100;
 const SEARCH_BREADTH: usize = 64;
 
+/// The cosine distance between unit vectors: 1 − a · b. The library's own cosine divides
+/// by both norms, in a sequential double-precision loop that does not vectorise, and its
+/// dot-product distance asserts a result that rounding can break (a vector with itself);
+/// graph searches spend nearly all their time here.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnitCosine;
+
+impl Distance<f32> for UnitCosine {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
 pub struct SimilarIndex {
-    graph: Hnsw<'static, f32, DistCosine>,
+    graph: Hnsw<'static, f32, UnitCosine>,
     len: usize,
 }
 
@@ -28,7 +43,7 @@ impl SimilarIndex {
     /// An empty index expecting about `capacity` vectors (it grows past that, less well).
     pub fn new(capacity: usize) -> Self {
         let graph =
-            Hnsw::new(CONNECTIONS, capacity.max(1_000), LAYERS, BUILD_BREADTH, DistCosine {});
+            Hnsw::new(CONNECTIONS, capacity.max(1_000), LAYERS, BUILD_BREADTH, UnitCosine);
         Self { graph, len: 0 }
     }
 
@@ -57,7 +72,7 @@ impl SimilarIndex {
         self.len += vectors.len();
     }
 
-    /// Adds `vector` (unit length) under `id`.
+    /// Adds `vector` (unit length, as every vector here must be) under `id`.
     pub fn insert(&mut self, id: usize, vector: &[f32]) {
         self.graph.insert((vector, id));
         self.len += 1;
