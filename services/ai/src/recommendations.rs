@@ -72,11 +72,14 @@ pub struct Recommended {
     pub reason: String,
 }
 
-/// A cached list: valid while the model and the listener's listening are as they were.
+/// A cached list: valid while the model and the listener's listening are as they were,
+/// and, when it was short for want of tracks, while no track has been added.
 #[derive(Debug, Serialize, Deserialize)]
 struct CachedList {
     model: u64,
     revision: u64,
+    #[serde(default)]
+    tracks: usize,
     items: Vec<(Uuid, f32, String)>,
 }
 
@@ -543,7 +546,7 @@ impl Recommendations {
         self.ensure_loaded()?;
         if include_known {
             let listening = self.store.listening_of(user_id).await?;
-            return self.compute(listening, true).await.map(|(_, list)| list);
+            return self.compute(listening, true).await.map(|(_, _, list)| list);
         }
         let revision = self.store.revision_of(user_id).await?;
         if let Some(list) = self.cached(user_id, revision).await {
@@ -563,10 +566,11 @@ impl Recommendations {
         // a stale list look fresh.
         let revision = self.store.revision_of(user_id).await?;
         let listening = self.store.listening_of(user_id).await?;
-        let (stamp, list) = self.compute(listening, false).await?;
+        let (stamp, tracks, list) = self.compute(listening, false).await?;
         let cached = CachedList {
             model: stamp,
             revision,
+            tracks,
             items: list.iter().map(|r| (r.track.id, r.score, r.reason.clone())).collect(),
         };
         match serde_json::to_string(&cached) {
@@ -592,7 +596,8 @@ impl Recommendations {
         };
         let cached: CachedList = serde_json::from_str(&value).ok()?;
         let model = self.model.read().unwrap_or_else(|e| e.into_inner());
-        if cached.model != model.stamp || cached.revision != revision {
+        let short = cached.items.len() < MAX_RESULTS && cached.tracks != model.ids.len();
+        if cached.model != model.stamp || cached.revision != revision || short {
             return None;
         }
         Some(
@@ -611,7 +616,7 @@ impl Recommendations {
         self: &Arc<Self>,
         listening: Vec<Listening>,
         include_known: bool,
-    ) -> Result<(u64, Vec<Recommended>), RecommendError> {
+    ) -> Result<(u64, usize, Vec<Recommended>), RecommendError> {
         let service = self.clone();
         let recent_since = self.recent_since();
         tokio::task::spawn_blocking(move || {
@@ -633,7 +638,7 @@ impl Recommendations {
                 .collect();
             metrics::histogram!("ai_recommendations_compute_seconds")
                 .record(started.elapsed().as_secs_f64());
-            Ok((model.stamp, list))
+            Ok((model.stamp, model.ids.len(), list))
         })
         .await
         .map_err(|error| RecommendError::Failed(error.to_string()))?

@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::PathBuf};
 
 use kernel::engine::EngineUrl;
 use serde::Deserialize;
@@ -33,6 +33,9 @@ pub struct GatewayConfig {
     pub request_events_flush_ms: u64,
     /// Most samples in one `api.request` event; a busier interval goes out as several.
     pub request_events_max_batch: usize,
+    /// The built web player, served at `/` (relative to the working directory); unset
+    /// serves none.
+    pub web_dir: Option<PathBuf>,
 }
 
 /// Requests per minute.
@@ -67,6 +70,7 @@ impl Default for GatewayConfig {
             media_burst_per_ip: 200,
             request_events_flush_ms: 1000,
             request_events_max_batch: 5000,
+            web_dir: Some(PathBuf::from("web/dist")),
         }
     }
 }

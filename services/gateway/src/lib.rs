@@ -1,7 +1,8 @@
 //! The gateway is Tonearm's only public entry. It routes each documented path to the
 //! service that owns it (in this process or across the network), verifies access tokens
 //! and the live session behind them, hands the caller's identity to services, spends
-//! per-tier rate budgets, limits request bodies, answers CORS, and serves the API docs.
+//! per-tier rate budgets, limits request bodies, answers CORS, and serves the API docs
+//! and the web player.
 
 pub mod config;
 pub mod limiter;
@@ -9,6 +10,7 @@ pub mod media;
 pub mod request_events;
 pub mod upstream;
 pub mod verifier;
+pub mod web;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -131,6 +133,11 @@ pub fn router(parts: GatewayParts) -> (Router, Option<Background>) {
             let media = media::service(upstream, guard, cors(&parts.config));
             kernel::http::split(kernel::api::MEDIA_PREFIX, media, router)
         }
+        None => router,
+    };
+    // The player owns every path the API does not.
+    let router = match &parts.config.web_dir {
+        Some(dir) => web::mount(router, dir),
         None => router,
     };
     (router, flusher)

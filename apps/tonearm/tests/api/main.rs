@@ -21,3 +21,4 @@ mod streaming;
 mod support;
 mod tokens;
 mod voice;
+mod web;

@@ -42,8 +42,7 @@ impl std::fmt::Debug for SimilarIndex {
 impl SimilarIndex {
     /// An empty index expecting about `capacity` vectors (it grows past that, less well).
     pub fn new(capacity: usize) -> Self {
-        let graph =
-            Hnsw::new(CONNECTIONS, capacity.max(1_000), LAYERS, BUILD_BREADTH, UnitCosine);
+        let graph = Hnsw::new(CONNECTIONS, capacity.max(1_000), LAYERS, BUILD_BREADTH, UnitCosine);
         Self { graph, len: 0 }
     }
 

@@ -1,0 +1,481 @@
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import type { ComponentChildren } from 'preact';
+import {
+  ApiError,
+  artworkUrl,
+  duration,
+  get,
+  getBlob,
+  onSession,
+  refresh,
+  send,
+  signIn,
+  signOut,
+  signUp,
+  upload,
+  type Page,
+  type Recommendation,
+  type SearchResults,
+  type Track,
+  type User,
+} from './api';
+import { Icon } from './icons';
+import { player, type PlayerState } from './player';
+
+type Route = { view: 'home' } | { view: 'search' } | { view: 'upload' } | { view: 'liked' };
+
+function parseRoute(): Route {
+  const view = location.hash.replace(/^#\/?/, '').split('/')[0];
+  if (view === 'search' || view === 'upload' || view === 'liked') return { view };
+  return { view: 'home' };
+}
+
+function useRoute(): Route {
+  const [route, setRoute] = useState(parseRoute);
+  useEffect(() => {
+    const changed = () => setRoute(parseRoute());
+    window.addEventListener('hashchange', changed);
+    return () => window.removeEventListener('hashchange', changed);
+  }, []);
+  return route;
+}
+
+/** Loads `path` (again whenever `key` changes); `null` while loading. */
+function useGet<T>(path: string | null, key: unknown = path): [T | null, string | null] {
+  const [data, setData] = useState<T | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    if (!path) return;
+    let live = true;
+    setError(null);
+    get<T>(path)
+      .then((value) => live && setData(value))
+      .catch((e: Error) => live && setError(e.message));
+    return () => {
+      live = false;
+    };
+  }, [key]);
+  return [data, error];
+}
+
+function usePlayer(): PlayerState {
+  const [state, setState] = useState(player.state);
+  useEffect(() => player.subscribe(setState), []);
+  return state;
+}
+
+export function App() {
+  const [signedIn, setSignedIn] = useState<boolean | null>(null);
+  useEffect(() => {
+    const off = onSession(setSignedIn);
+    void refresh().then((ok) => setSignedIn(ok));
+    return off;
+  }, []);
+  if (signedIn === null) return <div class="splash" aria-busy="true" />;
+  return signedIn ? <Shell /> : <SignIn />;
+}
+
+function SignIn() {
+  const [mode, setMode] = useState<'in' | 'up'>('in');
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget as HTMLFormElement);
+    const [email, password, name] = ['email', 'password', 'name'].map((f) => String(form.get(f) ?? ''));
+    setBusy(true);
+    setError(null);
+    try {
+      if (mode === 'up') await signUp(email, password, name || email.split('@')[0]);
+      else await signIn(email, password);
+    } catch (e) {
+      setError(e instanceof ApiError ? e.message : 'The server cannot be reached.');
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <main class="auth">
+      <form class="auth-card" onSubmit={submit}>
+        <div class="brand brand-large"><Logo /> Tonearm</div>
+        <h1>{mode === 'in' ? 'Welcome back' : 'Create your account'}</h1>
+        {mode === 'up' && (
+          <label>
+            Name
+            <input name="name" autocomplete="nickname" placeholder="How others see you" />
+          </label>
+        )}
+        <label>
+          Email
+          <input name="email" type="email" required autocomplete="email" />
+        </label>
+        <label>
+          Password
+          <input
+            name="password"
+            type="password"
+            required
+            minLength={mode === 'up' ? 8 : undefined}
+            autocomplete={mode === 'up' ? 'new-password' : 'current-password'}
+          />
+        </label>
+        {error && <p class="error" role="alert">{error}</p>}
+        <button class="primary" type="submit" disabled={busy}>
+          {mode === 'in' ? 'Sign in' : 'Sign up'}
+        </button>
+        <p class="muted">
+          {mode === 'in' ? 'New here? ' : 'Have an account? '}
+          <button type="button" class="link" onClick={() => setMode(mode === 'in' ? 'up' : 'in')}>
+            {mode === 'in' ? 'Create an account' : 'Sign in'}
+          </button>
+        </p>
+      </form>
+    </main>
+  );
+}
+
+function Logo() {
+  return (
+    <svg class="logo" viewBox="0 0 32 32" aria-hidden="true">
+      <circle cx="16" cy="16" r="15" fill="currentColor" />
+      <circle cx="16" cy="16" r="9" fill="none" stroke="#121417" stroke-width="1.2" opacity=".5" />
+      <circle cx="16" cy="16" r="4" fill="#121417" />
+    </svg>
+  );
+}
+
+function Shell() {
+  const route = useRoute();
+  const [me] = useGet<User>('/v1/me');
+  const nav = (view: Route['view'], label: string) => (
+    <a href={`#/${view === 'home' ? '' : view}`} aria-current={route.view === view ? 'page' : undefined}>
+      {label}
+    </a>
+  );
+  return (
+    <div class="shell">
+      <nav class="sidebar" aria-label="Main">
+        <div class="brand"><Logo /> Tonearm</div>
+        {nav('home', 'Home')}
+        {nav('search', 'Search')}
+        {nav('liked', 'Liked songs')}
+        {nav('upload', 'Upload')}
+        <div class="account">
+          <span class="muted">{me?.display_name}</span>
+          <button class="link" onClick={() => void signOut()}>Sign out</button>
+        </div>
+      </nav>
+      <main class="content" id="content">
+        {route.view === 'home' && <Home name={me?.display_name} />}
+        {route.view === 'search' && <Search />}
+        {route.view === 'liked' && <Liked />}
+        {route.view === 'upload' && <Upload />}
+      </main>
+      <PlayerBar />
+    </div>
+  );
+}
+
+function Artwork({ track, size = 'small' }: { track: Track; size?: 'small' | 'large' }) {
+  const [src, setSrc] = useState<string | null>(null);
+  useEffect(() => {
+    let url: string | null = null;
+    let live = true;
+    // Artwork needs the bearer token, which an <img> cannot send.
+    fetchArtwork(track.album.id).then((blob) => {
+      if (live && blob) setSrc((url = URL.createObjectURL(blob)));
+    });
+    return () => {
+      live = false;
+      if (url) URL.revokeObjectURL(url);
+    };
+  }, [track.album.id]);
+  const hue = [...track.album.id].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 360, 7);
+  return (
+    <div class={`art art-${size}`} style={{ '--hue': hue }} aria-hidden="true">
+      {src ? <img src={src} alt="" /> : <span>{track.album.title.slice(0, 1)}</span>}
+    </div>
+  );
+}
+
+const artwork = new Map<string, Promise<Blob | null>>();
+function fetchArtwork(albumId: string): Promise<Blob | null> {
+  if (!artwork.has(albumId)) artwork.set(albumId, getBlob(artworkUrl(albumId)));
+  return artwork.get(albumId)!;
+}
+
+function Section({ title, children }: { title: string; children: ComponentChildren }) {
+  return (
+    <section class="section">
+      <h2>{title}</h2>
+      {children}
+    </section>
+  );
+}
+
+function Cards({ items, reason }: { items: Track[]; reason?: (t: Track) => string | undefined }) {
+  if (!items.length) return <p class="muted">Nothing here yet.</p>;
+  return (
+    <ul class="cards">
+      {items.map((track, index) => (
+        <li key={track.id}>
+          <button class="card" onClick={() => void player.playQueue(items, index)} aria-label={`Play ${track.title} by ${track.artist.name}`}>
+            <Artwork track={track} size="large" />
+            <strong>{track.title}</strong>
+            <span class="muted">{reason?.(track) ?? track.artist.name}</span>
+          </button>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+function Home({ name }: { name?: string }) {
+  const [recommended] = useGet<Page<Recommendation>>('/v1/me/recommendations?limit=12');
+  const [history] = useGet<Page<{ track: Track; played_at: string }>>('/v1/me/history?limit=12');
+  const [recent] = useGet<Page<Track>>('/v1/tracks?sort=recent&limit=20');
+  const hour = new Date().getHours();
+  const greeting = hour < 12 ? 'Good morning' : hour < 18 ? 'Good afternoon' : 'Good evening';
+  const reasons = useMemo(
+    () => new Map(recommended?.items.map((r) => [r.track.id, r.reason])),
+    [recommended],
+  );
+  const played = useMemo(() => {
+    const seen = new Set<string>();
+    return (history?.items ?? []).map((h) => h.track).filter((t) => !seen.has(t.id) && seen.add(t.id));
+  }, [history]);
+  return (
+    <>
+      <h1>{greeting}{name ? `, ${name}` : ''}</h1>
+      <Section title="Made for you">
+        <Cards items={recommended?.items.map((r) => r.track) ?? []} reason={(t) => reasons.get(t.id)} />
+      </Section>
+      <Section title="Recently played">
+        <Cards items={played} />
+      </Section>
+      <Section title="New in the catalog">
+        <TrackList tracks={recent?.items ?? []} />
+      </Section>
+    </>
+  );
+}
+
+function TrackList({ tracks }: { tracks: Track[] }) {
+  const state = usePlayer();
+  if (!tracks.length) return <p class="muted">No tracks yet. <a href="#/upload">Upload some music</a>.</p>;
+  return (
+    <ol class="tracks">
+      {tracks.map((track, index) => {
+        const current = state.queue[state.index]?.id === track.id;
+        return (
+          <li key={track.id} class={current ? 'current' : undefined}>
+            <button class="row" onClick={() => void player.playQueue(tracks, index)} aria-label={`Play ${track.title}`}>
+              <span class="num">{current && state.playing ? <span class="eq" aria-label="playing"><i /><i /><i /></span> : index + 1}</span>
+              <Artwork track={track} />
+              <span class="title">
+                <strong>{track.title}</strong>
+                <span class="muted">{track.artist.name}</span>
+              </span>
+              <span class="muted album">{track.album.title}</span>
+              <span class="muted">{track.status && track.status !== 'ready' ? track.status : duration(track.duration_ms)}</span>
+            </button>
+            <LikeButton track={track} />
+          </li>
+        );
+      })}
+    </ol>
+  );
+}
+
+const liked = new Set<string>();
+function LikeButton({ track }: { track: Track }) {
+  const [on, setOn] = useState(liked.has(track.id));
+  const toggle = async () => {
+    const next = !on;
+    setOn(next);
+    try {
+      await send(next ? 'PUT' : 'DELETE', `/v1/me/likes/${track.id}`);
+      if (next) liked.add(track.id);
+      else liked.delete(track.id);
+    } catch {
+      setOn(!next);
+    }
+  };
+  return (
+    <button class={`icon like ${on ? 'on' : ''}`} onClick={toggle} aria-pressed={on} aria-label={`Like ${track.title}`}>
+      <Icon name="heart" filled={on} />
+    </button>
+  );
+}
+
+function Search() {
+  const [query, setQuery] = useState('');
+  const [results, setResults] = useState<SearchResults | null>(null);
+  const input = useRef<HTMLInputElement>(null);
+  useEffect(() => input.current?.focus(), []);
+  useEffect(() => {
+    const q = query.trim();
+    if (!q) {
+      setResults(null);
+      return;
+    }
+    // Debounced: a search per pause in typing, not per key.
+    const timer = window.setTimeout(() => {
+      get<SearchResults>(`/v1/search?q=${encodeURIComponent(q)}&limit=20`)
+        .then(setResults)
+        .catch(() => setResults(null));
+    }, 150);
+    return () => window.clearTimeout(timer);
+  }, [query]);
+  return (
+    <>
+      <h1>Search</h1>
+      <input
+        ref={input}
+        class="search"
+        type="search"
+        placeholder="Songs, albums or artists"
+        aria-label="Search"
+        value={query}
+        onInput={(e) => setQuery((e.currentTarget as HTMLInputElement).value)}
+      />
+      {results && (
+        <>
+          <Section title="Songs">
+            <TrackList tracks={results.tracks.items} />
+          </Section>
+          <Section title="Artists">
+            <p class="chips">
+              {results.artists.items.map((a) => <span class="chip" key={a.id}>{a.name}</span>)}
+              {!results.artists.items.length && <span class="muted">No artists match.</span>}
+            </p>
+          </Section>
+        </>
+      )}
+    </>
+  );
+}
+
+function Liked() {
+  const [likes] = useGet<Page<{ track: Track }>>('/v1/me/likes?limit=100');
+  return (
+    <>
+      <h1>Liked songs</h1>
+      <TrackList tracks={likes?.items.map((l) => l.track) ?? []} />
+    </>
+  );
+}
+
+interface Uploading { name: string; progress: number; id?: string; status: string; error?: string }
+
+function Upload() {
+  const [uploads, setUploads] = useState<Uploading[]>([]);
+  const patch = (name: string, change: Partial<Uploading>) =>
+    setUploads((all) => all.map((u) => (u.name === name ? { ...u, ...change } : u)));
+  const start = (files: FileList | null) => {
+    for (const file of Array.from(files ?? [])) {
+      setUploads((all) => [...all, { name: file.name, progress: 0, status: 'uploading' }]);
+      upload(file, (progress) => patch(file.name, { progress }))
+        .then(async (id) => {
+          patch(file.name, { id, progress: 1, status: 'processing' });
+          for (let i = 0; i < 600; i++) {
+            const track = await get<Track>(`/v1/tracks/${id}`);
+            if (track.status !== 'processing') {
+              patch(file.name, { status: track.status ?? 'ready' });
+              return;
+            }
+            await new Promise((r) => setTimeout(r, 1000));
+          }
+        })
+        .catch((e: Error) => patch(file.name, { status: 'failed', error: e.message }));
+    }
+  };
+  return (
+    <>
+      <h1>Upload</h1>
+      <label class="dropzone">
+        <input type="file" accept="audio/*" multiple onChange={(e) => start((e.currentTarget as HTMLInputElement).files)} />
+        <strong>Choose audio files</strong>
+        <span class="muted">MP3, FLAC, WAV, Ogg Vorbis or M4A. Tags name the track.</span>
+      </label>
+      <ul class="uploads">
+        {uploads.map((u) => (
+          <li key={u.name}>
+            <span>{u.name}</span>
+            <progress max={1} value={u.progress} aria-label={`${u.name} uploaded`} />
+            <span class={`status ${u.status}`}>{u.error ?? u.status}</span>
+          </li>
+        ))}
+      </ul>
+    </>
+  );
+}
+
+function PlayerBar() {
+  const state = usePlayer();
+  const track = state.queue[state.index];
+  return (
+    <footer class="player" aria-label="Player">
+      <div class="now">
+        {track ? (
+          <>
+            <Artwork track={track} />
+            <span class="title">
+              <strong>{track.title}</strong>
+              <span class="muted">{track.artist.name}</span>
+            </span>
+          </>
+        ) : (
+          <span class="muted">Pick something to play</span>
+        )}
+      </div>
+      <div class="controls">
+        <div class="buttons">
+          <button class={`icon ${state.shuffle ? 'on' : ''}`} onClick={() => player.toggleShuffle()} aria-pressed={state.shuffle} aria-label="Shuffle">
+            <Icon name="shuffle" />
+          </button>
+          <button class="icon" onClick={() => player.previous()} aria-label="Previous">
+            <Icon name="previous" />
+          </button>
+          <button class="play" onClick={() => player.toggle()} aria-label={state.playing ? 'Pause' : 'Play'} disabled={!track}>
+            <Icon name={state.playing ? 'pause' : 'play'} />
+          </button>
+          <button class="icon" onClick={() => player.next()} aria-label="Next">
+            <Icon name="next" />
+          </button>
+          <button class={`icon repeat ${state.repeat !== 'off' ? 'on' : ''}`} onClick={() => player.cycleRepeat()} aria-label={`Repeat: ${state.repeat}`}>
+            <Icon name="repeat" />
+            {state.repeat === 'one' && <span class="badge">1</span>}
+          </button>
+        </div>
+        <div class="seek">
+          <span class="time">{duration(state.position * 1000)}</span>
+          <input
+            type="range"
+            min={0}
+            max={state.duration || 1}
+            step={0.1}
+            value={state.position}
+            aria-label="Seek"
+            onInput={(e) => player.seek(Number((e.currentTarget as HTMLInputElement).value))}
+          />
+          <span class="time">{duration(state.duration * 1000)}</span>
+        </div>
+        {state.error && <p class="error" role="alert">{state.error}</p>}
+      </div>
+      <div class="volume">
+        <Icon name="volume" />
+        <label class="visually-hidden" for="volume">Volume</label>
+        <input
+          id="volume"
+          type="range"
+          min={0}
+          max={1}
+          step={0.01}
+          value={state.volume}
+          onInput={(e) => player.setVolume(Number((e.currentTarget as HTMLInputElement).value))}
+        />
+      </div>
+    </footer>
+  );
+}

@@ -1,0 +1,31 @@
+// Icons as inline SVG paths (24×24), so they look the same whatever fonts are installed.
+
+const paths = {
+  play: 'M8 5.5v13a1 1 0 0 0 1.5.86l10.5-6.5a1 1 0 0 0 0-1.72L9.5 4.64A1 1 0 0 0 8 5.5z',
+  pause: 'M7 5h3.5v14H7zM13.5 5H17v14h-3.5z',
+  previous: 'M6 5h2v14H6zM9.5 12 19 5.5v13z',
+  next: 'M16 5h2v14h-2zM14.5 12 5 5.5v13z',
+  shuffle:
+    'M17 4l4 3.5-4 3.5V8.5h-1.8c-1.3 0-2.3.6-3 1.7l-4.4 6.6C7 18.3 5.6 19 4 19H3v-2h1c.9 0 1.6-.4 2.1-1.1l4.4-6.6c1.1-1.7 2.8-2.6 4.7-2.6H17zM3 5h1c1.6 0 3 .7 3.8 2.1l.8 1.2-1.2 1.8-1.3-1.9C5.6 7.4 4.9 7 4 7H3zm10.9 8.8 1.2 1.8c.5.6 1.2.9 2.1.9H17V15l4 3.5-4 3.5v-1.5h-1.8c-1.6 0-3-.8-3.9-2.1l-.6-.9z',
+  repeat:
+    'M7 7h10V4l4 4-4 4V9H7a2 2 0 0 0-2 2v2H3v-2a4 4 0 0 1 4-4zm10 10H7v3l-4-4 4-4v3h10a2 2 0 0 0 2-2v-2h2v2a4 4 0 0 1-4 4z',
+  heart:
+    'M12 20.5s-7.5-4.6-9.3-9.2C1.6 8.4 3.4 5 6.8 5c2 0 3.4 1.1 4.2 2.3C11.8 6.1 13.2 5 15.2 5c3.4 0 5.2 3.4 4.1 6.3-1.8 4.6-9.3 9.2-9.3 9.2z',
+  volume:
+    'M4 9h4l5-4v14l-5-4H4zm12.5-1.5a6 6 0 0 1 0 9l-1.4-1.4a4 4 0 0 0 0-6.2zM15 10.3a2 2 0 0 1 0 3.4z',
+};
+
+export type IconName = keyof typeof paths;
+
+export function Icon({ name, filled = true }: { name: IconName; filled?: boolean }) {
+  return (
+    <svg class="glyph" viewBox="0 0 24 24" aria-hidden="true" focusable="false">
+      <path
+        d={paths[name]}
+        fill={filled ? 'currentColor' : 'none'}
+        stroke={filled ? 'none' : 'currentColor'}
+        stroke-width={filled ? 0 : 1.8}
+      />
+    </svg>
+  );
+}

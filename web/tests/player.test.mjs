@@ -1,0 +1,156 @@
+// The web player end to end, in Debian's Chromium driven by playwright-core: Tonearm runs
+// (`tonearm up`, on a random port, in a fresh data directory) serving the built player;
+// a listener signs up, uploads a track, waits until it is ready, plays it and hears it
+// advance over several segments, likes it and finds it among liked songs and searches.
+// Each page's screenshot is saved under web/test-results/.
+//
+//   TONEARM_BIN=target/debug/tonearm node --test web/tests/
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const web = resolve(import.meta.dirname, '..');
+const results = join(web, 'test-results');
+const bin = process.env.TONEARM_BIN ?? resolve(web, '..', 'target', 'debug', 'tonearm');
+const browserPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+let server;
+let base;
+let browser;
+let dataDir;
+
+function freePort() {
+  return new Promise((done, fail) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => done(port));
+    });
+    probe.on('error', fail);
+  });
+}
+
+async function waitUntilUp(url, server) {
+  for (let i = 0; i < 600; i++) {
+    if (server.exitCode !== null) throw new Error(`tonearm exited with ${server.exitCode}`);
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) return;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('tonearm did not start within 60 s');
+}
+
+before(async () => {
+  mkdirSync(results, { recursive: true });
+  dataDir = mkdtempSync(join(tmpdir(), 'tonearm-web-'));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(bin, ['--data-dir', dataDir, 'up', '--port', String(port)], {
+    env: {
+      ...process.env,
+      TONEARM_GATEWAY__WEB_DIR: join(web, 'dist'),
+      // The models are not needed here, and loading them would only slow the start.
+      TONEARM_AI__MODELS_DIR: join(dataDir, 'no-models'),
+    },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  await waitUntilUp(base, server);
+  browser = await chromium.launch({
+    executablePath: browserPath,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--autoplay-policy=no-user-gesture-required',
+    ],
+    // playwright gives every launch a fresh --user-data-dir of its own.
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill('SIGTERM');
+  await new Promise((r) => (server?.exitCode !== null ? r() : server.once('exit', r)));
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** A 20 s tone with tags, made by ffmpeg. */
+function song(dir) {
+  const file = join(dir, 'Evening Tide.flac');
+  execFileSync('ffmpeg', [
+    '-loglevel', 'error', '-y',
+    '-f', 'lavfi', '-i', 'sine=frequency=330:duration=20',
+    '-metadata', 'title=Evening Tide',
+    '-metadata', 'artist=The Harbour Lights',
+    '-metadata', 'album=Coastal Songs',
+    file,
+  ]);
+  return file;
+}
+
+test('a listener signs up, uploads a song, plays it and likes it', async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  const segments = new Set();
+  page.on('response', (response) => {
+    if (/\/media\/.+\.m4s/.test(response.url()) && response.ok()) segments.add(response.url());
+  });
+  const failures = [];
+  page.on('pageerror', (error) => failures.push(error.message));
+
+  const started = Date.now();
+  await page.goto(base);
+  await page.getByRole('button', { name: 'Create an account' }).waitFor();
+  const firstLoad = Date.now() - started;
+  await page.screenshot({ path: join(results, 'sign-in.png') });
+
+  // Sign up.
+  await page.getByRole('button', { name: 'Create an account' }).click();
+  await page.getByLabel('Name').fill('Ada');
+  await page.getByLabel('Email').fill(`ada-${Date.now()}@example.com`);
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await page.getByRole('heading', { name: /Good (morning|afternoon|evening), Ada/ }).waitFor();
+
+  // Upload, and wait until it is ready.
+  await page.getByRole('navigation').getByRole('link', { name: 'Upload' }).click();
+  await page.locator('input[type=file]').setInputFiles(song(dataDir));
+  await page.locator('.status.ready').waitFor({ timeout: 120_000 });
+  await page.screenshot({ path: join(results, 'upload.png') });
+
+  // Home lists it; play it.
+  await page.getByRole('navigation').getByRole('link', { name: 'Home' }).click();
+  await page.getByRole('button', { name: 'Play Evening Tide', exact: true }).click();
+  await page.waitForFunction(() => {
+    const audio = document.querySelector('audio');
+    return audio !== null && audio.currentTime > 2;
+  }, null, { timeout: 30_000 });
+  assert.ok(segments.size >= 2, `segments loaded: ${[...segments].length}`);
+  await page.getByRole('button', { name: 'Pause' }).waitFor();
+  await page.screenshot({ path: join(results, 'home-playing.png') });
+
+  // Like it, find it among liked songs and by search.
+  await page.getByRole('button', { name: 'Like Evening Tide' }).first().click();
+  await page.getByRole('navigation').getByRole('link', { name: 'Liked songs' }).click();
+  await page.getByRole('button', { name: 'Play Evening Tide', exact: true }).waitFor();
+  await page.screenshot({ path: join(results, 'liked.png') });
+  await page.getByRole('navigation').getByRole('link', { name: 'Search' }).click();
+  await page.getByLabel('Search').fill('harbour');
+  await page.getByRole('button', { name: 'Play Evening Tide', exact: true }).waitFor();
+  await page.screenshot({ path: join(results, 'search.png') });
+
+  assert.deepEqual(failures, []);
+  // Reported, not asserted: timings belong to benchmarks.
+  console.log(`first load to an interactive sign-in: ${firstLoad} ms`);
+});
