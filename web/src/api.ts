@@ -21,6 +21,22 @@ export interface SearchResults {
   artists: Page<ArtistRef>;
 }
 
+export interface Playlist {
+  id: string;
+  owner_id: string;
+  name: string;
+  description: string | null;
+  public: boolean;
+  tracks_total: number;
+  snapshot_id: string;
+  followed: boolean;
+}
+export interface Entry { position: number; track: Track; added_at: string }
+export interface Album { id: string; title: string; artist: ArtistRef; year: number | null; tracks: Track[] }
+export interface Artist { id: string; name: string; albums: { id: string; title: string; year: number | null }[] }
+export interface TopTrack { track: Track; plays: number; streams: number; listeners: number }
+export interface PlayPoint { t: string; plays: number; streams: number; listeners: number }
+
 export class ApiError extends Error {
   constructor(readonly status: number, message: string) {
     super(message);

@@ -1,11 +1,8 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import type { ComponentChildren } from 'preact';
 import {
   ApiError,
-  artworkUrl,
   duration,
   get,
-  getBlob,
   onSession,
   refresh,
   send,
@@ -14,19 +11,36 @@ import {
   signUp,
   upload,
   type Page,
+  type Playlist,
   type Recommendation,
   type SearchResults,
   type Track,
   type User,
 } from './api';
+import {
+  Artwork,
+  Cards,
+  Section,
+  TrackList,
+  refreshPlaylists,
+  useGet,
+  usePlayer,
+  usePlaylists,
+} from './components';
 import { Icon } from './icons';
-import { player, type PlayerState } from './player';
+import { AlbumPage, AnalyticsPage, ArtistPage, PlaylistPage, SimilarPage } from './pages';
+import { player } from './player';
 
-type Route = { view: 'home' } | { view: 'search' } | { view: 'upload' } | { view: 'liked' };
+type Route =
+  | { view: 'home' | 'search' | 'upload' | 'liked' | 'analytics' }
+  | { view: 'playlist' | 'album' | 'artist' | 'similar'; id: string };
 
 function parseRoute(): Route {
-  const view = location.hash.replace(/^#\/?/, '').split('/')[0];
-  if (view === 'search' || view === 'upload' || view === 'liked') return { view };
+  const [view, id] = location.hash.replace(/^#\/?/, '').split('/');
+  if (view === 'search' || view === 'upload' || view === 'liked' || view === 'analytics') return { view };
+  if ((view === 'playlist' || view === 'album' || view === 'artist' || view === 'similar') && id) {
+    return { view, id };
+  }
   return { view: 'home' };
 }
 
@@ -38,30 +52,6 @@ function useRoute(): Route {
     return () => window.removeEventListener('hashchange', changed);
   }, []);
   return route;
-}
-
-/** Loads `path` (again whenever `key` changes); `null` while loading. */
-function useGet<T>(path: string | null, key: unknown = path): [T | null, string | null] {
-  const [data, setData] = useState<T | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  useEffect(() => {
-    if (!path) return;
-    let live = true;
-    setError(null);
-    get<T>(path)
-      .then((value) => live && setData(value))
-      .catch((e: Error) => live && setError(e.message));
-    return () => {
-      live = false;
-    };
-  }, [key]);
-  return [data, error];
-}
-
-function usePlayer(): PlayerState {
-  const [state, setState] = useState(player.state);
-  useEffect(() => player.subscribe(setState), []);
-  return state;
 }
 
 export function App() {
@@ -147,11 +137,20 @@ function Logo() {
 function Shell() {
   const route = useRoute();
   const [me] = useGet<User>('/v1/me');
+  const playlists = usePlaylists();
+  const content = useRef<HTMLElement>(null);
+  useEffect(() => content.current?.scrollTo(0, 0), [route]);
   const nav = (view: Route['view'], label: string) => (
     <a href={`#/${view === 'home' ? '' : view}`} aria-current={route.view === view ? 'page' : undefined}>
       {label}
     </a>
   );
+  const create = async () => {
+    const name = `My playlist #${playlists.filter((p) => !p.followed).length + 1}`;
+    const playlist = await send<Playlist>('POST', '/v1/playlists', { name });
+    await refreshPlaylists();
+    location.hash = `#/playlist/${playlist.id}`;
+  };
   return (
     <div class="shell">
       <nav class="sidebar" aria-label="Main">
@@ -160,73 +159,42 @@ function Shell() {
         {nav('search', 'Search')}
         {nav('liked', 'Liked songs')}
         {nav('upload', 'Upload')}
+        {nav('analytics', 'Listening')}
+        <div class="playlists">
+          <div class="playlists-head">
+            <span>Playlists</span>
+            <button class="icon" onClick={() => void create()} aria-label="New playlist">
+              <Icon name="plus" />
+            </button>
+          </div>
+          {playlists.map((p) => (
+            <a
+              key={p.id}
+              href={`#/playlist/${p.id}`}
+              aria-current={route.view === 'playlist' && route.id === p.id ? 'page' : undefined}
+            >
+              {p.name}
+            </a>
+          ))}
+        </div>
         <div class="account">
           <span class="muted">{me?.display_name}</span>
           <button class="link" onClick={() => void signOut()}>Sign out</button>
         </div>
       </nav>
-      <main class="content" id="content">
+      <main class="content" id="content" ref={content}>
         {route.view === 'home' && <Home name={me?.display_name} />}
         {route.view === 'search' && <Search />}
         {route.view === 'liked' && <Liked />}
         {route.view === 'upload' && <Upload />}
+        {route.view === 'analytics' && <AnalyticsPage />}
+        {route.view === 'playlist' && <PlaylistPage key={route.id} id={route.id} />}
+        {route.view === 'album' && <AlbumPage key={route.id} id={route.id} />}
+        {route.view === 'artist' && <ArtistPage key={route.id} id={route.id} />}
+        {route.view === 'similar' && <SimilarPage key={route.id} id={route.id} />}
       </main>
       <PlayerBar />
     </div>
-  );
-}
-
-function Artwork({ track, size = 'small' }: { track: Track; size?: 'small' | 'large' }) {
-  const [src, setSrc] = useState<string | null>(null);
-  useEffect(() => {
-    let url: string | null = null;
-    let live = true;
-    // Artwork needs the bearer token, which an <img> cannot send.
-    fetchArtwork(track.album.id).then((blob) => {
-      if (live && blob) setSrc((url = URL.createObjectURL(blob)));
-    });
-    return () => {
-      live = false;
-      if (url) URL.revokeObjectURL(url);
-    };
-  }, [track.album.id]);
-  const hue = [...track.album.id].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 360, 7);
-  return (
-    <div class={`art art-${size}`} style={{ '--hue': hue }} aria-hidden="true">
-      {src ? <img src={src} alt="" /> : <span>{track.album.title.slice(0, 1)}</span>}
-    </div>
-  );
-}
-
-const artwork = new Map<string, Promise<Blob | null>>();
-function fetchArtwork(albumId: string): Promise<Blob | null> {
-  if (!artwork.has(albumId)) artwork.set(albumId, getBlob(artworkUrl(albumId)));
-  return artwork.get(albumId)!;
-}
-
-function Section({ title, children }: { title: string; children: ComponentChildren }) {
-  return (
-    <section class="section">
-      <h2>{title}</h2>
-      {children}
-    </section>
-  );
-}
-
-function Cards({ items, reason }: { items: Track[]; reason?: (t: Track) => string | undefined }) {
-  if (!items.length) return <p class="muted">Nothing here yet.</p>;
-  return (
-    <ul class="cards">
-      {items.map((track, index) => (
-        <li key={track.id}>
-          <button class="card" onClick={() => void player.playQueue(items, index)} aria-label={`Play ${track.title} by ${track.artist.name}`}>
-            <Artwork track={track} size="large" />
-            <strong>{track.title}</strong>
-            <span class="muted">{reason?.(track) ?? track.artist.name}</span>
-          </button>
-        </li>
-      ))}
-    </ul>
   );
 }
 
@@ -257,54 +225,6 @@ function Home({ name }: { name?: string }) {
         <TrackList tracks={recent?.items ?? []} />
       </Section>
     </>
-  );
-}
-
-function TrackList({ tracks }: { tracks: Track[] }) {
-  const state = usePlayer();
-  if (!tracks.length) return <p class="muted">No tracks yet. <a href="#/upload">Upload some music</a>.</p>;
-  return (
-    <ol class="tracks">
-      {tracks.map((track, index) => {
-        const current = state.queue[state.index]?.id === track.id;
-        return (
-          <li key={track.id} class={current ? 'current' : undefined}>
-            <button class="row" onClick={() => void player.playQueue(tracks, index)} aria-label={`Play ${track.title}`}>
-              <span class="num">{current && state.playing ? <span class="eq" aria-label="playing"><i /><i /><i /></span> : index + 1}</span>
-              <Artwork track={track} />
-              <span class="title">
-                <strong>{track.title}</strong>
-                <span class="muted">{track.artist.name}</span>
-              </span>
-              <span class="muted album">{track.album.title}</span>
-              <span class="muted">{track.status && track.status !== 'ready' ? track.status : duration(track.duration_ms)}</span>
-            </button>
-            <LikeButton track={track} />
-          </li>
-        );
-      })}
-    </ol>
-  );
-}
-
-const liked = new Set<string>();
-function LikeButton({ track }: { track: Track }) {
-  const [on, setOn] = useState(liked.has(track.id));
-  const toggle = async () => {
-    const next = !on;
-    setOn(next);
-    try {
-      await send(next ? 'PUT' : 'DELETE', `/v1/me/likes/${track.id}`);
-      if (next) liked.add(track.id);
-      else liked.delete(track.id);
-    } catch {
-      setOn(!next);
-    }
-  };
-  return (
-    <button class={`icon like ${on ? 'on' : ''}`} onClick={toggle} aria-pressed={on} aria-label={`Like ${track.title}`}>
-      <Icon name="heart" filled={on} />
-    </button>
   );
 }
 
@@ -344,9 +264,21 @@ function Search() {
           <Section title="Songs">
             <TrackList tracks={results.tracks.items} />
           </Section>
+          <Section title="Albums">
+            <p class="chips">
+              {results.albums.items.map((a) => (
+                <a class="chip" key={a.id} href={`#/album/${a.id}`}>
+                  {a.title} <span class="muted">· {a.artist.name}</span>
+                </a>
+              ))}
+              {!results.albums.items.length && <span class="muted">No albums match.</span>}
+            </p>
+          </Section>
           <Section title="Artists">
             <p class="chips">
-              {results.artists.items.map((a) => <span class="chip" key={a.id}>{a.name}</span>)}
+              {results.artists.items.map((a) => (
+                <a class="chip" key={a.id} href={`#/artist/${a.id}`}>{a.name}</a>
+              ))}
               {!results.artists.items.length && <span class="muted">No artists match.</span>}
             </p>
           </Section>

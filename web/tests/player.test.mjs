@@ -1,7 +1,8 @@
 // The web player end to end, in Debian's Chromium driven by playwright-core: Tonearm runs
 // (`tonearm up`, on a random port, in a fresh data directory) serving the built player;
-// a listener signs up, uploads a track, waits until it is ready, plays it and hears it
-// advance over several segments, likes it and finds it among liked songs and searches.
+// a listener signs up, uploads two tracks, waits until they are ready, plays one and hears
+// it advance over several segments, likes it, finds it by search, puts both in a playlist
+// and reorders them, and sees the play counted on the listening page.
 // Each page's screenshot is saved under web/test-results/.
 //
 //   TONEARM_BIN=target/debug/tonearm node --test web/tests/
@@ -87,12 +88,12 @@ after(async () => {
 });
 
 /** A 20 s tone with tags, made by ffmpeg. */
-function song(dir) {
-  const file = join(dir, 'Evening Tide.flac');
+function song(dir, title, frequency) {
+  const file = join(dir, `${title}.flac`);
   execFileSync('ffmpeg', [
     '-loglevel', 'error', '-y',
-    '-f', 'lavfi', '-i', 'sine=frequency=330:duration=20',
-    '-metadata', 'title=Evening Tide',
+    '-f', 'lavfi', '-i', `sine=frequency=${frequency}:duration=20`,
+    '-metadata', `title=${title}`,
     '-metadata', 'artist=The Harbour Lights',
     '-metadata', 'album=Coastal Songs',
     file,
@@ -100,7 +101,10 @@ function song(dir) {
   return file;
 }
 
-test('a listener signs up, uploads a song, plays it and likes it', async () => {
+/** The titles of the rows of the track list on the page, in order. */
+const titles = (page) => page.locator('.tracks .title strong').allTextContents();
+
+test('a listener signs up, uploads, plays, likes, makes a playlist and sees the play counted', async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   const segments = new Set();
   page.on('response', (response) => {
@@ -125,8 +129,10 @@ test('a listener signs up, uploads a song, plays it and likes it', async () => {
 
   // Upload, and wait until it is ready.
   await page.getByRole('navigation').getByRole('link', { name: 'Upload' }).click();
-  await page.locator('input[type=file]').setInputFiles(song(dataDir));
-  await page.locator('.status.ready').waitFor({ timeout: 120_000 });
+  await page
+    .locator('input[type=file]')
+    .setInputFiles([song(dataDir, 'Evening Tide', 330), song(dataDir, 'Morning Swell', 440)]);
+  await page.locator('.status.ready').nth(1).waitFor({ timeout: 120_000 });
   await page.screenshot({ path: join(results, 'upload.png') });
 
   // Home lists it; play it.
@@ -149,6 +155,46 @@ test('a listener signs up, uploads a song, plays it and likes it', async () => {
   await page.getByLabel('Search').fill('harbour');
   await page.getByRole('button', { name: 'Play Evening Tide', exact: true }).waitFor();
   await page.screenshot({ path: join(results, 'search.png') });
+
+  // The next track (or the end of the queue) ends the first play, which is reported.
+  await page.getByRole('button', { name: 'Next' }).click();
+
+  // A playlist with both songs, reordered.
+  await page.getByRole('button', { name: 'New playlist' }).click();
+  await page.getByRole('heading', { name: 'My playlist #1' }).waitFor();
+  await page.getByRole('navigation').getByRole('link', { name: 'Home' }).click();
+  for (const title of ['Evening Tide', 'Morning Swell']) {
+    const row = page.locator('.tracks li', { hasText: title });
+    await row.getByLabel(`More for ${title}`).click();
+    await row.getByRole('menuitem', { name: 'My playlist #1' }).click();
+    await row.getByRole('status').filter({ hasText: 'Added to My playlist #1' }).waitFor();
+  }
+  await page.getByRole('navigation').getByRole('link', { name: 'My playlist #1' }).click();
+  await page.getByText('2 songs').waitFor();
+  assert.deepEqual(await titles(page), ['Evening Tide', 'Morning Swell']);
+  const first = page.locator('.tracks li').first();
+  await first.getByLabel('More for Evening Tide').click();
+  await first.getByRole('menuitem', { name: 'Move down' }).click();
+  await page.waitForFunction(
+    () => document.querySelector('.tracks .title strong')?.textContent === 'Morning Swell',
+  );
+  await page.reload();
+  await page.getByText('2 songs').waitFor();
+  assert.deepEqual(await titles(page), ['Morning Swell', 'Evening Tide'], 'the order was kept');
+  await page.screenshot({ path: join(results, 'playlist.png') });
+
+  // The play shows among the day's top tracks (counted as the event arrives).
+  for (let attempt = 0; ; attempt++) {
+    await page.getByRole('navigation').getByRole('link', { name: 'Listening' }).click();
+    try {
+      await page.locator('.top li', { hasText: 'Evening Tide' }).waitFor({ timeout: 2_000 });
+      break;
+    } catch (error) {
+      assert.ok(attempt < 15, `the play reached the listening page: ${error}`);
+      await page.getByRole('navigation').getByRole('link', { name: 'Home' }).click();
+    }
+  }
+  await page.screenshot({ path: join(results, 'listening.png') });
 
   assert.deepEqual(failures, []);
   // Reported, not asserted: timings belong to benchmarks.

@@ -1,0 +1,222 @@
+import { useEffect, useState } from 'preact/hooks';
+import type { ComponentChildren } from 'preact';
+import { artworkUrl, duration, get, getBlob, send, type Playlist, type Track } from './api';
+import { Icon } from './icons';
+import { player, type PlayerState } from './player';
+
+/** Loads `path` (again whenever `key` changes); `null` while loading. */
+export function useGet<T>(path: string | null, key: unknown = path): [T | null, string | null] {
+  const [data, setData] = useState<T | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    if (!path) return;
+    let live = true;
+    setError(null);
+    get<T>(path)
+      .then((value) => live && setData(value))
+      .catch((e: Error) => live && setError(e.message));
+    return () => {
+      live = false;
+    };
+  }, [key]);
+  return [data, error];
+}
+
+export function usePlayer(): PlayerState {
+  const [state, setState] = useState(player.state);
+  useEffect(() => player.subscribe(setState), []);
+  return state;
+}
+
+export function Artwork({ track, size = 'small' }: { track: Track; size?: 'small' | 'large' }) {
+  const [src, setSrc] = useState<string | null>(null);
+  useEffect(() => {
+    let url: string | null = null;
+    let live = true;
+    // Artwork needs the bearer token, which an <img> cannot send.
+    fetchArtwork(track.album.id).then((blob) => {
+      if (live && blob) setSrc((url = URL.createObjectURL(blob)));
+    });
+    return () => {
+      live = false;
+      if (url) URL.revokeObjectURL(url);
+    };
+  }, [track.album.id]);
+  const hue = [...track.album.id].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 360, 7);
+  return (
+    <div class={`art art-${size}`} style={{ '--hue': hue }} aria-hidden="true">
+      {src ? <img src={src} alt="" /> : <span>{track.album.title.slice(0, 1)}</span>}
+    </div>
+  );
+}
+
+const artwork = new Map<string, Promise<Blob | null>>();
+function fetchArtwork(albumId: string): Promise<Blob | null> {
+  if (!artwork.has(albumId)) artwork.set(albumId, getBlob(artworkUrl(albumId)));
+  return artwork.get(albumId)!;
+}
+
+export function Section({ title, children }: { title: string; children: ComponentChildren }) {
+  return (
+    <section class="section">
+      <h2>{title}</h2>
+      {children}
+    </section>
+  );
+}
+
+export function Cards({ items, reason }: { items: Track[]; reason?: (t: Track) => string | undefined }) {
+  if (!items.length) return <p class="muted">Nothing here yet.</p>;
+  return (
+    <ul class="cards">
+      {items.map((track, index) => (
+        <li key={track.id}>
+          <button class="card" onClick={() => void player.playQueue(items, index)} aria-label={`Play ${track.title} by ${track.artist.name}`}>
+            <Artwork track={track} size="large" />
+            <strong>{track.title}</strong>
+            <span class="muted">{reason?.(track) ?? track.artist.name}</span>
+          </button>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+export interface ListProps {
+  tracks: Track[];
+  /** More actions for a row (a playlist's reorder and removal). */
+  extra?: (track: Track, index: number) => ComponentChildren;
+  /** Rows can be dragged to a new place: `from` goes before `to` (positions before the move). */
+  onMove?: (from: number, to: number) => void;
+}
+
+export function TrackList({ tracks, extra, onMove }: ListProps) {
+  const state = usePlayer();
+  const [dragged, setDragged] = useState<number | null>(null);
+  if (!tracks.length) return <p class="muted">No tracks yet. <a href="#/upload">Upload some music</a>.</p>;
+  return (
+    <ol class="tracks">
+      {tracks.map((track, index) => {
+        const current = state.queue[state.index]?.id === track.id;
+        const drag = onMove && {
+          draggable: true,
+          onDragStart: () => setDragged(index),
+          onDragOver: (e: DragEvent) => e.preventDefault(),
+          onDrop: (e: DragEvent) => {
+            e.preventDefault();
+            if (dragged !== null && dragged !== index) onMove(dragged, index > dragged ? index + 1 : index);
+            setDragged(null);
+          },
+        };
+        return (
+          <li key={`${track.id}-${index}`} class={`${current ? 'current' : ''} ${dragged === index ? 'dragging' : ''}`} {...drag}>
+            <button class="row" onClick={() => void player.playQueue(tracks, index)} aria-label={`Play ${track.title}`}>
+              <span class="num">
+                {current && state.playing ? (
+                  <span class="eq" aria-label="playing"><i /><i /><i /></span>
+                ) : (
+                  index + 1
+                )}
+              </span>
+              <Artwork track={track} />
+              <span class="title">
+                <strong>{track.title}</strong>
+                <span class="muted">{track.artist.name}</span>
+              </span>
+              <span class="muted album">{track.album.title}</span>
+              <span class="muted">{track.status && track.status !== 'ready' ? track.status : duration(track.duration_ms)}</span>
+            </button>
+            <LikeButton track={track} />
+            <TrackMenu track={track}>{extra?.(track, index)}</TrackMenu>
+          </li>
+        );
+      })}
+    </ol>
+  );
+}
+
+// The caller's playlists, shared by the sidebar and every "add to playlist" menu.
+let playlists: Playlist[] = [];
+const playlistListeners = new Set<(all: Playlist[]) => void>();
+
+export async function refreshPlaylists() {
+  const page = await get<{ items: Playlist[] }>('/v1/me/playlists?limit=100').catch(() => null);
+  if (!page) return;
+  playlists = page.items;
+  playlistListeners.forEach((l) => l(playlists));
+}
+
+export function usePlaylists(): Playlist[] {
+  const [all, setAll] = useState(playlists);
+  useEffect(() => {
+    playlistListeners.add(setAll);
+    void refreshPlaylists();
+    return () => playlistListeners.delete(setAll);
+  }, []);
+  return all;
+}
+
+/** A row's menu: add to a playlist, similar songs, the album and the artist. */
+export function TrackMenu({ track, children }: { track: Track; children?: ComponentChildren }) {
+  const mine = usePlaylists().filter((p) => !p.followed);
+  const [note, setNote] = useState<string | null>(null);
+  const add = async (playlist: Playlist, menu: HTMLDetailsElement | null) => {
+    try {
+      await send('POST', `/v1/playlists/${playlist.id}/tracks`, { track_ids: [track.id] });
+      setNote(`Added to ${playlist.name}`);
+      void refreshPlaylists();
+    } catch (e) {
+      setNote(e instanceof Error ? e.message : 'Not added');
+    }
+    menu?.removeAttribute('open');
+    window.setTimeout(() => setNote(null), 2500);
+  };
+  return (
+    <span class="menu-wrap">
+    <details class="menu">
+      <summary class="icon" aria-label={`More for ${track.title}`}>
+        <Icon name="more" />
+      </summary>
+      <div class="popover" role="menu">
+        {children}
+        <a role="menuitem" href={`#/similar/${track.id}`}>Similar songs</a>
+        <a role="menuitem" href={`#/album/${track.album.id}`}>Go to album</a>
+        <a role="menuitem" href={`#/artist/${track.artist.id}`}>Go to artist</a>
+        {mine.length > 0 && <p class="menu-label">Add to playlist</p>}
+        {mine.map((playlist) => (
+          <button
+            role="menuitem"
+            key={playlist.id}
+            onClick={(e) => void add(playlist, (e.currentTarget as HTMLElement).closest('details'))}
+          >
+            {playlist.name}
+          </button>
+        ))}
+      </div>
+    </details>
+    {note && <span class="toast" role="status">{note}</span>}
+    </span>
+  );
+}
+
+const liked = new Set<string>();
+export function LikeButton({ track }: { track: Track }) {
+  const [on, setOn] = useState(liked.has(track.id));
+  const toggle = async () => {
+    const next = !on;
+    setOn(next);
+    try {
+      await send(next ? 'PUT' : 'DELETE', `/v1/me/likes/${track.id}`);
+      if (next) liked.add(track.id);
+      else liked.delete(track.id);
+    } catch {
+      setOn(!next);
+    }
+  };
+  return (
+    <button class={`icon like ${on ? 'on' : ''}`} onClick={toggle} aria-pressed={on} aria-label={`Like ${track.title}`}>
+      <Icon name="heart" filled={on} />
+    </button>
+  );
+}
+
