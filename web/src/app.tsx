@@ -30,6 +30,7 @@ import {
 import { Icon } from './icons';
 import { AlbumPage, AnalyticsPage, ArtistPage, PlaylistPage, SimilarPage } from './pages';
 import { player } from './player';
+import { Recording, voiceSearch, type VoiceResult } from './voice';
 
 type Route =
   | { view: 'home' | 'search' | 'upload' | 'liked' | 'analytics' }
@@ -231,6 +232,7 @@ function Home({ name }: { name?: string }) {
 function Search() {
   const [query, setQuery] = useState('');
   const [results, setResults] = useState<SearchResults | null>(null);
+  const [heard, setHeard] = useState<string | null>(null);
   const input = useRef<HTMLInputElement>(null);
   useEffect(() => input.current?.focus(), []);
   useEffect(() => {
@@ -250,15 +252,39 @@ function Search() {
   return (
     <>
       <h1>Search</h1>
-      <input
-        ref={input}
-        class="search"
-        type="search"
-        placeholder="Songs, albums or artists"
-        aria-label="Search"
-        value={query}
-        onInput={(e) => setQuery((e.currentTarget as HTMLInputElement).value)}
-      />
+      <div class="search-bar">
+        <input
+          ref={input}
+          class="search"
+          type="search"
+          placeholder="Songs, albums or artists"
+          aria-label="Search"
+          value={query}
+          onInput={(e) => {
+            setHeard(null);
+            setQuery((e.currentTarget as HTMLInputElement).value);
+          }}
+          onKeyDown={(e) => {
+            // Down from the box goes to the first song found.
+            if (e.key === 'ArrowDown') {
+              e.preventDefault();
+              document.querySelector<HTMLElement>('.content .tracks .row')?.focus();
+            }
+          }}
+        />
+        <VoiceButton
+          onResult={(result) => {
+            setQuery('');
+            setHeard(result.text ? `“${result.text}”` : 'Nothing was heard.');
+            setResults(result.results);
+            if (result.intent.action === 'play' && result.results.tracks.items.length) {
+              void player.playQueue(result.results.tracks.items, 0);
+            }
+          }}
+          onError={(message) => setHeard(message)}
+        />
+      </div>
+      {heard && <p class="heard" role="status">{heard}</p>}
       {results && (
         <>
           <Section title="Songs">
@@ -285,6 +311,57 @@ function Search() {
         </>
       )}
     </>
+  );
+}
+
+/** Hold to speak (pointer, or Space or Enter held); the request is sent on release. */
+function VoiceButton({
+  onResult,
+  onError,
+}: {
+  onResult: (result: VoiceResult) => void;
+  onError: (message: string) => void;
+}) {
+  const [state, setState] = useState<'idle' | 'listening' | 'thinking'>('idle');
+  const recording = useRef<Promise<Recording> | null>(null);
+  const start = () => {
+    if (recording.current || state === 'thinking') return;
+    setState('listening');
+    recording.current = Recording.start();
+    recording.current.catch(() => {
+      recording.current = null;
+      setState('idle');
+      onError('The microphone is not available.');
+    });
+  };
+  const stop = async () => {
+    const pending = recording.current;
+    if (!pending) return;
+    recording.current = null;
+    setState('thinking');
+    try {
+      const audio = await (await pending).stop();
+      onResult(await voiceSearch(audio));
+    } catch (e) {
+      onError(e instanceof ApiError ? `Voice search: ${e.message}` : 'Voice search failed.');
+    } finally {
+      setState('idle');
+    }
+  };
+  const label = { idle: 'Hold to search by voice', listening: 'Listening… release to search', thinking: 'Searching…' }[state];
+  return (
+    <button
+      class={`mic ${state}`}
+      aria-label={label}
+      title={label}
+      onPointerDown={start}
+      onPointerUp={() => void stop()}
+      onPointerLeave={() => void stop()}
+      onKeyDown={(e) => (e.key === ' ' || e.key === 'Enter') && !e.repeat && (e.preventDefault(), start())}
+      onKeyUp={(e) => (e.key === ' ' || e.key === 'Enter') && void stop()}
+    >
+      <Icon name="mic" />
+    </button>
   );
 }
 

@@ -95,7 +95,7 @@ export function TrackList({ tracks, extra, onMove }: ListProps) {
   const [dragged, setDragged] = useState<number | null>(null);
   if (!tracks.length) return <p class="muted">No tracks yet. <a href="#/upload">Upload some music</a>.</p>;
   return (
-    <ol class="tracks">
+    <ol class="tracks" onKeyDown={moveFocus}>
       {tracks.map((track, index) => {
         const current = state.queue[state.index]?.id === track.id;
         const drag = onMove && {
@@ -133,6 +133,18 @@ export function TrackList({ tracks, extra, onMove }: ListProps) {
       })}
     </ol>
   );
+}
+
+/** Up and down arrows move between a list's rows. */
+function moveFocus(event: KeyboardEvent) {
+  if (event.key !== 'ArrowDown' && event.key !== 'ArrowUp') return;
+  const rows = [...(event.currentTarget as HTMLElement).querySelectorAll<HTMLElement>('.row')];
+  const at = rows.indexOf(document.activeElement as HTMLElement);
+  const next = rows[at + (event.key === 'ArrowDown' ? 1 : -1)];
+  if (next) {
+    event.preventDefault();
+    next.focus();
+  }
 }
 
 // The caller's playlists, shared by the sidebar and every "add to playlist" menu.

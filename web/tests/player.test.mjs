@@ -152,7 +152,7 @@ test('a listener signs up, uploads, plays, likes, makes a playlist and sees the 
   await page.getByRole('button', { name: 'Play Evening Tide', exact: true }).waitFor();
   await page.screenshot({ path: join(results, 'liked.png') });
   await page.getByRole('navigation').getByRole('link', { name: 'Search' }).click();
-  await page.getByLabel('Search').fill('harbour');
+  await page.getByRole('searchbox', { name: 'Search' }).fill('harbour');
   await page.getByRole('button', { name: 'Play Evening Tide', exact: true }).waitFor();
   await page.screenshot({ path: join(results, 'search.png') });
 

@@ -137,7 +137,7 @@ pub fn router(parts: GatewayParts) -> (Router, Option<Background>) {
     };
     // The player owns every path the API does not.
     let router = match &parts.config.web_dir {
-        Some(dir) => web::mount(router, dir),
+        Some(dir) => web::mount(router, document.paths.paths.keys().map(String::as_str), dir),
         None => router,
     };
     (router, flusher)

@@ -6,6 +6,7 @@
 use std::{
     convert::Infallible,
     path::{Path, PathBuf},
+    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -20,8 +21,9 @@ use futures::future::BoxFuture;
 use tower::{Service, ServiceExt as _};
 use tower_http::services::{ServeDir, ServeFile};
 
-/// Paths that belong to the API, the docs or operations, never to the player.
-const API_PREFIXES: [&str; 6] = ["/v1", "/media/", "/docs", "/healthz", "/readyz", "/metrics"];
+/// Paths that belong to the docs, operations and services' internal routes (which the
+/// gateway refuses), never to the player; the API's own are read off its document.
+const RESERVED: [&str; 6] = ["/media/", "/docs", "/healthz", "/readyz", "/metrics", "/internal"];
 
 /// What the player may load: its own files, media and API calls to this origin, blob
 /// URLs for artwork and for the HLS player's media source.
@@ -32,10 +34,19 @@ const PLAYER_POLICY: HeaderValue = HeaderValue::from_static(
      form-action 'self'; frame-ancestors 'none'",
 );
 
-/// Serves `api` for the API's paths and the player in `dir` for the rest.
-pub fn mount(api: Router, dir: &Path) -> Router {
+/// Serves `api` for the API's paths (those under the first segment of any path of
+/// `documented`, e.g. `/v1`, and the reserved ones) and the player in `dir` for the rest.
+pub fn mount<'a>(api: Router, documented: impl Iterator<Item = &'a str>, dir: &Path) -> Router {
+    let mut prefixes: Vec<String> = RESERVED.iter().map(|p| (*p).to_owned()).collect();
+    for path in documented {
+        let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+        let prefix = format!("/{first}");
+        if !first.is_empty() && !first.starts_with('{') && !prefixes.contains(&prefix) {
+            prefixes.push(prefix);
+        }
+    }
     let player = Player::new(dir);
-    Router::new().fallback_service(WebOrApi { api, player })
+    Router::new().fallback_service(WebOrApi { api, player, prefixes: Arc::new(prefixes) })
 }
 
 #[derive(Clone)]
@@ -93,6 +104,7 @@ fn not_built(dir: &Path) -> String {
 struct WebOrApi {
     api: Router,
     player: Player,
+    prefixes: Arc<Vec<String>>,
 }
 
 impl Service<Request> for WebOrApi {
@@ -106,7 +118,12 @@ impl Service<Request> for WebOrApi {
 
     fn call(&mut self, request: Request) -> Self::Future {
         let path = request.uri().path();
-        if API_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+        let owned = |prefix: &String| {
+            path.strip_prefix(prefix.as_str()).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/')
+            })
+        };
+        if self.prefixes.iter().any(owned) {
             let api = self.api.clone();
             Box::pin(async move { api.oneshot(request).await })
         } else {

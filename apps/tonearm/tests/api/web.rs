@@ -38,6 +38,9 @@ async fn the_player_owns_every_path_the_api_does_not() {
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     assert_eq!(unknown.headers()[header::CONTENT_TYPE], "application/problem+json");
     assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
+    assert_eq!(app.get("/.well-known/jwks.json", None).await.status(), StatusCode::OK);
+    let docs = app.get("/v1/openapi.json", None).await;
+    assert_eq!(docs.headers()[header::CONTENT_TYPE], "application/json");
     // Nothing but reading: a POST to a page path is refused.
     let posted = app.client.post(app.url("/search")).send().await.unwrap();
     assert_eq!(posted.status(), StatusCode::METHOD_NOT_ALLOWED);
