@@ -423,8 +423,28 @@ function Upload() {
 function PlayerBar() {
   const state = usePlayer();
   const track = state.queue[state.index];
+  const [showQueue, setShowQueue] = useState(false);
   return (
     <footer class="player" aria-label="Player">
+      {showQueue && (
+        <aside class="queue" aria-label="Queue">
+          <h2>Queue</h2>
+          {state.queue.length ? (
+            <ol>
+              {state.queue.map((t, i) => (
+                <li key={`${t.id}-${i}`}>
+                  <button class={i === state.index ? 'current' : ''} onClick={() => player.jump(i)} aria-current={i === state.index ? 'true' : undefined}>
+                    <strong>{t.title}</strong>
+                    <span class="muted">{t.artist.name}</span>
+                  </button>
+                </li>
+              ))}
+            </ol>
+          ) : (
+            <p class="muted">Play something and what comes next shows here.</p>
+          )}
+        </aside>
+      )}
       <div class="now">
         {track ? (
           <>
@@ -473,6 +493,9 @@ function PlayerBar() {
         {state.error && <p class="error" role="alert">{state.error}</p>}
       </div>
       <div class="volume">
+        <button class={`icon ${showQueue ? 'on' : ''}`} onClick={() => setShowQueue(!showQueue)} aria-pressed={showQueue} aria-label="Queue">
+          <Icon name="queue" />
+        </button>
         <Icon name="volume" />
         <label class="visually-hidden" for="volume">Volume</label>
         <input

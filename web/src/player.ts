@@ -94,6 +94,13 @@ export class Player {
     await this.load();
   }
 
+  /** Jumps to the track at `index` of the queue. */
+  jump(index: number) {
+    if (index < 0 || index >= this.state.queue.length) return;
+    this.set({ index });
+    void this.load();
+  }
+
   toggle() {
     if (!this.current) return;
     if (this.audio.paused) void this.audio.play();

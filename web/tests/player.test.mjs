@@ -145,6 +145,10 @@ test('a listener signs up, uploads, plays, likes, makes a playlist and sees the 
   assert.ok(segments.size >= 2, `segments loaded: ${[...segments].length}`);
   await page.getByRole('button', { name: 'Pause' }).waitFor();
   await page.screenshot({ path: join(results, 'home-playing.png') });
+  await page.getByRole('button', { name: 'Queue' }).click();
+  await page.getByRole('complementary', { name: 'Queue' }).getByText('Morning Swell').waitFor();
+  await page.screenshot({ path: join(results, 'queue.png') });
+  await page.getByRole('button', { name: 'Queue' }).click();
 
   // Like it, find it among liked songs and by search.
   await page.getByRole('button', { name: 'Like Evening Tide' }).first().click();

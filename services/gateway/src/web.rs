@@ -21,9 +21,11 @@ use futures::future::BoxFuture;
 use tower::{Service, ServiceExt as _};
 use tower_http::services::{ServeDir, ServeFile};
 
-/// Paths that belong to the docs, operations and services' internal routes (which the
-/// gateway refuses), never to the player; the API's own are read off its document.
-const RESERVED: [&str; 6] = ["/media/", "/docs", "/healthz", "/readyz", "/metrics", "/internal"];
+/// Paths that belong to the API (`/v1`, and whatever else its document names), the docs,
+/// operations and services' internal routes (which the gateway refuses), never to the
+/// player.
+const RESERVED: [&str; 7] =
+    ["/v1", "/media/", "/docs", "/healthz", "/readyz", "/metrics", "/internal"];
 
 /// What the player may load: its own files, media and API calls to this origin, blob
 /// URLs for artwork and for the HLS player's media source.
