@@ -199,29 +199,42 @@ function Shell() {
   );
 }
 
+interface HomeView {
+  profile: User | null;
+  playlists: Page<Playlist>;
+  recently_played: Page<{ track: Track; played_at: string }>;
+  recommendations: Page<Recommendation>;
+  degraded: string[];
+}
+
 function Home({ name }: { name?: string }) {
-  const [recommended] = useGet<Page<Recommendation>>('/v1/me/recommendations?limit=12');
-  const [history] = useGet<Page<{ track: Track; played_at: string }>>('/v1/me/history?limit=12');
+  // One request for the first screen; each part may come back empty if its service is down.
+  const [home] = useGet<HomeView>('/v1/home');
   const [recent] = useGet<Page<Track>>('/v1/tracks?sort=recent&limit=20');
   const hour = new Date().getHours();
   const greeting = hour < 12 ? 'Good morning' : hour < 18 ? 'Good afternoon' : 'Good evening';
-  const reasons = useMemo(
-    () => new Map(recommended?.items.map((r) => [r.track.id, r.reason])),
-    [recommended],
-  );
+  const recommended = home?.recommendations.items ?? [];
+  const reasons = useMemo(() => new Map(recommended.map((r) => [r.track.id, r.reason])), [home]);
   const played = useMemo(() => {
     const seen = new Set<string>();
-    return (history?.items ?? []).map((h) => h.track).filter((t) => !seen.has(t.id) && seen.add(t.id));
-  }, [history]);
+    return (home?.recently_played.items ?? [])
+      .map((h) => h.track)
+      .filter((t) => !seen.has(t.id) && seen.add(t.id));
+  }, [home]);
+  const unavailable = (part: string) =>
+    home?.degraded.includes(part) ? <p class="muted">Unavailable right now.</p> : null;
   return (
     <>
-      <h1>{greeting}{name ? `, ${name}` : ''}</h1>
+      <h1>
+        {greeting}
+        {(home?.profile?.display_name ?? name) ? `, ${home?.profile?.display_name ?? name}` : ''}
+      </h1>
       <Section title="Made for you">
-        <Cards items={recommended?.items.map((r) => r.track) ?? []} reason={(t) => reasons.get(t.id)} />
+        {unavailable('recommendations') ?? (
+          <Cards items={recommended.map((r) => r.track)} reason={(t) => reasons.get(t.id)} />
+        )}
       </Section>
-      <Section title="Recently played">
-        <Cards items={played} />
-      </Section>
+      <Section title="Recently played">{unavailable('recently_played') ?? <Cards items={played} />}</Section>
       <Section title="New in the catalog">
         <TrackList tracks={recent?.items ?? []} />
       </Section>

@@ -33,6 +33,8 @@ pub struct GatewayConfig {
     pub request_events_flush_ms: u64,
     /// Most samples in one `api.request` event; a busier interval goes out as several.
     pub request_events_max_batch: usize,
+    /// How long `GET /v1/home` waits for each of its parts before answering without it.
+    pub home_part_timeout_ms: u64,
     /// The built web player, served at `/` (relative to the working directory); unset
     /// serves none.
     pub web_dir: Option<PathBuf>,
@@ -70,6 +72,7 @@ impl Default for GatewayConfig {
             media_burst_per_ip: 200,
             request_events_flush_ms: 1000,
             request_events_max_batch: 5000,
+            home_part_timeout_ms: 2_000,
             web_dir: Some(PathBuf::from("web/dist")),
         }
     }

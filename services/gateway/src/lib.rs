@@ -5,6 +5,7 @@
 //! and the web player.
 
 pub mod config;
+pub mod home;
 pub mod limiter;
 pub mod media;
 pub mod request_events;
@@ -12,7 +13,7 @@ pub mod upstream;
 pub mod verifier;
 pub mod web;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -102,7 +103,14 @@ pub fn router(parts: GatewayParts) -> (Router, Option<Background>) {
             }),
         };
     }
-    let document = Arc::new(parts.api);
+    // The home page's parts are asked of the services' routes directly: the page's own
+    // request was admitted (and paid for) once.
+    let deadline = Duration::from_millis(parts.config.home_part_timeout_ms);
+    let (home, home_api) = home::router(api.clone(), deadline);
+    let api = api.merge(home);
+    let mut document = parts.api;
+    document.merge(home_api);
+    let document = Arc::new(document);
     let served = document.clone();
     // Only the service routes are API traffic; everything else is marked so that the
     // request recorder, which must wrap the whole router to see unmatched requests,

@@ -10,6 +10,7 @@ mod analytics;
 mod catalog;
 mod events;
 mod faults;
+mod home;
 mod limits;
 mod ops;
 mod playlists;

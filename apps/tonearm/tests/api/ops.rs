@@ -152,6 +152,7 @@ async fn health_readiness_request_ids_and_docs() {
         "/v1/ai/speak",
         "/v1/me/recommendations",
         "/v1/tracks/{id}/similar",
+        "/v1/home",
         "/healthz",
         "/readyz",
         "/metrics",
