@@ -200,6 +200,12 @@ test('a listener signs up, uploads, plays, likes, makes a playlist and sees the 
   }
   await page.screenshot({ path: join(results, 'listening.png') });
 
+  // On a phone's width the layout folds: navigation on top, no sidebar playlists.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.getByRole('navigation').getByRole('link', { name: 'Home' }).click();
+  await page.getByRole('heading', { name: /Good (morning|afternoon|evening), Ada/ }).waitFor();
+  await page.screenshot({ path: join(results, 'home-phone.png') });
+
   assert.deepEqual(failures, []);
   // Reported, not asserted: timings belong to benchmarks.
   console.log(`first load to an interactive sign-in: ${firstLoad} ms`);

@@ -355,6 +355,25 @@ fn consume(bus: &Arc<dyn EventBus>, topic: &str, group: &str, handler: impl Hand
     .spawn()
 }
 
+/// Runs `handler` over `topic` as consumer group `group`, up to `batch` records at a time,
+/// in the background.
+fn consume_batches(
+    bus: &Arc<dyn EventBus>,
+    topic: &str,
+    group: &str,
+    handler: Arc<dyn BatchHandler>,
+    batch: usize,
+) -> Background {
+    Consumer {
+        bus: bus.clone(),
+        topic: topic.to_owned(),
+        group: group.to_owned(),
+        handler: Handling::Batch(handler),
+        options: ConsumerOptions { batch, ..ConsumerOptions::default() },
+    }
+    .spawn()
+}
+
 /// The catalog's background work: applying transcode results, and settling the uploads
 /// of deleted accounts.
 fn catalog_work(catalog: &Arc<CatalogService>, bus: &Arc<dyn EventBus>) -> Vec<Background> {
@@ -399,14 +418,7 @@ fn analytics_work(analytics: &Arc<AnalyticsService>, bus: &Arc<dyn EventBus>) ->
     };
     let batch = analytics.config().ingest_batch.max(1);
     let together = |topic: &str, group: &str, handler: Arc<dyn BatchHandler>| {
-        Consumer {
-            bus: bus.clone(),
-            topic: topic.to_owned(),
-            group: group.to_owned(),
-            handler: Handling::Batch(handler),
-            options: ConsumerOptions { batch, ..ConsumerOptions::default() },
-        }
-        .spawn()
+        consume_batches(bus, topic, group, handler, batch)
     };
     vec![
         together(SongPlayed::TYPE, PLAYS_GROUP, Arc::new(Plays(analytics.clone()))),
@@ -539,15 +551,9 @@ fn ai_work(recommendations: &Arc<Recommendations>, bus: &Arc<dyn EventBus>) -> V
         DELETED_GROUP, Deleted, LIKES_GROUP, Listening, PLAYS_GROUP, PUBLISHED_GROUP, Published,
         UNLIKES_GROUP, USERS_GROUP, UserDeletions,
     };
+    let batch = ConsumerOptions::default().batch;
     let together = |topic: &str, group: &str, handler: Arc<dyn BatchHandler>| {
-        Consumer {
-            bus: bus.clone(),
-            topic: topic.to_owned(),
-            group: group.to_owned(),
-            handler: Handling::Batch(handler),
-            options: ConsumerOptions::default(),
-        }
-        .spawn()
+        consume_batches(bus, topic, group, handler, batch)
     };
     let listening = |consumer: &'static str| {
         Arc::new(Listening { service: recommendations.clone(), consumer }) as Arc<dyn BatchHandler>

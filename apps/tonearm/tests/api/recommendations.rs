@@ -3,26 +3,15 @@
 //! the lists come back through the gateway. The embedding model must have been fetched
 //! (the test script does it).
 
-use std::{collections::HashMap, path::PathBuf, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::{
     catalog::{upload, wav},
-    support::{TestApp, assert_problem, settled, test_settings, token, unique_email},
+    support::{TestApp, assert_problem, models_dir, settled, test_settings, token, unique_email},
 };
-
-fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("TONEARM_TEST_MODELS_DIR")
-        .map_or_else(ai::models::default_dir, PathBuf::from);
-    assert!(
-        ai::models::is_fetched(&dir, &ai::models::MINILM),
-        "no embedding model in {}: run `tonearm models fetch`",
-        dir.display()
-    );
-    dir
-}
 
 /// (title, artist, album).
 type Track = (&'static str, &'static str, &'static str);
@@ -134,7 +123,7 @@ fn ids(list: &Value) -> Vec<String> {
 async fn three_liked_jazz_tracks_bring_jazz_and_a_metal_track_is_like_metal() {
     let dir = std::sync::Arc::new(tempfile::TempDir::new().unwrap());
     let mut settings = test_settings(dir.path());
-    settings.ai.models_dir = Some(models_dir());
+    settings.ai.models_dir = Some(models_dir(&ai::models::MINILM));
     // Eighteen uploads settle while the test polls: more than a free listener's budget.
     settings.gateway.rate_limits.free_per_minute = 10_000;
     let app = TestApp::up_with(settings, Some(dir)).await;

@@ -306,3 +306,17 @@ impl Drop for UpProcess {
         }
     }
 }
+
+/// Where the fetched models are (`TONEARM_TEST_MODELS_DIR`, else the default directory),
+/// checked to hold `artifact`: the tests that need a model fail, never skip, without it.
+pub fn models_dir(artifact: &ai::models::Artifact) -> PathBuf {
+    let dir = std::env::var_os("TONEARM_TEST_MODELS_DIR")
+        .map_or_else(ai::models::default_dir, PathBuf::from);
+    assert!(
+        ai::models::is_fetched(&dir, artifact),
+        "no {} in {}: run `tonearm models fetch`",
+        artifact.dir,
+        dir.display()
+    );
+    dir
+}

@@ -1,8 +1,6 @@
 //! Voice search end to end: a spoken request, through the gateway, finds the album in the
 //! catalog. The models must have been fetched (the test script does it).
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 
 use reqwest::StatusCode;
@@ -12,25 +10,14 @@ use testkit::voice::espeak_wav;
 
 use crate::{
     catalog::{upload, wav},
-    support::{TestApp, assert_problem, settled, test_settings, token, unique_email},
+    support::{TestApp, assert_problem, models_dir, settled, test_settings, token, unique_email},
 };
-
-fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("TONEARM_TEST_MODELS_DIR")
-        .map_or_else(ai::models::default_dir, PathBuf::from);
-    assert!(
-        ai::models::is_fetched(&dir, &ai::models::WHISPER_TINY_EN),
-        "no Whisper model in {}: run `tonearm models fetch`",
-        dir.display()
-    );
-    dir
-}
 
 #[tokio::test]
 async fn play_kind_of_blue_by_miles_davis_finds_that_album() {
     let dir = std::sync::Arc::new(tempfile::TempDir::new().unwrap());
     let mut settings = test_settings(dir.path());
-    settings.ai.models_dir = Some(models_dir());
+    settings.ai.models_dir = Some(models_dir(&ai::models::WHISPER_TINY_EN));
     let app = TestApp::up_with(settings, Some(dir)).await;
     let token = token(&app.register(&unique_email()).await, "access_token");
     let albums = [
@@ -113,7 +100,7 @@ async fn served_alone_behind_the_gateway_voice_search_asks_the_remote_catalog() 
     let auth = TestApp::serve(test_settings(dirs[0].path()), ServiceName::Auth).await;
     let catalog = TestApp::serve(test_settings(dirs[1].path()), ServiceName::Catalog).await;
     let mut ai_settings = test_settings(dirs[2].path());
-    ai_settings.ai.models_dir = Some(models_dir());
+    ai_settings.ai.models_dir = Some(models_dir(&ai::models::WHISPER_TINY_EN));
     ai_settings.ai.catalog_url = Some(format!("http://{}", catalog.addr));
     let ai = TestApp::serve(ai_settings, ServiceName::Ai).await;
     let mut gateway_settings = test_settings(dirs[3].path());
