@@ -410,7 +410,11 @@ impl Recommendations {
             };
         let count = listeners.len();
         for user_id in listeners {
-            if let Err(error) = self.fresh_list(user_id).await {
+            let fresh = match self.store.revision_of(user_id).await {
+                Ok(revision) => self.fresh_list(user_id, revision).await,
+                Err(error) => Err(error.into()),
+            };
+            if let Err(error) = fresh {
                 tracing::warn!(%error, %user_id, "precomputing recommendations failed");
                 return;
             }
@@ -554,17 +558,17 @@ impl Recommendations {
             return Ok(list);
         }
         metrics::counter!("ai_recommendations_served_total", "from" => "computed").increment(1);
-        self.fresh_list(user_id).await
+        self.fresh_list(user_id, revision).await
     }
 
-    /// Computes a listener's list and caches it.
+    /// Computes a listener's list and caches it under `revision`, which must have been
+    /// read before their listening: a change after it makes the cached list stale, never a
+    /// stale list look fresh.
     async fn fresh_list(
         self: &Arc<Self>,
         user_id: Uuid,
+        revision: u64,
     ) -> Result<Vec<Recommended>, RecommendError> {
-        // The revision is read first: a change after it makes the cached list stale, never
-        // a stale list look fresh.
-        let revision = self.store.revision_of(user_id).await?;
         let listening = self.store.listening_of(user_id).await?;
         let (stamp, tracks, list) = self.compute(listening, false).await?;
         let cached = CachedList {
