@@ -246,6 +246,7 @@ function Search() {
   const [query, setQuery] = useState('');
   const [results, setResults] = useState<SearchResults | null>(null);
   const [heard, setHeard] = useState<string | null>(null);
+  const [spoken, setSpoken] = useState<SearchResults | null>(null);
   const input = useRef<HTMLInputElement>(null);
   useEffect(() => input.current?.focus(), []);
   useEffect(() => {
@@ -262,6 +263,8 @@ function Search() {
     }, 150);
     return () => window.clearTimeout(timer);
   }, [query]);
+  // What was said wins until something is typed.
+  const shown = spoken ?? results;
   return (
     <>
       <h1>Search</h1>
@@ -275,6 +278,7 @@ function Search() {
           value={query}
           onInput={(e) => {
             setHeard(null);
+            setSpoken(null);
             setQuery((e.currentTarget as HTMLInputElement).value);
           }}
           onKeyDown={(e) => {
@@ -289,7 +293,7 @@ function Search() {
           onResult={(result) => {
             setQuery('');
             setHeard(result.text ? `“${result.text}”` : 'Nothing was heard.');
-            setResults(result.results);
+            setSpoken(result.results);
             if (result.intent.action === 'play' && result.results.tracks.items.length) {
               void player.playQueue(result.results.tracks.items, 0);
             }
@@ -298,27 +302,27 @@ function Search() {
         />
       </div>
       {heard && <p class="heard" role="status">{heard}</p>}
-      {results && (
+      {shown && (
         <>
           <Section title="Songs">
-            <TrackList tracks={results.tracks.items} />
+            <TrackList tracks={shown.tracks.items} />
           </Section>
           <Section title="Albums">
             <p class="chips">
-              {results.albums.items.map((a) => (
+              {shown.albums.items.map((a) => (
                 <a class="chip" key={a.id} href={`#/album/${a.id}`}>
                   {a.title} <span class="muted">· {a.artist.name}</span>
                 </a>
               ))}
-              {!results.albums.items.length && <span class="muted">No albums match.</span>}
+              {!shown.albums.items.length && <span class="muted">No albums match.</span>}
             </p>
           </Section>
           <Section title="Artists">
             <p class="chips">
-              {results.artists.items.map((a) => (
+              {shown.artists.items.map((a) => (
                 <a class="chip" key={a.id} href={`#/artist/${a.id}`}>{a.name}</a>
               ))}
-              {!results.artists.items.length && <span class="muted">No artists match.</span>}
+              {!shown.artists.items.length && <span class="muted">No artists match.</span>}
             </p>
           </Section>
         </>

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -58,8 +58,9 @@ before(async () => {
     env: {
       ...process.env,
       TONEARM_GATEWAY__WEB_DIR: join(web, 'dist'),
-      // The models are not needed here, and loading them would only slow the start.
-      TONEARM_AI__MODELS_DIR: join(dataDir, 'no-models'),
+      // Voice search hears the microphone with the fetched models.
+      TONEARM_AI__MODELS_DIR:
+        process.env.TONEARM_TEST_MODELS_DIR ?? join(homedir(), '.cache', 'tonearm', 'models'),
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -75,6 +76,10 @@ before(async () => {
       '--disable-component-update',
       '--disable-sync',
       '--autoplay-policy=no-user-gesture-required',
+      // The microphone is a recording of a spoken request.
+      '--use-fake-ui-for-media-stream',
+      '--use-fake-device-for-media-stream',
+      `--use-file-for-fake-audio-capture=${spoken(dataDir, 'play evening tide')}`,
     ],
     // playwright gives every launch a fresh --user-data-dir of its own.
   });
@@ -98,6 +103,15 @@ function song(dir, title, frequency) {
     '-metadata', 'album=Coastal Songs',
     file,
   ]);
+  return file;
+}
+
+/** `text` said by espeak-ng, then silence, as the fake microphone plays it (in a loop). */
+function spoken(dir, text) {
+  const said = join(dir, 'said.wav');
+  const file = join(dir, 'microphone.wav');
+  execFileSync('espeak-ng', ['-s', '150', '-w', said, text]);
+  execFileSync('ffmpeg', ['-loglevel', 'error', '-y', '-i', said, '-af', 'apad=whole_dur=8', '-ar', '48000', file]);
   return file;
 }
 
@@ -159,6 +173,20 @@ test('a listener signs up, uploads, plays, likes, makes a playlist and sees the 
   await page.getByRole('searchbox', { name: 'Search' }).fill('harbour');
   await page.getByRole('button', { name: 'Play Evening Tide', exact: true }).waitFor();
   await page.screenshot({ path: join(results, 'search.png') });
+
+  // Voice search: hold the microphone, say "play evening tide", and it plays.
+  await page.getByRole('button', { name: 'Pause' }).click();
+  const mic = page.getByRole('button', { name: 'Hold to search by voice' });
+  await mic.hover();
+  await page.mouse.down();
+  await page.waitForTimeout(4_000);
+  await page.mouse.up();
+  const heard = page.locator('.heard');
+  await heard.waitFor({ timeout: 60_000 });
+  assert.match((await heard.textContent()) ?? '', /evening tide/i);
+  await page.getByRole('button', { name: 'Pause' }).waitFor();
+  await page.getByRole('button', { name: 'Play Evening Tide', exact: true }).waitFor();
+  await page.screenshot({ path: join(results, 'voice-search.png') });
 
   // The next track (or the end of the queue) ends the first play, which is reported.
   await page.getByRole('button', { name: 'Next' }).click();
