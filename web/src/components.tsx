@@ -71,7 +71,8 @@ export function Cards({ items, reason }: { items: Track[]; reason?: (t: Track) =
     <ul class="cards">
       {items.map((track, index) => (
         <li key={track.id}>
-          <button class="card" onClick={() => void player.playQueue(items, index)} aria-label={`Play ${track.title} by ${track.artist.name}`}>
+          {/* Named by what it shows, so that voice control can say it. */}
+          <button class="card" onClick={() => void player.playQueue(items, index)}>
             <Artwork track={track} size="large" />
             <strong>{track.title}</strong>
             <span class="muted">{reason?.(track) ?? track.artist.name}</span>
@@ -110,10 +111,10 @@ export function TrackList({ tracks, extra, onMove }: ListProps) {
         };
         return (
           <li key={`${track.id}-${index}`} class={`${current ? 'current' : ''} ${dragged === index ? 'dragging' : ''}`} {...drag}>
-            <button class="row" onClick={() => void player.playQueue(tracks, index)} aria-label={`Play ${track.title}`}>
-              <span class="num">
+            <button class="row" onClick={() => void player.playQueue(tracks, index)} aria-current={current ? 'true' : undefined}>
+              <span class="num" aria-hidden="true">
                 {current && state.playing ? (
-                  <span class="eq" aria-label="playing"><i /><i /><i /></span>
+                  <span class="eq"><i /><i /><i /></span>
                 ) : (
                   index + 1
                 )}
