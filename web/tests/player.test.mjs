@@ -235,6 +235,14 @@ test('a listener signs up, uploads, plays, likes, makes a playlist and sees the 
   await page.reload();
   await page.getByText('2 songs').waitFor();
   assert.deepEqual(await titles(page), ['Morning Swell', 'Evening Tide'], 'the order was kept');
+  // And back, by dragging the second row onto the first.
+  await page.locator('.tracks li').nth(1).dragTo(page.locator('.tracks li').nth(0));
+  await page.waitForFunction(
+    () => document.querySelector('.tracks .title strong')?.textContent === 'Evening Tide',
+  );
+  await page.reload();
+  await page.getByText('2 songs').waitFor();
+  assert.deepEqual(await titles(page), ['Evening Tide', 'Morning Swell'], 'the drag was kept');
   await snap('playlist');
 
   // The play shows among the day's top tracks (counted as the event arrives).
