@@ -6,6 +6,7 @@
 
 mod als;
 mod analytics;
+mod drive;
 mod events;
 mod playlist;
 mod random;
@@ -16,16 +17,11 @@ mod transcode;
 mod urls;
 mod voice;
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 #[derive(Debug, Parser)]
 #[command(about = "Drive Tonearm's API and report throughput and latency")]
@@ -261,64 +257,27 @@ async fn main() -> anyhow::Result<()> {
 
     let warm_up = Duration::from_secs(2);
     let measure = Duration::from_secs(args.seconds);
-    let started = Instant::now();
-    let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
-    let mut workers = Vec::new();
-    for (email, token) in listeners {
-        let client = client.clone();
-        let url = args.url.clone();
-        let histogram = histogram.clone();
-        let scenario = args.scenario;
-        workers.push(tokio::spawn(async move {
-            let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
-            let mut failures = 0_u64;
-            while started.elapsed() < warm_up + measure {
-                let sent = Instant::now();
-                let request = match scenario {
-                    Scenario::Login => client
-                        .post(format!("{url}/v1/auth/login"))
-                        .json(&json!({"email": email, "password": PASSWORD})),
-                    Scenario::Me
-                    | Scenario::Events
-                    | Scenario::Search
-                    | Scenario::Playlist
-                    | Scenario::Transcode
-                    | Scenario::Urls
-                    | Scenario::Analytics
-                    | Scenario::Soak
-                    | Scenario::Voice
-                    | Scenario::Als
-                    | Scenario::Recommendations => {
-                        client.get(format!("{url}/v1/me")).bearer_auth(&token)
-                    }
-                };
-                let ok = match request.send().await {
-                    Ok(response) => {
-                        let ok = response.status().is_success();
-                        let _ = response.bytes().await;
-                        ok
-                    }
-                    Err(_) => false,
-                };
-                if started.elapsed() < warm_up {
-                    continue;
-                }
-                if ok {
-                    let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    local.saturating_record(micros.max(1));
-                } else {
-                    failures += 1;
-                }
-            }
-            histogram.lock().await.add(&local).expect("same bounds");
-            failures
-        }));
-    }
-    let mut failures = 0;
-    for worker in workers {
-        failures += worker.await?;
-    }
-    let histogram = histogram.lock().await;
+    let (histogram, failures) = drive::drive(listeners.len(), warm_up, measure, |index| {
+        let (email, token) = listeners[index].clone();
+        let (client, url, scenario) = (client.clone(), args.url.clone(), args.scenario);
+        move || match scenario {
+            Scenario::Login => client
+                .post(format!("{url}/v1/auth/login"))
+                .json(&json!({"email": email, "password": PASSWORD})),
+            Scenario::Me
+            | Scenario::Events
+            | Scenario::Search
+            | Scenario::Playlist
+            | Scenario::Transcode
+            | Scenario::Urls
+            | Scenario::Analytics
+            | Scenario::Soak
+            | Scenario::Voice
+            | Scenario::Als
+            | Scenario::Recommendations => client.get(format!("{url}/v1/me")).bearer_auth(&token),
+        }
+    })
+    .await?;
     let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
     report(
         &args,

@@ -16,9 +16,7 @@ use ai::{
     recommend::eval::PlantedTastes,
     store::{Listened, StoredTrack},
 };
-use anyhow::Context as _;
 use chrono::{TimeDelta, Utc};
-use hdrhistogram::Histogram;
 use kernel::{
     api::{AlbumRef, ArtistRef, TrackSummary},
     caller,
@@ -27,6 +25,8 @@ use kernel::{
 };
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use uuid::Uuid;
+
+use crate::drive::drive;
 
 pub struct RecommendationsArgs {
     pub users: usize,
@@ -188,53 +188,20 @@ pub async fn run(args: RecommendationsArgs) -> anyhow::Result<String> {
 async fn load(request: Pick, concurrency: usize, measure: Duration) -> anyhow::Result<String> {
     let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
     let warm_up = Duration::from_secs(1);
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for worker in 0..concurrency {
+    let (histogram, failures) = drive(concurrency, warm_up, measure, |worker| {
+        let mut rng = StdRng::seed_from_u64(worker as u64);
         let (client, request) = (client.clone(), request.clone());
-        workers.push(tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(worker as u64);
-            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-            let mut failures = 0_u64;
-            while started.elapsed() < warm_up + measure {
-                let (user, url) = request(&mut rng);
-                let sent = Instant::now();
-                let response = client
-                    .get(url)
-                    .header(caller::USER_ID, user.to_string())
-                    .header(caller::SESSION_ID, Uuid::nil().to_string())
-                    .header(caller::TIER, "free")
-                    .header(caller::ROLE, "user")
-                    .send()
-                    .await;
-                let ok = match response {
-                    Ok(response) => {
-                        let ok = response.status().is_success();
-                        let _ = response.bytes().await;
-                        ok
-                    }
-                    Err(_) => false,
-                };
-                if started.elapsed() < warm_up {
-                    continue;
-                }
-                if ok {
-                    let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
-                    histogram.saturating_record(micros.max(1));
-                } else {
-                    failures += 1;
-                }
-            }
-            anyhow::Ok((histogram, failures))
-        }));
-    }
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut failures = 0;
-    for worker in workers {
-        let (local, failed) = worker.await.context("a client panicked")??;
-        histogram.add(&local)?;
-        failures += failed;
-    }
+        move || {
+            let (user, url) = request(&mut rng);
+            client
+                .get(url)
+                .header(caller::USER_ID, user.to_string())
+                .header(caller::SESSION_ID, Uuid::nil().to_string())
+                .header(caller::TIER, "free")
+                .header(caller::ROLE, "user")
+        }
+    })
+    .await?;
     let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
     Ok(format!(
         "{concurrency} clients: {:.0} req/s, {failures} failed, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
