@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
-import { artworkUrl, duration, get, getBlob, send, type Playlist, type Track } from './api';
+import { artworkUrl, duration, get, getBlob, onSession, send, type Playlist, type Track } from './api';
 import { Icon } from './icons';
 import { player, type PlayerState } from './player';
 
@@ -94,6 +94,7 @@ export interface ListProps {
 export function TrackList({ tracks, extra, onMove }: ListProps) {
   const state = usePlayer();
   const [dragged, setDragged] = useState<number | null>(null);
+  useEffect(() => void learnLikes(tracks.map((t) => t.id)), [tracks]);
   if (!tracks.length) return <p class="muted">No tracks yet. <a href="#/upload">Upload some music</a>.</p>;
   return (
     <ol class="tracks" onKeyDown={moveFocus}>
@@ -212,18 +213,41 @@ export function TrackMenu({ track, children }: { track: Track; children?: Compon
   );
 }
 
-const liked = new Set<string>();
+// Whether the caller likes each track seen so far, learned a list at a time.
+const likes = new Map<string, boolean>();
+const likeListeners = new Set<() => void>();
+const likesChanged = () => likeListeners.forEach((l) => l());
+onSession((signedIn) => signedIn || likes.clear());
+
+/** Asks which of `ids` the caller likes, for those not known yet. */
+async function learnLikes(ids: string[]) {
+  const unknown = [...new Set(ids)].filter((id) => !likes.has(id));
+  if (!unknown.length) return;
+  for (let start = 0; start < unknown.length; start += 100) {
+    const chunk = unknown.slice(start, start + 100);
+    const flags = await get<boolean[]>(`/v1/me/likes/contains?ids=${chunk.join(',')}`).catch(() => null);
+    if (!flags) break;
+    chunk.forEach((id, index) => likes.set(id, flags[index] ?? false));
+  }
+  likesChanged();
+}
+
 export function LikeButton({ track }: { track: Track }) {
-  const [on, setOn] = useState(liked.has(track.id));
+  const [, rerender] = useState(0);
+  useEffect(() => {
+    const listener = () => rerender((n) => n + 1);
+    likeListeners.add(listener);
+    return () => void likeListeners.delete(listener);
+  }, []);
+  const on = likes.get(track.id) ?? false;
   const toggle = async () => {
-    const next = !on;
-    setOn(next);
+    likes.set(track.id, !on);
+    likesChanged();
     try {
-      await send(next ? 'PUT' : 'DELETE', `/v1/me/likes/${track.id}`);
-      if (next) liked.add(track.id);
-      else liked.delete(track.id);
+      await send(on ? 'DELETE' : 'PUT', `/v1/me/likes/${track.id}`);
     } catch {
-      setOn(!next);
+      likes.set(track.id, on);
+      likesChanged();
     }
   };
   return (

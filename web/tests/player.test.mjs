@@ -243,6 +243,13 @@ test('a listener signs up, uploads, plays, likes, makes a playlist and sees the 
   await page.reload();
   await page.getByText('2 songs').waitFor();
   assert.deepEqual(await titles(page), ['Evening Tide', 'Morning Swell'], 'the drag was kept');
+  // The page was reloaded: what is liked is learned from the server again.
+  await page.getByRole('navigation').getByRole('link', { name: 'Liked songs' }).click();
+  await page.waitForFunction(
+    () =>
+      document.querySelector('button[aria-label="Like Evening Tide"]')?.getAttribute('aria-pressed') ===
+      'true',
+  );
   await snap('playlist');
 
   // The play shows among the day's top tracks (counted as the event arrives).
