@@ -264,9 +264,10 @@ impl Recommendations {
     }
 
     /// Loads the model from the store, trains the factors, embeds the tracks that have no
-    /// embedding yet and builds the neighbour index, in that order, so that
-    /// recommendations are served (by brute force at first) as soon as the tracks are in
-    /// memory. Failures are logged and retried at the next scheduled retrain.
+    /// embedding yet, builds the neighbour index and precomputes the active listeners'
+    /// lists, in that order, so that recommendations are served (by brute force at first)
+    /// as soon as the tracks are in memory, and the lists are ranked with the index.
+    /// Failures are logged and retried at the next scheduled retrain.
     pub async fn load(self: &Arc<Self>) {
         let service = self.clone();
         let embedder = tokio::task::spawn_blocking(move || {
@@ -293,13 +294,17 @@ impl Recommendations {
         if let Err(error) = embedder.await {
             tracing::error!(%error, "loading the embedding model panicked");
         }
-        if let Err(error) = self.retrain().await {
+        let trained = self.retrain().await.unwrap_or_else(|error| {
             tracing::warn!(%error, "training recommendations failed");
-        }
+            false
+        });
         if let Err(error) = self.embed_missing().await {
             tracing::warn!(%error, "embedding tracks failed");
         }
         self.build_index().await;
+        if trained {
+            self.precompute().await;
+        }
     }
 
     /// Loads in the background, then retrains every `retrain_interval_secs` when the
@@ -315,11 +320,15 @@ impl Recommendations {
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     ticks.tick().await;
-                    if let Err(error) = service.retrain().await {
+                    let trained = service.retrain().await.unwrap_or_else(|error| {
                         tracing::warn!(%error, "retraining recommendations failed");
-                    }
+                        false
+                    });
                     if let Err(error) = service.embed_missing().await {
                         tracing::warn!(%error, "embedding tracks failed");
+                    }
+                    if trained {
+                        service.precompute().await;
                     }
                 }
             };
@@ -330,12 +339,12 @@ impl Recommendations {
         })
     }
 
-    /// Trains the factors on everyone's listening (unless it has not changed since the
-    /// last time), installs them and precomputes the active listeners' lists.
-    pub async fn retrain(self: &Arc<Self>) -> Result<(), RecommendError> {
+    /// Trains the factors on everyone's listening and installs them; false when the
+    /// listening has not changed since the last time, and nothing was done.
+    async fn retrain(self: &Arc<Self>) -> Result<bool, RecommendError> {
         let version = self.store.listening_version().await?;
         if *self.trained_on.lock().unwrap_or_else(|e| e.into_inner()) == Some(version) {
-            return Ok(());
+            return Ok(false);
         }
         let listening = self.store.listening().await?;
         let service = self.clone();
@@ -357,8 +366,7 @@ impl Recommendations {
             tracing::info!(tracks, trained, seconds, "recommendations retrained");
         }
         *self.trained_on.lock().unwrap_or_else(|e| e.into_inner()) = Some(version);
-        self.precompute().await;
-        Ok(())
+        Ok(true)
     }
 
     /// Factors and popularity from `listening` over the tracks in memory now; `None`
