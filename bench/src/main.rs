@@ -8,6 +8,7 @@ mod als;
 mod analytics;
 mod drive;
 mod events;
+mod live;
 mod playlist;
 mod random;
 mod recommendations;
@@ -105,6 +106,15 @@ struct Args {
     items: usize,
     #[arg(long, default_value_t = 50)]
     per_user: usize,
+    /// `live`: live streams to hold open, shared by the followers.
+    #[arg(long, default_value_t = 10_000)]
+    connections: usize,
+    /// `live`: listeners following the one whose presence changes.
+    #[arg(long, default_value_t = 1_000)]
+    followers: usize,
+    /// `live`: presence updates timed to every stream.
+    #[arg(long, default_value_t = 30)]
+    updates: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -133,6 +143,8 @@ enum Scenario {
     Als,
     /// Recommendations and similar tracks served over HTTP from a seeded store.
     Recommendations,
+    /// Live streams held open (server memory per stream) and presence fan-out latency.
+    Live,
 }
 
 const PASSWORD: &str = "benchmark password";
@@ -215,6 +227,18 @@ async fn main() -> anyhow::Result<()> {
         print_line(&summary);
         return Ok(());
     }
+    if let Scenario::Live = args.scenario {
+        let summary = live::run(live::LiveArgs {
+            url: args.url.clone(),
+            connections: args.connections,
+            followers: args.followers,
+            updates: args.updates,
+            pid: args.pid,
+        })
+        .await?;
+        print_line(&summary);
+        return Ok(());
+    }
     if let Scenario::Voice = args.scenario {
         let summary = voice::run(voice::VoiceArgs {
             models: args.models.clone(),
@@ -274,7 +298,8 @@ async fn main() -> anyhow::Result<()> {
             | Scenario::Soak
             | Scenario::Voice
             | Scenario::Als
-            | Scenario::Recommendations => client.get(format!("{url}/v1/me")).bearer_auth(&token),
+            | Scenario::Recommendations
+            | Scenario::Live => client.get(format!("{url}/v1/me")).bearer_auth(&token),
         }
     })
     .await?;

@@ -65,6 +65,19 @@ pub async fn run(
         now,
     );
     let playlist = store.create_playlist(&new, &event).await?;
+    // Each change records its `playlist.changed`, as the service's do.
+    let changed = || {
+        let at = Utc::now();
+        let changed = bus::events::PlaylistChanged {
+            playlist_id: new.id,
+            owner_id: new.owner_id,
+            name: new.name.clone(),
+            public: false,
+            change: bus::events::PlaylistChange::Tracks,
+            changed_at: at,
+        };
+        bus::Envelope::new(&changed, at)
+    };
     let seeding = Instant::now();
     let mut sequence = Sequence(7);
     let mut seeded = 0;
@@ -72,7 +85,7 @@ pub async fn run(
         let batch = (tracks - seeded).min(100);
         let track_ids = (0..batch).map(|_| summaries[sequence.next(summaries.len())].id).collect();
         let change = TrackChange::Add { track_ids, position: None };
-        store.change_tracks(playlist.id, None, &change, tracks, Utc::now()).await?;
+        store.change_tracks(playlist.id, None, &change, tracks, Utc::now(), &changed()).await?;
         seeded += batch;
     }
     let seeded_in = seeding.elapsed();
@@ -85,7 +98,7 @@ pub async fn run(
         let insert_before = sequence.next(tracks + 1);
         let change = TrackChange::Reorder { range_start, range_length, insert_before };
         let started = Instant::now();
-        store.change_tracks(playlist.id, None, &change, tracks, Utc::now()).await?;
+        store.change_tracks(playlist.id, None, &change, tracks, Utc::now(), &changed()).await?;
         reorders.saturating_record(started.elapsed().as_micros().max(1) as u64);
 
         let offset = sequence.next(tracks) as u32;

@@ -205,7 +205,10 @@ async fn register(http: &reqwest::Client, base: &str, email: &str) -> anyhow::Re
 }
 
 /// The body of a 2xx answer, or an error that says what was refused and why.
-async fn successful_json(response: reqwest::Response, what: &str) -> anyhow::Result<Value> {
+pub(crate) async fn successful_json(
+    response: reqwest::Response,
+    what: &str,
+) -> anyhow::Result<Value> {
     let status = response.status();
     let text = response.text().await.with_context(|| format!("{what}: reading the answer"))?;
     if status == StatusCode::TOO_MANY_REQUESTS {
@@ -293,7 +296,7 @@ fn capitalised(word: &str) -> String {
 
 /// A mono 16-bit PCM WAV of `seconds` of two quiet tones whose pitch depends on `seed`, so
 /// every seed is distinct content.
-fn tone_wav(seconds: u32, seed: u32) -> Vec<u8> {
+pub(crate) fn tone_wav(seconds: u32, seed: u32) -> Vec<u8> {
     let rate = 8_000_u32;
     let step = 0.05 * f64::from(seed + 1);
     let samples: Vec<i16> = (0..rate * seconds)
@@ -306,7 +309,7 @@ fn tone_wav(seconds: u32, seed: u32) -> Vec<u8> {
 }
 
 /// A `multipart/form-data` body: the text fields, then the audio as the `file` part.
-fn multipart_upload(
+pub(crate) fn multipart_upload(
     boundary: &str,
     file_name: &str,
     audio: &[u8],
@@ -1137,7 +1140,7 @@ fn metric_line(line: &str) -> Option<(&str, Option<String>, f64)> {
 }
 
 /// A figure in kB from `/proc/<pid>/status` (`field` is e.g. `VmRSS:`), in bytes.
-fn process_status_bytes(pid: u32, field: &str) -> Option<f64> {
+pub(crate) fn process_status_bytes(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with(field))?;
     let kibibytes: f64 = line.split_whitespace().nth(1)?.parse().ok()?;

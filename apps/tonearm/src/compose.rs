@@ -9,8 +9,9 @@ use bus::{
     BusProbe, Event as _, EventBus,
     consumer::{BatchHandler, Consumer, ConsumerOptions, Handler, Handling},
     events::{
-        ApiRequest, SongLiked, SongPlayed, SongUnliked, TrackDeleted, TrackPublished,
-        TrackTranscoded, TrackUploaded, UserDeleted, UserRegistered,
+        ApiRequest, PaymentCompleted, PlaylistChanged, PlaylistCreated, PlaylistFollowed,
+        PlaylistUnfollowed, SongLiked, SongPlayed, SongUnliked, SubscriptionChanged, TrackDeleted,
+        TrackPublished, TrackTranscoded, TrackUploaded, UserDeleted, UserRegistered, UserUpdated,
     },
     outbox::{OutboxStore, Relay, RelayOptions},
 };
@@ -25,6 +26,7 @@ use kernel::{
     http::{CacheProbe, Probe, Server, SqlProbe},
 };
 use objects::{Objects, ObjectsProbe};
+use people::{PeopleService, live::LiveHub};
 use playlist::PlaylistService;
 use streaming::StreamingService;
 use utoipa::openapi::{
@@ -44,6 +46,7 @@ pub enum ServiceName {
     Playlist,
     Analytics,
     Ai,
+    People,
 }
 
 /// A bound server with its router and the background work of its services, ready to run.
@@ -72,8 +75,23 @@ impl App {
         let (analytics, analytics_pool) = open_analytics(settings, local_catalog.clone()).await?;
         let ai = open_ai(settings, local_catalog.clone());
         let (recommendations, ai_pool) =
-            open_recommendations(settings, local_catalog, shared.clone()).await?;
+            open_recommendations(settings, local_catalog.clone(), shared.clone()).await?;
+        let mut people_settings = settings.clone();
+        if people_settings.people.billing.webhook_secrets.is_empty() {
+            people_settings.people.billing.webhook_secrets = vec![local_webhook_secret(settings)?];
+        }
+        let (people, people_pool, mail) = open_people(
+            &people_settings,
+            Arc::new(LocalAccounts(auth.clone())),
+            local_catalog,
+            shared.clone(),
+            LiveHub::local(settings.people.live_buffer),
+        )
+        .await?;
         let mut background = streaming_work(&streaming, &bus);
+        background.extend(auth_work(&auth, &bus));
+        background.extend(people_work(&people, &bus));
+        background.push(mail);
         background.extend(catalog_work(&catalog, &bus));
         background.extend(playlist_work(&playlists, &bus));
         background.extend(analytics_work(&analytics, &bus));
@@ -84,6 +102,7 @@ impl App {
             relay("streaming", streaming.store().clone(), &bus),
             relay("playlist", playlists.store().clone(), &bus),
             relay("analytics", analytics.store().clone(), &bus),
+            relay("people", people.store().clone(), &bus),
         ]);
         let upload_limit = upload_limit(&catalog);
         let (auth_router, auth_api) = auth::router(auth.clone());
@@ -92,6 +111,7 @@ impl App {
         let (playlist_router, playlist_api) = playlist::router(playlists);
         let (analytics_router, analytics_api) = analytics::router(analytics.clone());
         let (ai_router, ai_api) = ai_routes(ai.clone(), recommendations);
+        let (people_router, people_api) = people::router(people);
         let probes: Vec<Arc<dyn Probe>> = vec![
             Arc::new(SqlProbe { name: "auth.database".into(), pool: auth_pool }),
             Arc::new(SqlProbe { name: "catalog.database".into(), pool: catalog_pool }),
@@ -99,6 +119,7 @@ impl App {
             Arc::new(SqlProbe { name: "playlist.database".into(), pool: playlist_pool }),
             Arc::new(SqlProbe { name: "analytics.database".into(), pool: analytics_pool }),
             Arc::new(SqlProbe { name: "ai.database".into(), pool: ai_pool }),
+            Arc::new(SqlProbe { name: "people.database".into(), pool: people_pool }),
             Arc::new(WarehouseProbe(analytics)),
             Arc::new(CacheProbe { name: "cache".into(), cache: shared.clone() }),
             Arc::new(BusProbe(bus.clone())),
@@ -121,6 +142,7 @@ impl App {
                 &playlist_api,
                 &analytics_api,
                 &ai_api,
+                &people_api,
             ]),
             routes: vec![
                 Route { upstream: Upstream::Local(auth_router), api: auth_api },
@@ -129,6 +151,7 @@ impl App {
                 Route { upstream: Upstream::Local(playlist_router), api: playlist_api },
                 Route { upstream: Upstream::Local(analytics_router), api: analytics_api },
                 Route { upstream: Upstream::Local(ai_router), api: ai_api },
+                Route { upstream: Upstream::Local(people_router), api: people_api },
             ],
             probes,
             route_body_limits,
@@ -148,7 +171,8 @@ impl App {
                 let cache = open_cache("auth.cache", &settings.auth_cache_url()).await?;
                 let bus = open_bus(settings).await?;
                 let (auth, pool) = open_auth(settings, cache.clone()).await?;
-                let relays = vec![relay("auth", auth.store().clone(), &bus)];
+                let mut relays = auth_work(&auth, &bus);
+                relays.push(relay("auth", auth.store().clone(), &bus));
                 let (public, _) = auth::router(auth.clone());
                 let probes: Vec<Arc<dyn Probe>> = vec![
                     Arc::new(SqlProbe { name: "auth.database".into(), pool }),
@@ -274,6 +298,38 @@ impl App {
                     Arc::new(ModelsProbe { service: ai, required: true }),
                     Arc::new(SqlProbe { name: "ai.database".into(), pool }),
                     Arc::new(CacheProbe { name: "ai.cache".into(), cache }),
+                    Arc::new(BusProbe(bus)),
+                ];
+                let router = kernel::http::observe(public.merge(kernel::http::ops_router(probes)));
+                (router, background)
+            }
+            ServiceName::People => {
+                let auth_url = settings.people.auth_url.as_deref().context(
+                    "`tonearm serve people` needs people.auth_url (TONEARM_PEOPLE__AUTH_URL)",
+                )?;
+                let catalog_url = settings.people.catalog_url.as_deref().context(
+                    "`tonearm serve people` needs people.catalog_url (TONEARM_PEOPLE__CATALOG_URL)",
+                )?;
+                let accounts = Arc::new(people::accounts::RemoteAccounts::new(auth_url)?);
+                let catalog = Arc::new(kernel::catalog::RemoteCatalog::new(catalog_url)?);
+                let bus = open_bus(settings).await?;
+                let cache_url = settings.people_cache_url();
+                let cache = open_cache("people.cache", &cache_url).await?;
+                let hub = match cache_url.scheme() {
+                    "redis" | "rediss" => {
+                        LiveHub::redis(&cache_url, settings.people.live_buffer).await?
+                    }
+                    _ => LiveHub::local(settings.people.live_buffer),
+                };
+                let (people, pool, mail) =
+                    open_people(settings, accounts, catalog, cache.clone(), hub).await?;
+                let mut background = people_work(&people, &bus);
+                background.push(mail);
+                background.push(relay("people", people.store().clone(), &bus));
+                let (public, _) = people::router(people);
+                let probes: Vec<Arc<dyn Probe>> = vec![
+                    Arc::new(SqlProbe { name: "people.database".into(), pool }),
+                    Arc::new(CacheProbe { name: "people.cache".into(), cache }),
                     Arc::new(BusProbe(bus)),
                 ];
                 let router = kernel::http::observe(public.merge(kernel::http::ops_router(probes)));
@@ -740,6 +796,145 @@ fn upload_limit(catalog: &CatalogService) -> (String, usize) {
     ("/v1/tracks".to_owned(), limit)
 }
 
+/// The auth service's background work: applying subscription changes to premium.
+fn auth_work(auth: &Arc<AuthService>, bus: &Arc<dyn EventBus>) -> Vec<Background> {
+    use auth::events::{PAYMENTS_GROUP, Premium, SUBSCRIPTIONS_GROUP};
+    let premium = |group| Premium { service: auth.clone(), group };
+    vec![
+        consume(bus, PaymentCompleted::TYPE, PAYMENTS_GROUP, premium(PAYMENTS_GROUP)),
+        consume(bus, SubscriptionChanged::TYPE, SUBSCRIPTIONS_GROUP, premium(SUBSCRIPTIONS_GROUP)),
+    ]
+}
+
+/// Opens the people store (migrated) and builds the service, with the task that sends
+/// its mail queue. On SQLite, the embedded shape, this process alone sends mail, so
+/// messages held when it last stopped are let go at once rather than after their hold.
+pub async fn open_people(
+    settings: &Settings,
+    accounts: Arc<dyn people::accounts::Accounts>,
+    catalog: Arc<dyn kernel::catalog::Catalog>,
+    presence: Arc<dyn Cache>,
+    hub: Arc<LiveHub>,
+) -> anyhow::Result<(Arc<PeopleService>, SqlPool, Background)> {
+    let url = settings.people_database_url();
+    let pool = SqlPool::connect(&url, people::DATABASE_NAME).await?;
+    let store = people::store::open(pool.clone()).await.context("migrating the people database")?;
+    if matches!(pool, SqlPool::Sqlite(_)) {
+        let released = store.release_mail_claims().await?;
+        if released > 0 {
+            tracing::info!(released, "resuming mail interrupted by the last stop");
+        }
+    }
+    let transport = people::mailer::transport(&settings.people.mail, &settings.data_dir)
+        .map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        engine = pool.engine(),
+        mail = transport.engine(),
+        live = hub.engine(),
+        "people ready"
+    );
+    let mail = people::mailer::spawn_sender(store.clone(), transport, settings.people.mail.clone());
+    let service =
+        PeopleService::new(store, accounts, catalog, presence, hub, settings.people.clone());
+    Ok((Arc::new(service), pool, mail))
+}
+
+/// The people service's background work: its projection of accounts and the welcome
+/// mail, notifications from playlists, and now-playing from plays.
+fn people_work(people: &Arc<PeopleService>, bus: &Arc<dyn EventBus>) -> Vec<Background> {
+    use people::events::{
+        PLAYLISTS_CHANGED_GROUP, PLAYLISTS_CREATED_GROUP, PLAYLISTS_FOLLOWED_GROUP,
+        PLAYLISTS_UNFOLLOWED_GROUP, PLAYS_GROUP, PlaylistFollows, PlaylistUnfollows,
+        PlaylistsChanged, PlaylistsCreated, Plays, REGISTRATIONS_GROUP, RENAMES_GROUP,
+        Registrations, Renames, USERS_GROUP, UserDeletions,
+    };
+    vec![
+        consume(bus, UserRegistered::TYPE, REGISTRATIONS_GROUP, Registrations(people.clone())),
+        consume(bus, UserUpdated::TYPE, RENAMES_GROUP, Renames(people.clone())),
+        consume(bus, UserDeleted::TYPE, USERS_GROUP, UserDeletions(people.clone())),
+        consume(
+            bus,
+            PlaylistCreated::TYPE,
+            PLAYLISTS_CREATED_GROUP,
+            PlaylistsCreated(people.clone()),
+        ),
+        consume(
+            bus,
+            PlaylistChanged::TYPE,
+            PLAYLISTS_CHANGED_GROUP,
+            PlaylistsChanged(people.clone()),
+        ),
+        consume(
+            bus,
+            PlaylistFollowed::TYPE,
+            PLAYLISTS_FOLLOWED_GROUP,
+            PlaylistFollows(people.clone()),
+        ),
+        consume(
+            bus,
+            PlaylistUnfollowed::TYPE,
+            PLAYLISTS_UNFOLLOWED_GROUP,
+            PlaylistUnfollows(people.clone()),
+        ),
+        consume(bus, SongPlayed::TYPE, PLAYS_GROUP, Plays(people.clone())),
+    ]
+}
+
+/// The webhook secret `tonearm up` uses when none is configured: made once and kept in
+/// the data directory, where `tonearm billing simulate` finds it too.
+pub fn local_webhook_secret(settings: &Settings) -> anyhow::Result<secrecy::SecretString> {
+    let path = settings.data_dir.join("billing-webhook-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if !existing.is_empty() {
+            return Ok(existing.to_owned().into());
+        }
+    }
+    let secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 32]>()));
+    std::fs::create_dir_all(&settings.data_dir)?;
+    // Readable by its owner alone: whoever holds it can make anyone premium.
+    let mut file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)
+    }
+    .with_context(|| format!("writing the webhook secret {}", path.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())?;
+    Ok(secret.into())
+}
+
+/// The auth service in this process, as the people service asks it about accounts.
+struct LocalAccounts(Arc<AuthService>);
+
+#[async_trait::async_trait]
+impl people::accounts::Accounts for LocalAccounts {
+    async fn account(&self, id: uuid::Uuid) -> Result<Option<people::accounts::Account>, String> {
+        let user = self.0.user(id).await.map_err(|error| error.to_string())?;
+        Ok(user.map(account))
+    }
+
+    async fn account_by_email(
+        &self,
+        email: &str,
+    ) -> Result<Option<people::accounts::Account>, String> {
+        match self.0.user_by_email(email).await {
+            Ok(user) => Ok(Some(account(user))),
+            Err(
+                auth::domain::AuthError::UserNotFound | auth::domain::AuthError::Invalid { .. },
+            ) => Ok(None),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+fn account(user: auth::domain::User) -> people::accounts::Account {
+    people::accounts::Account {
+        id: user.id,
+        display_name: user.display_name,
+        email: user.email,
+        created_at: user.created_at,
+    }
+}
+
 /// Opens the auth store (migrated) and builds the service.
 pub async fn open_auth(
     settings: &Settings,
@@ -792,6 +987,11 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<(Router, Vec<Backg
         let ai = RemoteService::new("ai", url, timeout)?;
         probes.push(Arc::new(UpstreamProbe(ai.clone())));
         routes.push(Route { upstream: Upstream::Remote(ai), api: ai::openapi() });
+    }
+    if let Some(url) = config.upstreams.get("people") {
+        let people = RemoteService::new("people", url, timeout)?;
+        probes.push(Arc::new(UpstreamProbe(people.clone())));
+        routes.push(Route { upstream: Upstream::Remote(people), api: people::openapi() });
     }
     let mut media = None;
     let mut documents = vec![streaming::media_openapi()];

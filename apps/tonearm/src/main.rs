@@ -83,6 +83,25 @@ enum Command {
         #[command(subcommand)]
         command: AiCommand,
     },
+    /// Payments, for local use.
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BillingCommand {
+    /// Send a running server a correctly signed payment for an account, as the payment
+    /// provider would: the account is premium for that many months.
+    Simulate {
+        email: String,
+        #[arg(long, default_value_t = 1)]
+        months: u32,
+        /// The server's address.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -257,6 +276,12 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             if service == Some(ServiceName::Gateway) {
                 announce("gateway: no database to migrate");
             }
+            if matches!(service, None | Some(ServiceName::People)) {
+                let url = settings.people_database_url();
+                let pool = kernel::db::SqlPool::connect(&url, people::DATABASE_NAME).await?;
+                people::store::open(pool).await.context("migrating the people database")?;
+                announce(&format!("people: migrated {url}"));
+            }
             if service == Some(ServiceName::Ai) {
                 announce("ai: no database to migrate");
             }
@@ -297,6 +322,9 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         Command::Events { command } => events(command, &settings).await,
         Command::Models { command } => models(command, &settings).await,
         Command::Ai { command } => ai_command(command, &settings).await,
+        Command::Billing { command: BillingCommand::Simulate { email, months, url } } => {
+            simulate_payment(&settings, &email, months, &url).await
+        }
         Command::Import { folder, owner, jobs } => {
             let owner = match owner {
                 Some(email) => {
@@ -319,6 +347,44 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
         }
         Command::Config { command: ConfigCommand::Default } => Ok(()),
     }
+}
+
+async fn simulate_payment(
+    settings: &Settings,
+    email: &str,
+    months: u32,
+    url: &str,
+) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    anyhow::ensure!((1..=120).contains(&months), "--months must be 1 to 120");
+    let secret = match settings.people.billing.webhook_secrets.first() {
+        Some(secret) => secret.clone(),
+        None => compose::local_webhook_secret(settings)?,
+    };
+    let body = serde_json::to_vec(&people::domain::billing::simulated_invoice(
+        email,
+        months,
+        chrono::Utc::now(),
+    ))?;
+    let signature = people::domain::billing::sign(
+        &body,
+        secret.expose_secret(),
+        chrono::Utc::now().timestamp(),
+    );
+    let endpoint = format!("{}{}", url.trim_end_matches('/'), people::http::WEBHOOK_PATH);
+    let reply = reqwest::Client::new()
+        .post(&endpoint)
+        .header("content-type", "application/json")
+        .header("stripe-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("posting to {endpoint}"))?;
+    let status = reply.status();
+    let text = reply.text().await.unwrap_or_default();
+    anyhow::ensure!(status.is_success(), "{endpoint} answered {status}: {text}");
+    announce(&format!("{email}: paid for {months} month(s); premium within seconds"));
+    Ok(())
 }
 
 async fn ai_command(command: AiCommand, settings: &Settings) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ use catalog::CatalogConfig;
 use gateway::GatewayConfig;
 use kernel::{engine::EngineUrl, telemetry::TelemetryConfig};
 use objects::StorageConfig;
+use people::PeopleConfig;
 use playlist::PlaylistConfig;
 use serde::Deserialize;
 use streaming::StreamingConfig;
@@ -31,6 +32,7 @@ pub struct Settings {
     pub playlist: PlaylistConfig,
     pub analytics: AnalyticsConfig,
     pub ai: AiConfig,
+    pub people: PeopleConfig,
     pub gateway: GatewayConfig,
 }
 
@@ -48,6 +50,7 @@ impl Default for Settings {
             playlist: PlaylistConfig::default(),
             analytics: AnalyticsConfig::default(),
             ai: AiConfig::default(),
+            people: PeopleConfig::default(),
             gateway: GatewayConfig::default(),
         }
     }
@@ -120,6 +123,16 @@ impl Settings {
     /// The playlist database: as configured, else a SQLite file in the data directory.
     pub fn playlist_database_url(&self) -> EngineUrl {
         self.playlist.database_url.clone().unwrap_or_else(|| self.sqlite_in_data_dir("playlist.db"))
+    }
+
+    /// The people service's database: as configured, else a SQLite file in the data
+    /// directory.
+    pub fn people_database_url(&self) -> EngineUrl {
+        self.people.database_url.clone().unwrap_or_else(|| self.sqlite_in_data_dir("people.db"))
+    }
+
+    pub fn people_cache_url(&self) -> EngineUrl {
+        self.people.cache_url.clone().unwrap_or_else(memory)
     }
 
     pub fn streaming_cache_url(&self) -> EngineUrl {

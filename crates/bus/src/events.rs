@@ -26,19 +26,24 @@ macro_rules! event {
 }
 
 /// The topics of every event type, for tools and for creating topics up front.
-pub const ALL_TYPES: [&str; 12] = [
+pub const ALL_TYPES: [&str; 17] = [
     UserRegistered::TYPE,
+    UserUpdated::TYPE,
     UserDeleted::TYPE,
     SongPlayed::TYPE,
     SongLiked::TYPE,
     SongUnliked::TYPE,
     PlaylistCreated::TYPE,
+    PlaylistChanged::TYPE,
+    PlaylistFollowed::TYPE,
+    PlaylistUnfollowed::TYPE,
     TrackPublished::TYPE,
     TrackDeleted::TYPE,
     TrackUploaded::TYPE,
     TrackTranscoded::TYPE,
     ApiRequest::TYPE,
     PaymentCompleted::TYPE,
+    SubscriptionChanged::TYPE,
 ];
 
 /// A new account exists.
@@ -51,6 +56,15 @@ pub struct UserRegistered {
     pub registered_at: DateTime<Utc>,
 }
 event!(UserRegistered, "user.registered", version = 1, key = user_id);
+
+/// An account's public details changed (its display name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserUpdated {
+    pub user_id: Uuid,
+    pub display_name: String,
+    pub updated_at: DateTime<Utc>,
+}
+event!(UserUpdated, "user.updated", version = 1, key = user_id);
 
 /// An account is gone; everything it owned must go too.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +116,47 @@ pub struct PlaylistCreated {
     pub created_at: DateTime<Utc>,
 }
 event!(PlaylistCreated, "playlist.created", version = 1, key = owner_id);
+
+/// What changed about a playlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlaylistChange {
+    /// Tracks were added, removed or moved.
+    Tracks,
+    /// Its name, description or visibility.
+    Details,
+}
+
+/// A playlist's tracks or details changed; its followers hear of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaylistChanged {
+    pub playlist_id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub public: bool,
+    pub change: PlaylistChange,
+    pub changed_at: DateTime<Utc>,
+}
+event!(PlaylistChanged, "playlist.changed", version = 1, key = playlist_id);
+
+/// Someone began following (saving) someone else's public playlist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaylistFollowed {
+    pub playlist_id: Uuid,
+    pub owner_id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    pub followed_at: DateTime<Utc>,
+}
+event!(PlaylistFollowed, "playlist.followed", version = 1, key = playlist_id);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaylistUnfollowed {
+    pub playlist_id: Uuid,
+    pub user_id: Uuid,
+    pub unfollowed_at: DateTime<Utc>,
+}
+event!(PlaylistUnfollowed, "playlist.unfollowed", version = 1, key = playlist_id);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArtistRef {
@@ -203,7 +258,7 @@ pub struct ApiRequest {
 }
 event!(ApiRequest, "api.request", version = 1, key = instance);
 
-/// A payment went through; it activates premium.
+/// A payment went through; it activates premium until `premium_until`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PaymentCompleted {
     pub payment_id: Uuid,
@@ -211,8 +266,35 @@ pub struct PaymentCompleted {
     pub amount_cents: u64,
     pub currency: String,
     pub completed_at: DateTime<Utc>,
+    /// The end of the premium the user has now, this payment included.
+    #[serde(default)]
+    pub premium_until: Option<DateTime<Utc>>,
+    /// Counts the user's subscription changes, so that a consumer keeps the latest
+    /// whatever order `payment.completed` and `subscription.changed` arrive in.
+    #[serde(default)]
+    pub revision: u64,
 }
 event!(PaymentCompleted, "payment.completed", version = 1, key = user_id);
+
+/// Why a subscription changed other than by a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionChange {
+    Refunded,
+    Cancelled,
+}
+
+/// A refund or a cancellation moved the end of a user's premium (to now, or to the end of
+/// what their other payments cover).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionChanged {
+    pub user_id: Uuid,
+    pub premium_until: Option<DateTime<Utc>>,
+    pub revision: u64,
+    pub reason: SubscriptionChange,
+    pub changed_at: DateTime<Utc>,
+}
+event!(SubscriptionChanged, "subscription.changed", version = 1, key = user_id);
 
 #[cfg(test)]
 mod tests {

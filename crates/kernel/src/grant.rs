@@ -117,14 +117,23 @@ pub struct SessionGrant {
     pub role: Role,
     /// When the auth service last confirmed this grant against its database.
     pub checked_at: DateTime<Utc>,
+    /// When a paid premium `tier` ends (absent for free accounts and for premium an
+    /// operator granted).
+    #[serde(default)]
+    pub premium_until: Option<DateTime<Utc>>,
 }
 
 impl SessionGrant {
     /// A cached grant older than `max_age` is confirmed again before it is trusted, which
     /// bounds how long a change made while the cache was unreachable can go unseen.
+    /// A grant whose paid premium has ended is stale at once, so the next request sees
+    /// the free tier.
     pub fn is_fresh(&self, now: DateTime<Utc>, max_age: Duration) -> bool {
         let age = now.signed_duration_since(self.checked_at);
-        age >= chrono::Duration::zero() && age.to_std().is_ok_and(|age| age <= max_age)
+        let premium_over = self.premium_until.is_some_and(|until| until <= now);
+        !premium_over
+            && age >= chrono::Duration::zero()
+            && age.to_std().is_ok_and(|age| age <= max_age)
     }
 }
 
@@ -189,8 +198,25 @@ mod tests {
             tier: Tier::Free,
             role: Role::User,
             checked_at: now - chrono::Duration::seconds(61),
+            premium_until: None,
         };
         assert!(!grant.is_fresh(now, Duration::from_secs(60)));
         assert!(grant.is_fresh(now, Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn a_grant_goes_stale_when_its_paid_premium_ends() {
+        let now = Utc::now();
+        let grant = SessionGrant {
+            user_id: Uuid::now_v7(),
+            session_id: Uuid::now_v7(),
+            tier: Tier::Premium,
+            role: Role::User,
+            checked_at: now,
+            premium_until: Some(now + chrono::Duration::seconds(1)),
+        };
+        let max_age = Duration::from_secs(60);
+        assert!(grant.is_fresh(now, max_age));
+        assert!(!grant.is_fresh(now + chrono::Duration::seconds(1), max_age));
     }
 }

@@ -159,6 +159,61 @@ impl Drop for OwnRedis {
     }
 }
 
+/// A real SMTP server of the test's own (aiosmtpd; `scripts/test` installs it), writing
+/// each message it accepts to a file in `dir`. Stopped when dropped; started again on the
+/// same port and `dir`, it keeps what it had received.
+pub struct OwnSmtpRelay {
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+    child: Child,
+}
+
+impl OwnSmtpRelay {
+    pub async fn start_on(port: u16, dir: &Path) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("smtp/relay.py");
+        let python = std::env::var("TONEARM_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut command = Command::new(python);
+        command.arg(script).arg("--port").arg(port.to_string()).arg("--dir").arg(dir);
+        let child = start_listening(command, port, "the SMTP relay (aiosmtpd)").await;
+        Self { port, dir: dir.to_owned(), child }
+    }
+
+    /// Every message accepted so far, as received.
+    pub fn messages(&self) -> Vec<String> {
+        received_mail(&self.dir)
+    }
+
+    /// Makes the relay answer 451 to every message (`true`) or accept again (`false`).
+    pub fn refuse(&self, refuse: bool) {
+        let flag = self.dir.join("refuse");
+        if refuse {
+            std::fs::write(flag, b"").expect("the refuse flag is written");
+        } else {
+            let _ = std::fs::remove_file(flag);
+        }
+    }
+
+    pub fn stop(self) {}
+}
+
+/// The messages a relay (or the embedded mail directory) holds: every `.eml` file in `dir`.
+pub fn received_mail(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .collect()
+}
+
+impl Drop for OwnSmtpRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A ClickHouse server of the test's own, on the given ports (HTTP, native, interserver),
 /// keeping its data under `dir`: stopped (dropped) and started again with the same `dir`
 /// and ports, it comes back with its tables, as a restarted production server would.

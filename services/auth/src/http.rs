@@ -59,7 +59,11 @@ fn routes() -> OpenApiRouter<AppState> {
 
 /// Routes only the gateway calls, never exposed publicly.
 pub fn internal_router(service: Arc<AuthService>) -> Router {
-    Router::new().route("/internal/v1/sessions/{id}", get(internal_grant)).with_state(service)
+    Router::new()
+        .route("/internal/v1/sessions/{id}", get(internal_grant))
+        .route("/internal/v1/users/{id}", get(internal_account))
+        .route("/internal/v1/users", get(internal_account_by_email))
+        .with_state(service)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -109,6 +113,20 @@ pub struct UserView {
     #[serde(serialize_with = "millis")]
     #[schema(value_type = String, format = DateTime)]
     created_at: DateTime<Utc>,
+    /// When paid premium ends; absent unless the premium tier was paid for.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "optional_millis")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    premium_until: Option<DateTime<Utc>>,
+}
+
+fn optional_millis<S: serde::Serializer>(
+    time: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(time) => millis(time, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl From<User> for UserView {
@@ -120,8 +138,19 @@ impl From<User> for UserView {
             tier: user.tier,
             role: user.role,
             created_at: user.created_at,
+            premium_until: user.premium_until,
         }
     }
+}
+
+/// An account as other services ask about it.
+#[derive(Debug, Serialize)]
+struct AccountView {
+    id: Uuid,
+    display_name: String,
+    email: String,
+    #[serde(serialize_with = "millis")]
+    created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -350,4 +379,41 @@ async fn internal_grant(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<kernel::grant::SessionGrant>> {
     service.grant(id).await?.map(Json).ok_or_else(|| Problem::not_found("no live session"))
+}
+
+async fn internal_account(
+    State(service): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<AccountView>> {
+    let user = service.user(id).await?.ok_or_else(|| Problem::not_found("no such user"))?;
+    Ok(Json(AccountView::from(user)))
+}
+
+#[derive(Debug, Deserialize)]
+struct EmailQuery {
+    email: String,
+}
+
+async fn internal_account_by_email(
+    State(service): State<AppState>,
+    Query(query): Query<EmailQuery>,
+) -> ApiResult<Json<AccountView>> {
+    match service.user_by_email(&query.email).await {
+        Ok(user) => Ok(Json(AccountView::from(user))),
+        Err(AuthError::UserNotFound | AuthError::Invalid { .. }) => {
+            Err(Problem::not_found("no such user"))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+impl From<User> for AccountView {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id,
+            display_name: user.display_name,
+            email: user.email,
+            created_at: user.created_at,
+        }
+    }
 }

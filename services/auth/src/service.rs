@@ -87,6 +87,7 @@ impl AuthService {
             tier: Tier::Free,
             role: Role::User,
             created_at: now(),
+            premium_until: None,
         };
         let password_hash = self.hasher.hash(&password).await?;
         let event = events::user_registered(&user);
@@ -204,13 +205,39 @@ impl AuthService {
         Ok(self.store.credentials(&email).await?.ok_or(AuthError::UserNotFound)?.0)
     }
 
+    /// An account by id, for other services.
+    pub async fn user(&self, id: Uuid) -> Result<Option<User>, AuthError> {
+        Ok(self.store.user(id).await?)
+    }
+
     pub async fn me(&self, caller: &Caller) -> Result<User, AuthError> {
         self.store.user(caller.user_id).await?.ok_or(AuthError::UserNotFound)
     }
 
     pub async fn rename(&self, caller: &Caller, display_name: &str) -> Result<User, AuthError> {
         let name = DisplayName::parse(display_name)?;
-        self.store.rename(caller.user_id, &name, now()).await?.ok_or(AuthError::UserNotFound)
+        let at = now();
+        let event = events::user_updated(caller.user_id, name.as_str(), at);
+        self.store.rename(caller.user_id, &name, at, &event).await?.ok_or(AuthError::UserNotFound)
+    }
+
+    /// Applies a change of paid premium announced by the people service; the user's
+    /// sessions see their new tier on their next request.
+    pub async fn apply_premium(
+        &self,
+        consumer: &str,
+        event_id: Uuid,
+        user_id: Uuid,
+        premium_until: Option<DateTime<Utc>>,
+        revision: u64,
+    ) -> Result<(), AuthError> {
+        let changed =
+            self.store.apply_premium(consumer, event_id, user_id, premium_until, revision).await?;
+        if let Some(sessions) = changed {
+            tracing::info!(%user_id, ?premium_until, revision, "premium changed");
+            self.forget_grants(&sessions).await;
+        }
+        Ok(())
     }
 
     pub async fn change_password(
@@ -336,6 +363,7 @@ impl AuthService {
             tier: user.tier,
             role: user.role,
             checked_at: now,
+            premium_until: user.premium_until,
         })
         .await;
         let access_token = self.sign_access(&user, session.id, now)?;

@@ -33,6 +33,9 @@ pub struct RemoteService {
     pub name: String,
     pub base_url: String,
     pub client: reqwest::Client,
+    /// For event streams, which last as long as the client stays: no deadline for the
+    /// whole response, only for each read (the service sends keep-alives well within it).
+    pub streams: reqwest::Client,
 }
 
 impl RemoteService {
@@ -42,12 +45,26 @@ impl RemoteService {
             .connect_timeout(Duration::from_secs(3))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
+        let streams = reqwest::Client::builder()
+            .read_timeout(timeout)
+            .connect_timeout(Duration::from_secs(3))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
         Ok(Self {
             name: name.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             client,
+            streams,
         })
     }
+}
+
+/// Whether the client asks for a Server-Sent Events stream.
+fn wants_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"))
 }
 
 /// Headers that describe one hop, not the message, and are never forwarded.
@@ -83,8 +100,9 @@ pub async fn proxy(State(service): State<RemoteService>, request: Request) -> Re
     {
         headers.insert("x-forwarded-host", host.clone());
     }
-    let upstream = service
-        .client
+    let client =
+        if wants_event_stream(&parts.headers) { &service.streams } else { &service.client };
+    let upstream = client
         .request(parts.method, format!("{}{path}", service.base_url))
         .headers(headers)
         .body(reqwest::Body::wrap_stream(stream))

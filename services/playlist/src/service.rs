@@ -4,7 +4,10 @@ use std::{collections::HashSet, sync::Arc};
 
 use bus::{
     Envelope,
-    events::{PlaylistCreated, SongLiked, SongUnliked},
+    events::{
+        PlaylistChange, PlaylistChanged, PlaylistCreated, PlaylistFollowed, PlaylistUnfollowed,
+        SongLiked, SongUnliked,
+    },
 };
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use kernel::caller::Caller;
@@ -109,11 +112,18 @@ impl PlaylistService {
         id: Uuid,
         mut edit: PlaylistEdit,
     ) -> Result<Playlist, PlaylistError> {
-        self.owned(caller, id).await?;
+        let current = self.owned(caller, id).await?;
         edit.name = edit.name.as_deref().map(valid_name).transpose()?;
         edit.description = edit.description.as_deref().map(valid_description).transpose()?;
+        let at = now();
+        let changed = Playlist {
+            name: edit.name.clone().unwrap_or(current.name.clone()),
+            public: edit.public.unwrap_or(current.public),
+            ..current
+        };
+        let event = changed_event(&changed, PlaylistChange::Details, at);
         self.store
-            .update_playlist(id, &edit, now())
+            .update_playlist(id, &edit, at, &event)
             .await?
             .ok_or(PlaylistError::NotFound("playlist"))
     }
@@ -128,14 +138,26 @@ impl PlaylistService {
     pub async fn follow(&self, caller: &Caller, id: Uuid) -> Result<(), PlaylistError> {
         let playlist = self.visible(caller, id).await?;
         if playlist.owner_id != caller.user_id {
-            self.store.follow(caller.user_id, id, now()).await?;
+            let at = now();
+            let followed = PlaylistFollowed {
+                playlist_id: id,
+                owner_id: playlist.owner_id,
+                user_id: caller.user_id,
+                name: playlist.name,
+                followed_at: at,
+            };
+            self.store.follow(caller.user_id, id, at, &Envelope::new(&followed, at)).await?;
         }
         Ok(())
     }
 
     pub async fn unfollow(&self, caller: &Caller, id: Uuid) -> Result<(), PlaylistError> {
         self.visible(caller, id).await?;
-        Ok(self.store.unfollow(caller.user_id, id).await?)
+        let at = now();
+        let unfollowed =
+            PlaylistUnfollowed { playlist_id: id, user_id: caller.user_id, unfollowed_at: at };
+        self.store.unfollow(caller.user_id, id, &Envelope::new(&unfollowed, at)).await?;
+        Ok(())
     }
 
     pub async fn tracks(
@@ -157,7 +179,7 @@ impl PlaylistService {
         snapshot: Option<&str>,
         change: TrackChange,
     ) -> Result<String, PlaylistError> {
-        self.owned(caller, id).await?;
+        let playlist = self.owned(caller, id).await?;
         let expected = match snapshot {
             None => None,
             Some(text) => {
@@ -173,8 +195,12 @@ impl PlaylistService {
             }
             self.ensure_known(caller, track_ids).await?;
         }
-        let changed =
-            self.store.change_tracks(id, expected, &change, self.config.max_tracks, now()).await;
+        let at = now();
+        let event = changed_event(&playlist, PlaylistChange::Tracks, at);
+        let changed = self
+            .store
+            .change_tracks(id, expected, &change, self.config.max_tracks, at, &event)
+            .await;
         match changed {
             Ok(version) => Ok(snapshot_id(version)),
             Err(ChangeError::NotFound) => Err(PlaylistError::NotFound("playlist")),
@@ -295,6 +321,19 @@ impl PlaylistService {
             Err(PlaylistError::NotYours)
         }
     }
+}
+
+/// `playlist.changed` for a playlist as it is after the change.
+fn changed_event(playlist: &Playlist, change: PlaylistChange, at: DateTime<Utc>) -> Envelope {
+    let changed = PlaylistChanged {
+        playlist_id: playlist.id,
+        owner_id: playlist.owner_id,
+        name: playlist.name.clone(),
+        public: playlist.public,
+        change,
+        changed_at: at,
+    };
+    Envelope::new(&changed, at)
 }
 
 fn unknown(ids: &[Uuid]) -> PlaylistError {

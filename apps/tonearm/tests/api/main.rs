@@ -13,6 +13,7 @@ mod faults;
 mod home;
 mod limits;
 mod ops;
+mod people;
 mod playlists;
 mod probe;
 mod recommendations;

@@ -89,9 +89,28 @@ pub struct User {
     pub id: Uuid,
     pub email: String,
     pub display_name: String,
+    /// The tier in force now: premium while a paid period lasts, or when an operator
+    /// granted it.
     pub tier: Tier,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// When paid premium ends; absent when none was paid for (or an operator's grant
+    /// makes it moot).
+    pub premium_until: Option<DateTime<Utc>>,
+}
+
+/// The tier in force at `now` for an account whose operator-set tier is `base` and whose
+/// paid premium lasts until `premium_until`, and the end worth reporting.
+pub fn tier_at(
+    base: Tier,
+    premium_until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> (Tier, Option<DateTime<Utc>>) {
+    match (base, premium_until) {
+        (Tier::Premium, _) => (Tier::Premium, None),
+        (Tier::Free, Some(until)) if until > now => (Tier::Premium, Some(until)),
+        (Tier::Free, _) => (Tier::Free, None),
+    }
 }
 
 /// A user about to be stored, with the hash of the password they chose.

@@ -4,7 +4,7 @@ mod account;
 mod error;
 mod session;
 
-pub use account::{DisplayName, Email, NewUser, Password, User};
+pub use account::{DisplayName, Email, NewUser, Password, User, tier_at};
 pub use error::AuthError;
 pub use session::{
     NewSession, RefreshRecord, RefreshSecret, RefreshVerdict, Session, judge_refresh,

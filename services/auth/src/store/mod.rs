@@ -45,12 +45,25 @@ pub trait AuthStore: OutboxStore {
     async fn credentials(&self, email: &Email) -> Result<Option<(User, String)>, StoreError>;
     async fn user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
     async fn password_hash(&self, id: Uuid) -> Result<Option<String>, StoreError>;
+    /// Renames the user and records `event` (`user.updated`) in the same transaction.
     async fn rename(
         &self,
         id: Uuid,
         name: &DisplayName,
         now: DateTime<Utc>,
+        event: &Envelope,
     ) -> Result<Option<User>, StoreError>;
+    /// Applies a subscription change (`payment.completed`, `subscription.changed`), once
+    /// per event id and only when `revision` is newer than the one applied; returns the
+    /// user's live sessions when it changed anything.
+    async fn apply_premium(
+        &self,
+        consumer: &str,
+        event_id: Uuid,
+        user_id: Uuid,
+        premium_until: Option<DateTime<Utc>>,
+        revision: u64,
+    ) -> Result<Option<Vec<Uuid>>, StoreError>;
     /// Sets a new password hash and revokes every session except `keep`; returns the
     /// ids of the sessions it revoked.
     async fn change_password(

@@ -6,9 +6,10 @@ use kernel::grant::SessionGrant;
 use uuid::Uuid;
 
 use super::{StoreError, parse_role, parse_tier};
-use crate::domain::{RefreshRecord, Session, User};
+use crate::domain::{RefreshRecord, Session, User, tier_at};
 
-pub(super) const USER_COLUMNS: &str = "id, email, display_name, tier, role, created_at";
+pub(super) const USER_COLUMNS: &str =
+    "id, email, display_name, tier, role, created_at, premium_until";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct UserRow {
@@ -18,18 +19,21 @@ pub(super) struct UserRow {
     tier: String,
     role: String,
     created_at: DateTime<Utc>,
+    premium_until: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<UserRow> for User {
     type Error = StoreError;
     fn try_from(row: UserRow) -> Result<Self, StoreError> {
+        let (tier, premium_until) = tier_at(parse_tier(&row.tier)?, row.premium_until, Utc::now());
         Ok(Self {
             id: row.id,
             email: row.email,
             display_name: row.display_name,
-            tier: parse_tier(&row.tier)?,
+            tier,
             role: parse_role(&row.role)?,
             created_at: row.created_at,
+            premium_until,
         })
     }
 }
@@ -56,6 +60,7 @@ pub(super) struct GrantRow {
     revoked_at: Option<DateTime<Utc>>,
     tier: String,
     role: String,
+    premium_until: Option<DateTime<Utc>>,
 }
 
 impl GrantRow {
@@ -63,12 +68,14 @@ impl GrantRow {
         if self.revoked_at.is_some() || self.expires_at <= now {
             return Ok(None);
         }
+        let (tier, premium_until) = tier_at(parse_tier(&self.tier)?, self.premium_until, now);
         Ok(Some(SessionGrant {
             user_id: self.user_id,
             session_id: self.session_id,
-            tier: parse_tier(&self.tier)?,
+            tier,
             role: parse_role(&self.role)?,
             checked_at: now,
+            premium_until,
         }))
     }
 }
@@ -204,17 +211,61 @@ macro_rules! sql_store {
                 id: Uuid,
                 name: &DisplayName,
                 now: DateTime<Utc>,
+                event: &Envelope,
             ) -> Result<Option<User>, StoreError> {
-                sqlx::query_as::<_, UserRow>(&format!(
+                let mut tx = self.pool.begin().await?;
+                let user: Option<User> = sqlx::query_as::<_, UserRow>(&format!(
                     "UPDATE users SET display_name = $2, updated_at = $3 WHERE id = $1 RETURNING {USER_COLUMNS}"
                 ))
                 .bind(id)
                 .bind(name.as_str())
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?
                 .map(TryInto::try_into)
-                .transpose()
+                .transpose()?;
+                if user.is_some() {
+                    insert_event(&mut *tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(user)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn apply_premium(
+                &self,
+                consumer: &str,
+                event_id: Uuid,
+                user_id: Uuid,
+                premium_until: Option<DateTime<Utc>>,
+                revision: u64,
+            ) -> Result<Option<Vec<Uuid>>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if !bus::inbox::first_delivery(&mut *tx, consumer, event_id).await? {
+                    return Ok(None);
+                }
+                // An older revision arriving late changes nothing.
+                let updated: Option<Uuid> = sqlx::query_scalar(
+                    "UPDATE users SET premium_until = $2, premium_revision = $3
+                     WHERE id = $1 AND premium_revision < $3 RETURNING id",
+                )
+                .bind(user_id)
+                .bind(premium_until)
+                .bind(i64::try_from(revision).unwrap_or(i64::MAX))
+                .fetch_optional(&mut *tx)
+                .await?;
+                if updated.is_none() {
+                    tx.commit().await?;
+                    return Ok(None);
+                }
+                let sessions: Vec<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL",
+                )
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Some(sessions))
             }
 
             #[tracing::instrument(skip_all)]
@@ -327,7 +378,8 @@ macro_rules! sql_store {
                 now: DateTime<Utc>,
             ) -> Result<Option<SessionGrant>, StoreError> {
                 let row = sqlx::query_as::<_, GrantRow>(
-                    "SELECT s.id AS session_id, s.user_id, s.expires_at, s.revoked_at, u.tier, u.role
+                    "SELECT s.id AS session_id, s.user_id, s.expires_at, s.revoked_at, u.tier, u.role,
+                         u.premium_until
                      FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
                 )
                 .bind(session_id)

@@ -59,6 +59,7 @@ store_contract!(
     set_access_changes_tier_and_role,
     delete_user_takes_everything_along,
     rename,
+    paid_premium_follows_the_latest_revision_once,
     signing_keys_newest_first,
     the_outbox_drains_in_order_and_prunes,
 );
@@ -124,6 +125,7 @@ async fn sessions_grant_their_users_access(store: Arc<dyn AuthStore>) {
             tier: Tier::Premium,
             role: Role::Admin,
             checked_at: at,
+            premium_until: None,
         })
     );
     assert_eq!(store.grant(Uuid::now_v7(), at).await.unwrap(), None, "unknown sessions");
@@ -323,14 +325,50 @@ async fn delete_user_takes_everything_along(store: Arc<dyn AuthStore>) {
 
 async fn rename(store: Arc<dyn AuthStore>) {
     let user = stored_user(store.as_ref()).await;
-    let renamed = store.rename(user.user.id, &display_name("Grace Hopper"), now()).await.unwrap();
+    let at = now();
+    let event = auth::events::user_updated(user.user.id, "Grace Hopper", at);
+    let renamed =
+        store.rename(user.user.id, &display_name("Grace Hopper"), at, &event).await.unwrap();
     let renamed = renamed.expect("the user exists");
     assert_eq!(renamed.display_name, "Grace Hopper");
     assert_eq!(renamed.email, user.user.email, "only the name changes");
     assert_eq!(renamed.created_at, user.user.created_at);
     assert_eq!(store.user(user.user.id).await.unwrap(), Some(renamed));
-    let unknown = store.rename(Uuid::now_v7(), &display_name("Nobody"), now()).await.unwrap();
+    let events = pending(store.as_ref(), user.user.id).await;
+    assert_eq!(events.last(), Some(&event), "user.updated goes out with the change");
+    let nobody = Uuid::now_v7();
+    let event = auth::events::user_updated(nobody, "Nobody", at);
+    let unknown = store.rename(nobody, &display_name("Nobody"), at, &event).await.unwrap();
     assert_eq!(unknown, None);
+    assert!(pending(store.as_ref(), nobody).await.is_empty());
+}
+
+async fn paid_premium_follows_the_latest_revision_once(store: Arc<dyn AuthStore>) {
+    let user = stored_user(store.as_ref()).await;
+    let session = stored_session(store.as_ref(), user.user.id).await;
+    let until = now() + TimeDelta::hours(1);
+    let event = Uuid::now_v7();
+    let applied =
+        store.apply_premium("auth.test", event, user.user.id, Some(until), 1).await.unwrap();
+    assert_eq!(applied, Some(vec![session.session.id]), "its live sessions are named");
+    let premium = store.user(user.user.id).await.unwrap().unwrap();
+    assert_eq!((premium.tier, premium.premium_until), (Tier::Premium, Some(until)));
+    let grant = store.grant(session.session.id, now()).await.unwrap().unwrap();
+    assert_eq!((grant.tier, grant.premium_until), (Tier::Premium, Some(until)));
+
+    // A redelivery, or an older revision arriving late, changes nothing.
+    assert_eq!(store.apply_premium("auth.test", event, user.user.id, None, 5).await.unwrap(), None);
+    let stale = store.apply_premium("auth.test", Uuid::now_v7(), user.user.id, None, 1).await;
+    assert_eq!(stale.unwrap(), None);
+    assert_eq!(store.user(user.user.id).await.unwrap().unwrap().tier, Tier::Premium);
+
+    // Once the end has passed, the tier is free again, with nothing more to apply.
+    let past = now() - TimeDelta::seconds(1);
+    store.apply_premium("auth.test", Uuid::now_v7(), user.user.id, Some(past), 2).await.unwrap();
+    let expired = store.user(user.user.id).await.unwrap().unwrap();
+    assert_eq!((expired.tier, expired.premium_until), (Tier::Free, None));
+    let grant = store.grant(session.session.id, now()).await.unwrap().unwrap();
+    assert_eq!(grant.tier, Tier::Free);
 }
 
 async fn signing_keys_newest_first(store: Arc<dyn AuthStore>) {

@@ -67,6 +67,7 @@ pub fn new_user(tier: Tier, role: Role, created_at: DateTime<Utc>) -> NewUser {
             tier,
             role,
             created_at,
+            premium_until: None,
         },
         password_hash: format!("hash-{}", Uuid::new_v4().simple()),
     }

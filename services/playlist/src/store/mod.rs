@@ -68,26 +68,36 @@ pub trait PlaylistStore: OutboxStore {
         offset: u32,
     ) -> Result<(Vec<(Playlist, bool)>, u64), StoreError>;
 
-    /// Applies a details edit; `None` when there is no such playlist. The version stays.
+    /// Applies a details edit and records `event` (`playlist.changed`) with it; `None` when
+    /// there is no such playlist. The version stays.
     async fn update_playlist(
         &self,
         id: Uuid,
         edit: &PlaylistEdit,
         at: DateTime<Utc>,
+        event: &Envelope,
     ) -> Result<Option<Playlist>, StoreError>;
 
     /// Deletes a playlist with its entries and follows; false when there was none.
     async fn delete_playlist(&self, id: Uuid) -> Result<bool, StoreError>;
 
-    /// Follows a playlist (idempotent: the first time stays).
+    /// Follows a playlist (idempotent: the first time stays). `event`
+    /// (`playlist.followed`) is recorded only when the follow is new; true when it was.
     async fn follow(
         &self,
         user_id: Uuid,
         playlist_id: Uuid,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+        event: &Envelope,
+    ) -> Result<bool, StoreError>;
 
-    async fn unfollow(&self, user_id: Uuid, playlist_id: Uuid) -> Result<(), StoreError>;
+    /// Unfollows; `event` (`playlist.unfollowed`) is recorded only when a follow existed.
+    async fn unfollow(
+        &self,
+        user_id: Uuid,
+        playlist_id: Uuid,
+        event: &Envelope,
+    ) -> Result<bool, StoreError>;
 
     async fn follows(&self, user_id: Uuid, playlist_id: Uuid) -> Result<bool, StoreError>;
 
@@ -106,7 +116,8 @@ pub trait PlaylistStore: OutboxStore {
     /// [`ChangeError::Stale`]. Added tracks must be in the projection
     /// ([`ChangeError::UnknownTracks`] lists those that are not). Only the rows added or
     /// moved are written, unless the sort keys' gaps ran out (then all are renumbered; see
-    /// `domain::positions`). Returns the new version.
+    /// `domain::positions`). `event` (`playlist.changed`) is recorded with the change.
+    /// Returns the new version.
     async fn change_tracks(
         &self,
         playlist_id: Uuid,
@@ -114,6 +125,7 @@ pub trait PlaylistStore: OutboxStore {
         change: &TrackChange,
         max_tracks: usize,
         at: DateTime<Utc>,
+        event: &Envelope,
     ) -> Result<i64, ChangeError>;
 
     /// Puts summaries in the projection (inserted or replaced), e.g. fetched from the

@@ -335,8 +335,10 @@ macro_rules! sql_store {
                 id: Uuid,
                 edit: &PlaylistEdit,
                 at: DateTime<Utc>,
+                event: &Envelope,
             ) -> Result<Option<Playlist>, StoreError> {
-                sqlx::query_as::<_, PlaylistRow>(&format!(
+                let mut tx = self.pool.begin().await?;
+                let updated = sqlx::query_as::<_, PlaylistRow>(&format!(
                     "UPDATE playlists SET name = COALESCE($2, name),
                          description = COALESCE($3, description), public = COALESCE($4, public),
                          updated_at = $5
@@ -348,10 +350,15 @@ macro_rules! sql_store {
                 .bind(&edit.description)
                 .bind(edit.public)
                 .bind(at)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?
                 .map(Playlist::try_from)
-                .transpose()
+                .transpose()?;
+                if updated.is_some() {
+                    bus::outbox::sql::insert(&mut *tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(updated)
             }
 
             #[tracing::instrument(skip_all)]
@@ -370,9 +377,11 @@ macro_rules! sql_store {
                 user_id: Uuid,
                 playlist_id: Uuid,
                 at: DateTime<Utc>,
-            ) -> Result<(), StoreError> {
+                event: &Envelope,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
                 // Following a playlist that is not there changes nothing.
-                sqlx::query(
+                let added = sqlx::query(
                     "INSERT INTO follows (user_id, playlist_id, followed_at)
                      SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM playlists WHERE id = $2)
                      ON CONFLICT (user_id, playlist_id) DO NOTHING",
@@ -380,19 +389,36 @@ macro_rules! sql_store {
                 .bind(user_id)
                 .bind(playlist_id)
                 .bind(at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-                Ok(())
+                let added = added.rows_affected() == 1;
+                if added {
+                    bus::outbox::sql::insert(&mut *tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(added)
             }
 
             #[tracing::instrument(skip_all)]
-            async fn unfollow(&self, user_id: Uuid, playlist_id: Uuid) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM follows WHERE user_id = $1 AND playlist_id = $2")
-                    .bind(user_id)
-                    .bind(playlist_id)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
+            async fn unfollow(
+                &self,
+                user_id: Uuid,
+                playlist_id: Uuid,
+                event: &Envelope,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let removed =
+                    sqlx::query("DELETE FROM follows WHERE user_id = $1 AND playlist_id = $2")
+                        .bind(user_id)
+                        .bind(playlist_id)
+                        .execute(&mut *tx)
+                        .await?;
+                let removed = removed.rows_affected() == 1;
+                if removed {
+                    bus::outbox::sql::insert(&mut *tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(removed)
             }
 
             #[tracing::instrument(skip_all)]
@@ -448,6 +474,7 @@ macro_rules! sql_store {
                 change: &TrackChange,
                 max_tracks: usize,
                 at: DateTime<Utc>,
+                event: &Envelope,
             ) -> Result<i64, ChangeError> {
                 let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
                 // First, so that this transaction holds the playlist (and on SQLite the
@@ -482,7 +509,8 @@ macro_rules! sql_store {
                 }
                 let total = usize::try_from(total).unwrap_or_default();
                 if touch_only_what_moves(&mut tx, playlist_id, change, total, at).await? {
-                    tx.commit().await.map_err(StoreError::from)?;
+                    bus::outbox::sql::insert(&mut *tx, event).await.map_err(StoreError::from)?;
+                tx.commit().await.map_err(StoreError::from)?;
                     return Ok(version);
                 }
 
@@ -535,6 +563,7 @@ macro_rules! sql_store {
                         .await
                         .map_err(StoreError::from)?;
                 }
+                bus::outbox::sql::insert(&mut *tx, event).await.map_err(StoreError::from)?;
                 tx.commit().await.map_err(StoreError::from)?;
                 Ok(version)
             }

@@ -217,7 +217,7 @@ async fn playlist(store: &dyn PlaylistStore, id: Uuid) -> Playlist {
 
 async fn change(store: &dyn PlaylistStore, playlist_id: Uuid, change: TrackChange) -> i64 {
     store
-        .change_tracks(playlist_id, None, &change, MAX_TRACKS, now())
+        .change_tracks(playlist_id, None, &change, MAX_TRACKS, now(), &any_event())
         .await
         .unwrap_or_else(|error| panic!("{change:?}: {error:?}"))
 }
@@ -293,7 +293,7 @@ async fn playlists_are_created_read_updated_and_deleted(store: Arc<dyn PlaylistS
     add(store, new.id, &ids(&tracks), None).await;
     let t1 = t0 + secs(60);
     let renamed = PlaylistEdit { name: Some("Night drive".to_owned()), ..PlaylistEdit::default() };
-    let updated = store.update_playlist(new.id, &renamed, t1).await.unwrap().unwrap();
+    let updated = store.update_playlist(new.id, &renamed, t1, &any_event()).await.unwrap().unwrap();
     let changed = playlist(store, new.id).await;
     assert_eq!(updated, changed);
     assert_eq!(
@@ -307,17 +307,18 @@ async fn playlists_are_created_read_updated_and_deleted(store: Arc<dyn PlaylistS
         description: Some("Songs for the night".to_owned()),
         public: Some(false),
     };
-    let updated = store.update_playlist(new.id, &edit, t1 + secs(1)).await.unwrap().unwrap();
+    let updated =
+        store.update_playlist(new.id, &edit, t1 + secs(1), &any_event()).await.unwrap().unwrap();
     assert_eq!(
         (updated.name.as_str(), updated.description.as_deref(), updated.public, updated.version),
         ("Night drive", Some("Songs for the night"), false, 1),
         "the version stays"
     );
     assert_eq!(updated.created_at, t0);
-    assert_eq!(store.update_playlist(Uuid::now_v7(), &edit, t1).await.unwrap(), None);
+    assert_eq!(store.update_playlist(Uuid::now_v7(), &edit, t1, &any_event()).await.unwrap(), None);
 
     let follower = Uuid::now_v7();
-    store.follow(follower, new.id, t1).await.unwrap();
+    store.follow(follower, new.id, t1, &any_event()).await.unwrap();
     assert!(store.delete_playlist(new.id).await.unwrap());
     assert_eq!(store.playlist(new.id).await.unwrap(), None);
     assert_eq!(store.entries(new.id, 10, 0).await.unwrap(), (Vec::new(), 0), "entries go too");
@@ -334,8 +335,8 @@ async fn a_deleted_users_playlists_follows_and_likes_go(store: Arc<dyn PlaylistS
     let (gone, stays) = (Uuid::now_v7(), Uuid::now_v7());
     let theirs = created(store, gone, t0).await;
     let kept = created(store, stays, t0).await;
-    store.follow(stays, theirs.id, t0).await.unwrap();
-    store.follow(gone, kept.id, t0).await.unwrap();
+    store.follow(stays, theirs.id, t0, &any_event()).await.unwrap();
+    store.follow(gone, kept.id, t0, &any_event()).await.unwrap();
     let track = published(store, 1).await[0].id;
     for user in [gone, stays] {
         store.like(user, track, t0, &liked_event(user, track, t0)).await.unwrap();
@@ -363,11 +364,11 @@ async fn playlists_of_lists_own_and_followed_newest_first(store: Arc<dyn Playlis
     let theirs_b = created(store, friend, t0 + secs(40)).await;
     let unfollowed = created(store, friend, t0 + secs(50)).await;
 
-    store.follow(me, theirs_a.id, t0 + secs(10)).await.unwrap();
-    store.follow(me, theirs_a.id, t0 + secs(90)).await.unwrap();
-    store.follow(me, theirs_b.id, t0 + secs(30)).await.unwrap();
-    store.follow(me, mine_old.id, t0 + secs(60)).await.unwrap();
-    store.follow(me, Uuid::now_v7(), t0).await.unwrap();
+    store.follow(me, theirs_a.id, t0 + secs(10), &any_event()).await.unwrap();
+    store.follow(me, theirs_a.id, t0 + secs(90), &any_event()).await.unwrap();
+    store.follow(me, theirs_b.id, t0 + secs(30), &any_event()).await.unwrap();
+    store.follow(me, mine_old.id, t0 + secs(60), &any_event()).await.unwrap();
+    store.follow(me, Uuid::now_v7(), t0, &any_event()).await.unwrap();
     assert!(store.follows(me, theirs_a.id).await.unwrap());
     assert!(!store.follows(me, unfollowed.id).await.unwrap());
     assert!(!store.follows(friend, theirs_a.id).await.unwrap(), "owning is not following");
@@ -387,8 +388,8 @@ async fn playlists_of_lists_own_and_followed_newest_first(store: Arc<dyn Playlis
     assert_eq!(listed(page), [(mine_new.id, false), (theirs_a.id, true)]);
     assert_eq!(total, 4);
 
-    store.unfollow(me, theirs_b.id).await.unwrap();
-    store.unfollow(me, theirs_b.id).await.unwrap();
+    store.unfollow(me, theirs_b.id, &any_event()).await.unwrap();
+    store.unfollow(me, theirs_b.id, &any_event()).await.unwrap();
     let (page, total) = store.playlists_of(me, 10, 0).await.unwrap();
     assert_eq!(listed(page), [(mine_new.id, false), (theirs_a.id, true), (mine_old.id, false)]);
     assert_eq!(total, 3);
@@ -396,13 +397,21 @@ async fn playlists_of_lists_own_and_followed_newest_first(store: Arc<dyn Playlis
     // Made private, a followed playlist is its owner's alone; made public again, it is
     // listed to its followers again.
     let private = PlaylistEdit { public: Some(false), ..PlaylistEdit::default() };
-    store.update_playlist(theirs_a.id, &private, t0 + secs(95)).await.unwrap().unwrap();
+    store
+        .update_playlist(theirs_a.id, &private, t0 + secs(95), &any_event())
+        .await
+        .unwrap()
+        .unwrap();
     let (page, total) = store.playlists_of(me, 10, 0).await.unwrap();
     assert_eq!((listed(page), total), (vec![(mine_new.id, false), (mine_old.id, false)], 2));
     let (_, total) = store.playlists_of(friend, 10, 0).await.unwrap();
     assert_eq!(total, 3, "the owner still has it");
     let public = PlaylistEdit { public: Some(true), ..PlaylistEdit::default() };
-    store.update_playlist(theirs_a.id, &public, t0 + secs(96)).await.unwrap().unwrap();
+    store
+        .update_playlist(theirs_a.id, &public, t0 + secs(96), &any_event())
+        .await
+        .unwrap()
+        .unwrap();
     let (_, total) = store.playlists_of(me, 10, 0).await.unwrap();
     assert_eq!(total, 3);
 
@@ -426,7 +435,10 @@ async fn tracks_are_added_at_the_end_and_at_a_position(store: Arc<dyn PlaylistSt
 
     let added_at = t0 + secs(5);
     let add = TrackChange::Add { track_ids: t[..3].to_vec(), position: None };
-    assert_eq!(store.change_tracks(list.id, None, &add, MAX_TRACKS, added_at).await.unwrap(), 1);
+    assert_eq!(
+        store.change_tracks(list.id, None, &add, MAX_TRACKS, added_at, &any_event()).await.unwrap(),
+        1
+    );
     assert_eq!(order(store, list.id).await, picked(&t, &[0, 1, 2]));
     let read = playlist(store, list.id).await;
     assert_eq!((read.version, read.tracks_total, read.updated_at), (1, 3, added_at));
@@ -450,7 +462,10 @@ async fn tracks_are_added_at_the_end_and_at_a_position(store: Arc<dyn PlaylistSt
     assert_eq!(store.entries(list.id, 5, 8).await.unwrap(), (Vec::new(), 8));
 
     let past = TrackChange::Add { track_ids: t[..1].to_vec(), position: Some(9) };
-    let error = store.change_tracks(list.id, None, &past, MAX_TRACKS, now()).await.unwrap_err();
+    let error = store
+        .change_tracks(list.id, None, &past, MAX_TRACKS, now(), &any_event())
+        .await
+        .unwrap_err();
     assert!(
         matches!(error, ChangeError::Position(PositionError::PastEnd { position: 9, len: 8 })),
         "{error:?}"
@@ -477,7 +492,8 @@ async fn positions_are_removed(store: Arc<dyn PlaylistStore>) {
         (Vec::new(), PositionError::Empty),
     ] {
         let change = TrackChange::Remove { positions };
-        let error = store.change_tracks(list.id, None, &change, MAX_TRACKS, now()).await;
+        let error =
+            store.change_tracks(list.id, None, &change, MAX_TRACKS, now(), &any_event()).await;
         assert!(
             matches!(&error, Err(ChangeError::Position(found)) if *found == expected),
             "{change:?}: {error:?}"
@@ -512,7 +528,8 @@ async fn ranges_are_reordered(store: Arc<dyn PlaylistStore>) {
         (reorder(0, 1, 7), PositionError::PastEnd { position: 7, len: 6 }),
         (reorder(0, 0, 3), PositionError::RangeOutside { start: 0, end: 0, len: 6 }),
     ] {
-        let error = store.change_tracks(list.id, None, &change, MAX_TRACKS, now()).await;
+        let error =
+            store.change_tracks(list.id, None, &change, MAX_TRACKS, now(), &any_event()).await;
         assert!(
             matches!(&error, Err(ChangeError::Position(found)) if *found == expected),
             "{change:?}: {error:?}"
@@ -537,7 +554,14 @@ async fn a_stale_version_changes_nothing(store: Arc<dyn PlaylistStore>) {
             reorder(1, 1, 0),
         ] {
             let error = store
-                .change_tracks(list.id, Some(expected_version), &change, MAX_TRACKS, now())
+                .change_tracks(
+                    list.id,
+                    Some(expected_version),
+                    &change,
+                    MAX_TRACKS,
+                    now(),
+                    &any_event(),
+                )
                 .await
                 .unwrap_err();
             assert!(
@@ -551,12 +575,20 @@ async fn a_stale_version_changes_nothing(store: Arc<dyn PlaylistStore>) {
 
     let at = now() + secs(1);
     let added = TrackChange::Add { track_ids: t[2..3].to_vec(), position: Some(0) };
-    assert_eq!(store.change_tracks(list.id, Some(1), &added, MAX_TRACKS, at).await.unwrap(), 2);
+    assert_eq!(
+        store.change_tracks(list.id, Some(1), &added, MAX_TRACKS, at, &any_event()).await.unwrap(),
+        2
+    );
     assert_eq!(order(store, list.id).await, picked(&t, &[2, 0, 1]));
-    let error = store.change_tracks(list.id, Some(1), &reorder(0, 1, 3), MAX_TRACKS, at).await;
+    let error = store
+        .change_tracks(list.id, Some(1), &reorder(0, 1, 3), MAX_TRACKS, at, &any_event())
+        .await;
     assert!(matches!(error, Err(ChangeError::Stale)), "the old snapshot is stale now: {error:?}");
     assert_eq!(
-        store.change_tracks(list.id, Some(2), &reorder(0, 1, 3), MAX_TRACKS, at).await.unwrap(),
+        store
+            .change_tracks(list.id, Some(2), &reorder(0, 1, 3), MAX_TRACKS, at, &any_event())
+            .await
+            .unwrap(),
         3
     );
     assert_eq!(order(store, list.id).await, picked(&t, &[0, 1, 2]));
@@ -564,7 +596,7 @@ async fn a_stale_version_changes_nothing(store: Arc<dyn PlaylistStore>) {
     let missing = Uuid::now_v7();
     for expected_version in [None, Some(0)] {
         let error = store
-            .change_tracks(missing, expected_version, &added, MAX_TRACKS, at)
+            .change_tracks(missing, expected_version, &added, MAX_TRACKS, at, &any_event())
             .await
             .unwrap_err();
         assert!(matches!(error, ChangeError::NotFound), "{error:?}");
@@ -581,7 +613,10 @@ async fn unknown_tracks_are_listed_and_change_nothing(store: Arc<dyn PlaylistSto
     let (ghost, phantom) = (Uuid::now_v7(), Uuid::now_v7());
     let change =
         TrackChange::Add { track_ids: vec![t[1], ghost, t[2], phantom, ghost], position: Some(0) };
-    let error = store.change_tracks(list.id, None, &change, MAX_TRACKS, now()).await.unwrap_err();
+    let error = store
+        .change_tracks(list.id, None, &change, MAX_TRACKS, now(), &any_event())
+        .await
+        .unwrap_err();
     match error {
         ChangeError::UnknownTracks(unknown) => assert_eq!(unknown, [ghost, phantom]),
         other => panic!("expected unknown tracks, got {other:?}"),
@@ -591,7 +626,8 @@ async fn unknown_tracks_are_listed_and_change_nothing(store: Arc<dyn PlaylistSto
 
     store.upsert_summaries(&[TrackSummary { id: ghost, ..track(9) }]).await.unwrap();
     let change = TrackChange::Add { track_ids: vec![ghost, t[1]], position: None };
-    let error = store.change_tracks(list.id, Some(1), &change, MAX_TRACKS, now()).await;
+    let error =
+        store.change_tracks(list.id, Some(1), &change, MAX_TRACKS, now(), &any_event()).await;
     assert_eq!(error.unwrap(), 2, "known once projected");
     assert_eq!(order(store, list.id).await, vec![t[0], ghost, t[1]]);
 }
@@ -603,25 +639,44 @@ async fn a_full_playlist_takes_no_more(store: Arc<dyn PlaylistStore>) {
     let add =
         |track_ids: &[Uuid]| TrackChange::Add { track_ids: track_ids.to_vec(), position: None };
 
-    assert_eq!(store.change_tracks(list.id, None, &add(&t[..2]), 3, now()).await.unwrap(), 1);
-    let error = store.change_tracks(list.id, None, &add(&t[2..4]), 3, now()).await.unwrap_err();
+    assert_eq!(
+        store.change_tracks(list.id, None, &add(&t[..2]), 3, now(), &any_event()).await.unwrap(),
+        1
+    );
+    let error = store
+        .change_tracks(list.id, None, &add(&t[2..4]), 3, now(), &any_event())
+        .await
+        .unwrap_err();
     assert!(matches!(error, ChangeError::Full(3)), "{error:?}");
     assert_eq!(playlist(store, list.id).await.version, 1);
     assert_eq!(order(store, list.id).await, picked(&t, &[0, 1]));
 
-    assert_eq!(store.change_tracks(list.id, None, &add(&t[2..3]), 3, now()).await.unwrap(), 2);
-    let error = store.change_tracks(list.id, None, &add(&t[3..4]), 3, now()).await.unwrap_err();
+    assert_eq!(
+        store.change_tracks(list.id, None, &add(&t[2..3]), 3, now(), &any_event()).await.unwrap(),
+        2
+    );
+    let error = store
+        .change_tracks(list.id, None, &add(&t[3..4]), 3, now(), &any_event())
+        .await
+        .unwrap_err();
     assert!(matches!(error, ChangeError::Full(3)), "{error:?}");
     let unknown = add(&[Uuid::now_v7()]);
-    let error = store.change_tracks(list.id, None, &unknown, 3, now()).await.unwrap_err();
+    let error =
+        store.change_tracks(list.id, None, &unknown, 3, now(), &any_event()).await.unwrap_err();
     assert!(matches!(error, ChangeError::Full(3)), "full whatever the tracks: {error:?}");
     assert_eq!(order(store, list.id).await, picked(&t, &[0, 1, 2]));
 
-    let moved = store.change_tracks(list.id, None, &reorder(0, 1, 3), 3, now()).await;
+    let moved = store.change_tracks(list.id, None, &reorder(0, 1, 3), 3, now(), &any_event()).await;
     assert_eq!(moved.unwrap(), 3, "a full list still reorders");
     let removed = TrackChange::Remove { positions: vec![0] };
-    assert_eq!(store.change_tracks(list.id, None, &removed, 3, now()).await.unwrap(), 4);
-    assert_eq!(store.change_tracks(list.id, None, &add(&t[4..5]), 3, now()).await.unwrap(), 5);
+    assert_eq!(
+        store.change_tracks(list.id, None, &removed, 3, now(), &any_event()).await.unwrap(),
+        4
+    );
+    assert_eq!(
+        store.change_tracks(list.id, None, &add(&t[4..5]), 3, now(), &any_event()).await.unwrap(),
+        5
+    );
     assert_eq!(order(store, list.id).await, picked(&t, &[2, 0, 4]));
 }
 
@@ -867,13 +922,15 @@ async fn concurrent_changes_to_one_playlist_each_land_once(store: Arc<dyn Playli
                         _ => None,
                     };
                     let add = TrackChange::Add { track_ids: vec![track_id], position: None };
-                    let result =
-                        store.change_tracks(list_id, expected, &add, MAX_TRACKS, now()).await;
+                    let result = store
+                        .change_tracks(list_id, expected, &add, MAX_TRACKS, now(), &any_event())
+                        .await;
                     outcome.push((add, result.map_err(|error| format!("{error:?}"))));
                     if n % 4 == 0 {
                         let moved = reorder(0, 2, 7);
-                        let result =
-                            store.change_tracks(list_id, None, &moved, MAX_TRACKS, now()).await;
+                        let result = store
+                            .change_tracks(list_id, None, &moved, MAX_TRACKS, now(), &any_event())
+                            .await;
                         outcome.push((moved, result.map_err(|error| format!("{error:?}"))));
                     }
                 }
@@ -1023,4 +1080,18 @@ async fn renumbering_onto_keys_in_use_keeps_the_order(fixture: &StoreFixture) {
     assert_eq!(order(store, list.id).await, picked(&t, &[0, 4, 1, 2, 3]));
     let keys: Vec<i64> = fixture.sort_keys(list.id).await.iter().map(|(_, key)| *key).collect();
     assert_eq!(keys, [GAP, 2 * GAP, 3 * GAP, 4 * GAP, 5 * GAP], "renumbered around the insert");
+}
+
+/// An event to record with a change; its content does not matter to the store.
+fn any_event() -> Envelope {
+    let at = now();
+    let changed = bus::events::PlaylistChanged {
+        playlist_id: Uuid::now_v7(),
+        owner_id: Uuid::now_v7(),
+        name: "Any".into(),
+        public: true,
+        change: bus::events::PlaylistChange::Tracks,
+        changed_at: at,
+    };
+    Envelope::new(&changed, at)
 }
