@@ -13,7 +13,15 @@ export interface Track {
   status?: 'processing' | 'ready' | 'failed';
 }
 export interface Page<T> { items: T[]; total: number; limit: number; offset: number }
-export interface User { id: string; email: string; display_name: string; tier: string; role: string }
+export interface User {
+  id: string;
+  email: string;
+  display_name: string;
+  tier: 'free' | 'premium';
+  role: string;
+  /** When paid premium ends; absent unless premium was paid for. */
+  premium_until?: string;
+}
 export interface Recommendation { track: Track; score: number; reason: string }
 export interface SearchResults {
   tracks: Page<Track>;
@@ -36,6 +44,37 @@ export interface Album { id: string; title: string; artist: ArtistRef; year: num
 export interface Artist { id: string; name: string; albums: { id: string; title: string; year: number | null }[] }
 export interface TopTrack { track: Track; plays: number; streams: number; listeners: number }
 export interface PlayPoint { t: string; plays: number; streams: number; listeners: number }
+
+// People: follows, notifications and what friends are playing.
+export interface UserRef { id: string; display_name: string }
+export interface Person extends UserRef { followed: boolean }
+export interface Profile extends UserRef {
+  followers: number;
+  following: number;
+  followed: boolean;
+  follows_you: boolean;
+}
+export interface Follow { user: UserRef; followed_at: string }
+export type NotificationKind = 'new_follower' | 'playlist_created' | 'playlist_changed' | 'playlist_followed';
+export interface Notification {
+  id: string;
+  kind: NotificationKind;
+  actor: UserRef | null;
+  playlist: { id: string; name: string } | null;
+  count: number;
+  read: boolean;
+  created_at: string;
+  updated_at: string;
+}
+export interface Notifications extends Page<Notification> { unread: number }
+export interface NowPlaying {
+  user: UserRef;
+  track: Track;
+  position_ms: number;
+  paused: boolean;
+  updated_at: string;
+  expires_at: string;
+}
 
 export class ApiError extends Error {
   constructor(readonly status: number, message: string) {
@@ -106,20 +145,36 @@ async function problem(response: Response): Promise<ApiError> {
   return new ApiError(response.status, detail);
 }
 
-export async function request<T>(path: string, init: RequestInit = {}, retried = false): Promise<T> {
+/** A signed fetch, refreshed and tried once more on a 401; errors for anything but 2xx. */
+async function signed(path: string, init: RequestInit = {}, retried = false): Promise<Response> {
   const headers = new Headers(init.headers);
   if (accessToken) headers.set('authorization', `Bearer ${accessToken}`);
   if (init.body && typeof init.body === 'string') headers.set('content-type', 'application/json');
   const response = await fetch(path, { ...init, headers });
   if (response.status === 401 && !retried && (await refresh())) {
-    return request(path, init, true);
+    return signed(path, init, true);
   }
   if (!response.ok) throw await problem(response);
+  return response;
+}
+
+export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const response = await signed(path, init);
   if (response.status === 204 || response.status === 202) return undefined as T;
   return response.json();
 }
 
 export const get = <T>(path: string) => request<T>(path);
+
+/** A GET's body with its response headers (the rate limit rides on them). */
+export async function getWithHeaders<T>(path: string): Promise<[T, Headers]> {
+  const response = await signed(path);
+  return [await response.json(), response.headers];
+}
+
+/** Opens a signed stream (Server-Sent Events, which EventSource cannot sign). */
+export const openStream = (path: string, signal: AbortSignal) =>
+  signed(path, { signal, headers: { accept: 'text/event-stream' }, cache: 'no-store' });
 
 /** A signed GET of something that is not JSON (artwork); `null` when there is none. */
 export async function getBlob(path: string): Promise<Blob | null> {

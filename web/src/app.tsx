@@ -7,7 +7,6 @@ import {
   refresh,
   send,
   signIn,
-  signOut,
   signUp,
   upload,
   type Page,
@@ -28,16 +27,19 @@ import {
   usePlaylists,
 } from './components';
 import { Icon } from './icons';
+import { startLive, stopLive, usePeople } from './live';
 import { AlbumPage, AnalyticsPage, ArtistPage, PlaylistPage, SimilarPage } from './pages';
+import { FriendsPanel, PeoplePage, PersonPage, TopBar } from './people';
 import { player } from './player';
 import { Recording, voiceSearch, type VoiceResult } from './voice';
 
 type Route =
-  | { view: 'home' | 'search' | 'upload' | 'liked' | 'analytics' }
-  | { view: 'playlist' | 'album' | 'artist' | 'similar'; id: string };
+  | { view: 'home' | 'search' | 'upload' | 'liked' | 'analytics' | 'people' }
+  | { view: 'playlist' | 'album' | 'artist' | 'similar' | 'person'; id: string };
 
 function parseRoute(): Route {
   const [view, id] = location.hash.replace(/^#\/?/, '').split('/');
+  if (view === 'people') return id ? { view: 'person', id } : { view };
   if (view === 'search' || view === 'upload' || view === 'liked' || view === 'analytics') return { view };
   if ((view === 'playlist' || view === 'album' || view === 'artist' || view === 'similar') && id) {
     return { view, id };
@@ -135,14 +137,43 @@ function Logo() {
   );
 }
 
+/** Friend activity: a column on wide screens (open unless closed), a drawer on narrow ones. */
+function useFriendsPanel(route: Route): [boolean, () => void] {
+  const wide = useMemo(() => window.matchMedia('(min-width: 1100px)'), []);
+  const [isWide, setWide] = useState(wide.matches);
+  const [column, setColumn] = useState(localStorage.getItem('tonearm.friends') !== 'hidden');
+  const [drawer, setDrawer] = useState(false);
+  useEffect(() => {
+    const changed = () => setWide(wide.matches);
+    wide.addEventListener('change', changed);
+    return () => wide.removeEventListener('change', changed);
+  }, []);
+  // The drawer covers the page: going somewhere from it closes it.
+  useEffect(() => setDrawer(false), [route]);
+  const toggle = () => {
+    if (!isWide) return setDrawer(!drawer);
+    localStorage.setItem('tonearm.friends', column ? 'hidden' : 'shown');
+    setColumn(!column);
+  };
+  return [isWide ? column : drawer, toggle];
+}
+
 function Shell() {
   const route = useRoute();
-  const [me] = useGet<User>('/v1/me');
+  const { me } = usePeople();
   const playlists = usePlaylists();
   const content = useRef<HTMLElement>(null);
+  const [friendsShown, toggleFriends] = useFriendsPanel(route);
+  useEffect(() => {
+    startLive();
+    return stopLive;
+  }, []);
   useEffect(() => content.current?.scrollTo(0, 0), [route]);
   const nav = (view: Route['view'], label: string) => (
-    <a href={`#/${view === 'home' ? '' : view}`} aria-current={route.view === view ? 'page' : undefined}>
+    <a
+      href={`#/${view === 'home' ? '' : view}`}
+      aria-current={route.view === view || (view === 'people' && route.view === 'person') ? 'page' : undefined}
+    >
       {label}
     </a>
   );
@@ -153,11 +184,12 @@ function Shell() {
     location.hash = `#/playlist/${playlist.id}`;
   };
   return (
-    <div class="shell">
+    <div class={`shell ${friendsShown ? 'with-friends' : ''}`}>
       <nav class="sidebar" aria-label="Main">
         <div class="brand"><Logo /> Tonearm</div>
         {nav('home', 'Home')}
         {nav('search', 'Search')}
+        {nav('people', 'People')}
         {nav('liked', 'Liked songs')}
         {nav('upload', 'Upload')}
         {nav('analytics', 'Listening')}
@@ -178,11 +210,9 @@ function Shell() {
             </a>
           ))}
         </div>
-        <div class="account">
-          <span class="muted">{me?.display_name}</span>
-          <button class="link" onClick={() => void signOut()}>Sign out</button>
-        </div>
       </nav>
+      <div class="column">
+      <TopBar friendsShown={friendsShown} onFriends={toggleFriends} />
       <main class="content" id="content" ref={content}>
         {route.view === 'home' && <Home name={me?.display_name} />}
         {route.view === 'search' && <Search />}
@@ -193,7 +223,11 @@ function Shell() {
         {route.view === 'album' && <AlbumPage key={route.id} id={route.id} />}
         {route.view === 'artist' && <ArtistPage key={route.id} id={route.id} />}
         {route.view === 'similar' && <SimilarPage key={route.id} id={route.id} />}
+        {route.view === 'people' && <PeoplePage />}
+        {route.view === 'person' && <PersonPage key={route.id} id={route.id} />}
       </main>
+      </div>
+      {friendsShown && <FriendsPanel onClose={toggleFriends} />}
       <PlayerBar />
     </div>
   );

@@ -150,12 +150,24 @@ function moveFocus(event: KeyboardEvent) {
 }
 
 // The caller's playlists, shared by the sidebar and every "add to playlist" menu.
+// Loaded once (every row's menu shares it, so mounting a list asks nothing), and again
+// after each change.
 let playlists: Playlist[] = [];
+let playlistsLoaded = false;
 const playlistListeners = new Set<(all: Playlist[]) => void>();
+onSession((signedIn) => {
+  if (signedIn) return;
+  playlists = [];
+  playlistsLoaded = false;
+});
 
 export async function refreshPlaylists() {
+  playlistsLoaded = true;
   const page = await get<{ items: Playlist[] }>('/v1/me/playlists?limit=100').catch(() => null);
-  if (!page) return;
+  if (!page) {
+    playlistsLoaded = false;
+    return;
+  }
   playlists = page.items;
   playlistListeners.forEach((l) => l(playlists));
 }
@@ -164,7 +176,8 @@ export function usePlaylists(): Playlist[] {
   const [all, setAll] = useState(playlists);
   useEffect(() => {
     playlistListeners.add(setAll);
-    void refreshPlaylists();
+    setAll(playlists);
+    if (!playlistsLoaded) void refreshPlaylists();
     return () => playlistListeners.delete(setAll);
   }, []);
   return all;
@@ -215,18 +228,28 @@ export function TrackMenu({ track, children }: { track: Track; children?: Compon
 
 // Whether the caller likes each track seen so far, learned a list at a time.
 const likes = new Map<string, boolean>();
+/** Asked about already: lists shown together ask once. */
+const likesAsked = new Set<string>();
 const likeListeners = new Set<() => void>();
 const likesChanged = () => likeListeners.forEach((l) => l());
-onSession((signedIn) => signedIn || likes.clear());
+onSession((signedIn) => {
+  if (signedIn) return;
+  likes.clear();
+  likesAsked.clear();
+});
 
 /** Asks which of `ids` the caller likes, for those not known yet. */
 async function learnLikes(ids: string[]) {
-  const unknown = [...new Set(ids)].filter((id) => !likes.has(id));
+  const unknown = [...new Set(ids)].filter((id) => !likes.has(id) && !likesAsked.has(id));
   if (!unknown.length) return;
+  unknown.forEach((id) => likesAsked.add(id));
   for (let start = 0; start < unknown.length; start += 100) {
     const chunk = unknown.slice(start, start + 100);
     const flags = await get<boolean[]>(`/v1/me/likes/contains?ids=${chunk.join(',')}`).catch(() => null);
-    if (!flags) break;
+    if (!flags) {
+      unknown.forEach((id) => likesAsked.delete(id));
+      break;
+    }
     chunk.forEach((id, index) => likes.set(id, flags[index] ?? false));
   }
   likesChanged();

@@ -16,12 +16,15 @@ import {
   type Track,
 } from './api';
 import { Cards, Section, TrackList, refreshPlaylists, useGet } from './components';
+import { Icon } from './icons';
+import { usePeople } from './live';
 
 export function PlaylistPage({ id }: { id: string }) {
   const [playlist, setPlaylist] = useState<Playlist | null>(null);
   const [entries, setEntries] = useState<Entry[]>([]);
   const [message, setMessage] = useState<string | null>(null);
   const [renaming, setRenaming] = useState(false);
+  const { me } = usePeople();
   const load = async () => {
     try {
       const [found, tracks] = await Promise.all([
@@ -81,8 +84,21 @@ export function PlaylistPage({ id }: { id: string }) {
     await refreshPlaylists();
     location.hash = '#/';
   };
+  /** Saves someone else's playlist to the caller's library, or stops. */
+  const save = async () => {
+    if (!playlist) return;
+    try {
+      await send(playlist.followed ? 'DELETE' : 'PUT', `/v1/playlists/${id}/followers`);
+      setPlaylist({ ...playlist, followed: !playlist.followed });
+      void refreshPlaylists();
+    } catch (e) {
+      setMessage(e instanceof Error ? e.message : String(e));
+    }
+  };
   if (!playlist) return <p class="muted">{message ?? 'Loading…'}</p>;
   const tracks = entries.map((e) => e.track);
+  // Until the caller is known, a playlist they do not follow is taken for theirs.
+  const mine = me ? playlist.owner_id === me.id : !playlist.followed;
   return (
     <>
       <p class="eyebrow">Playlist</p>
@@ -96,7 +112,7 @@ export function PlaylistPage({ id }: { id: string }) {
       )}
       <p class="muted">
         {playlist.tracks_total} {playlist.tracks_total === 1 ? 'song' : 'songs'}
-        {!playlist.followed && (
+        {mine && (
           <>
             {' · '}
             <button class="link" onClick={() => setRenaming(true)}>Rename</button>
@@ -105,12 +121,21 @@ export function PlaylistPage({ id }: { id: string }) {
           </>
         )}
       </p>
+      {!mine && (
+        <p>
+          <button class={`follow ${playlist.followed ? 'on' : ''}`} aria-pressed={playlist.followed} onClick={() => void save()}>
+            {playlist.followed && <Icon name="check" />}
+            {playlist.followed ? 'Saved' : 'Save'}
+            <span class="visually-hidden"> {playlist.name}</span>
+          </button>
+        </p>
+      )}
       {message && <p class="notice" role="status">{message}</p>}
       <TrackList
         tracks={tracks}
-        onMove={playlist.followed ? undefined : (from, to) => void move(from, to)}
+        onMove={mine ? (from, to) => void move(from, to) : undefined}
         extra={
-          playlist.followed
+          !mine
             ? undefined
             : (track, index) => (
                 <>

@@ -2,7 +2,9 @@
 // (`tonearm up`, on a random port, in a fresh data directory) serving the built player;
 // a listener signs up, uploads two tracks, waits until they are ready, plays one and hears
 // it advance over several segments, likes it, finds it by search, puts both in a playlist
-// and reorders them, and sees the play counted on the listening page.
+// and reorders them, and sees the play counted on the listening page. Then people: the
+// listener finds a second listener (made through the API) and follows them, hears live of
+// the playlist they make (the bell, no reload) and sees what they play in friend activity.
 // Each page's screenshot is saved under web/test-results/.
 //
 //   TONEARM_BIN=target/debug/tonearm node --test web/tests/
@@ -128,6 +130,21 @@ async function accessibilityProblems(page) {
     .map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
 }
 
+/** An API call as another listener makes it; the parsed answer (null for 204). */
+async function api(method, path, token, body) {
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
 /** The row that plays `title` in the track list on the page. */
 const row = (page, title) => page.locator('.tracks .row', { hasText: title });
 
@@ -228,7 +245,10 @@ test('a listener signs up, uploads, plays, likes, makes a playlist and sees the 
   assert.deepEqual(await titles(page), ['Evening Tide', 'Morning Swell']);
   const first = page.locator('.tracks li').first();
   await first.getByLabel('More for Evening Tide').click();
-  await first.getByRole('menuitem', { name: 'Move down' }).click();
+  // Each move is shown at once; the reload waits until the server took it.
+  const reordered = () =>
+    page.waitForResponse((r) => /\/v1\/playlists\/[^/]+\/tracks$/.test(r.url()) && r.request().method() === 'PUT');
+  await Promise.all([reordered(), first.getByRole('menuitem', { name: 'Move down' }).click()]);
   await page.waitForFunction(
     () => document.querySelector('.tracks .title strong')?.textContent === 'Morning Swell',
   );
@@ -236,7 +256,7 @@ test('a listener signs up, uploads, plays, likes, makes a playlist and sees the 
   await page.getByText('2 songs').waitFor();
   assert.deepEqual(await titles(page), ['Morning Swell', 'Evening Tide'], 'the order was kept');
   // And back, by dragging the second row onto the first.
-  await page.locator('.tracks li').nth(1).dragTo(page.locator('.tracks li').nth(0));
+  await Promise.all([reordered(), page.locator('.tracks li').nth(1).dragTo(page.locator('.tracks li').nth(0))]);
   await page.waitForFunction(
     () => document.querySelector('.tracks .title strong')?.textContent === 'Evening Tide',
   );
@@ -264,6 +284,97 @@ test('a listener signs up, uploads, plays, likes, makes a playlist and sees the 
     }
   }
   await snap('listening');
+
+  // People. Bea signs up elsewhere; Ada finds her and follows her.
+  const bea = await api('POST', '/v1/auth/register', undefined, {
+    email: `bea-${Date.now()}@example.com`,
+    password: 'correct horse battery',
+    display_name: 'Beatrix Lund',
+  });
+  const beaToken = bea.access_token;
+  await page.getByRole('navigation').getByRole('link', { name: 'People' }).click();
+  await page.getByRole('heading', { name: 'People', exact: true }).waitFor();
+  await page.getByRole('searchbox', { name: 'Find people' }).fill('beat');
+  const people = page.getByRole('region', { name: 'People found' });
+  await people.getByRole('link', { name: 'Beatrix Lund' }).waitFor();
+  await people.getByRole('button', { name: 'Follow Beatrix Lund' }).click();
+  const following = people.getByRole('button', { name: 'Following Beatrix Lund' });
+  await following.waitFor();
+  assert.equal(await following.getAttribute('aria-pressed'), 'true');
+  await snap('people');
+
+  // Bea makes a public playlist: Ada's bell says so at once, without a reload.
+  const friends = page.getByRole('complementary', { name: 'Friend activity' });
+  await friends.getByText('When people you follow play something').waitFor();
+  await page.evaluate(() => (window.sameDocument = true));
+  const bell = page.getByRole('button', { name: /^Notifications/ });
+  assert.equal(await bell.getAttribute('aria-label'), 'Notifications');
+  const sunday = await api('POST', '/v1/playlists', beaToken, { name: 'Sunday Drive', public: true });
+  await page.locator('.bell .count').filter({ hasText: /^1$/ }).waitFor({ timeout: 15_000 });
+  assert.equal(await bell.getAttribute('aria-label'), 'Notifications, 1 unread');
+  assert.equal(await page.getByRole('status').filter({ hasText: '1 unread notification' }).count(), 1);
+  assert.equal(await page.evaluate(() => window.sameDocument), true, 'no reload');
+  await bell.click();
+  const panel = page.getByRole('region', { name: 'Notifications' });
+  const note = panel.getByRole('link', { name: /Beatrix Lund made a new playlist Sunday Drive/ });
+  await note.waitFor();
+  assert.match((await note.textContent()) ?? '', /just now|second|minute/);
+  await snap('notifications');
+
+  // Bea plays one of Ada's songs: Ada's friend activity shows it, live.
+  const catalog = await api('GET', '/v1/search?q=evening%20tide&limit=5', beaToken);
+  const tide = catalog.tracks.items.find((t) => t.title === 'Evening Tide');
+  assert.ok(tide, 'Bea finds Evening Tide');
+  await api('PUT', '/v1/me/now-playing', beaToken, { track_id: tide.id, position_ms: 4_000 });
+  const beaPlaying = friends.getByRole('listitem').filter({ hasText: 'Beatrix Lund' });
+  await beaPlaying.getByRole('button', { name: /Play Evening Tide/ }).waitFor({ timeout: 15_000 });
+  await beaPlaying.getByText('Playing now').waitFor();
+  await page.keyboard.press('Escape');
+  await panel.waitFor({ state: 'detached' });
+  await snap('friends');
+
+  // The notification opens Bea's playlist (hers: Ada may save it, not rename it) and is read.
+  await bell.click();
+  await note.click();
+  await page.getByRole('heading', { name: 'Sunday Drive' }).waitFor();
+  await page.getByRole('button', { name: 'Save Sunday Drive' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Rename' }).count(), 0);
+  await page.locator('.bell .count').waitFor({ state: 'detached' });
+  assert.equal(page.url().split('#')[1], `/playlist/${sunday.id}`);
+  await snap('friend-playlist');
+
+  // A click on what Bea plays plays it for Ada too; her name opens her profile.
+  await beaPlaying.getByRole('button', { name: /Play Evening Tide/ }).click();
+  await page.getByRole('button', { name: 'Pause' }).waitFor();
+  assert.equal(await page.locator('.player .now strong').textContent(), 'Evening Tide');
+  await beaPlaying.getByRole('link', { name: 'Beatrix Lund' }).click();
+  await page.getByRole('heading', { name: 'Beatrix Lund' }).waitFor();
+  await page.getByText('1 follower', { exact: true }).waitFor();
+  await page.getByRole('main').getByRole('button', { name: 'Following Beatrix Lund' }).waitFor();
+  await page.getByRole('main').getByRole('heading', { name: 'Listening now' }).waitFor();
+  await snap('person');
+
+  // The account: the free tier, how to get premium, and whether followers see the music.
+  await page.getByRole('button', { name: /Ada.*account/ }).click();
+  const account = page.getByRole('region', { name: 'Account' });
+  await account.getByText('free tier — 100 requests/min').waitFor();
+  await account.getByText('tonearm billing simulate').waitFor();
+  const visible = account.getByRole('switch', { name: "Show what I'm playing to followers" });
+  await page.waitForFunction(() => !document.querySelector('[role=switch]')?.disabled);
+  assert.equal(await visible.isChecked(), true);
+  await snap('account');
+  const presence = () =>
+    page.waitForResponse((r) => r.url().endsWith('/v1/me/presence') && r.request().method() === 'PUT');
+  const [hidden] = await Promise.all([presence(), visible.click()]);
+  assert.deepEqual(await hidden.json(), { visible: false });
+  assert.equal(await visible.isChecked(), false);
+  const [shown] = await Promise.all([presence(), visible.click()]);
+  assert.deepEqual(await shown.json(), { visible: true });
+  await page.keyboard.press('Escape');
+
+  // Bea stops: her entry leaves Ada's friend activity.
+  await api('DELETE', '/v1/me/now-playing', beaToken);
+  await friends.getByText('When people you follow play something').waitFor({ timeout: 15_000 });
 
   // On a phone's width the layout folds: navigation on top, no sidebar playlists.
   await page.setViewportSize({ width: 390, height: 844 });
