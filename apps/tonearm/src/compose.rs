@@ -56,6 +56,9 @@ pub struct App {
     /// Stopped in order on shutdown: workers and consumers first, relays last, so that
     /// what they wrote is published before the process exits.
     background: Vec<Background>,
+    /// Ended as soon as shutdown begins: live streams, which would otherwise hold the
+    /// graceful shutdown open until its deadline.
+    live: Option<Arc<LiveHub>>,
 }
 
 impl App {
@@ -80,12 +83,13 @@ impl App {
         if people_settings.people.billing.webhook_secrets.is_empty() {
             people_settings.people.billing.webhook_secrets = vec![local_webhook_secret(settings)?];
         }
+        let live = LiveHub::local(settings.people.live_buffer);
         let (people, people_pool, mail) = open_people(
             &people_settings,
             Arc::new(LocalAccounts(auth.clone())),
             local_catalog,
             shared.clone(),
-            LiveHub::local(settings.people.live_buffer),
+            live.clone(),
         )
         .await?;
         let mut background = streaming_work(&streaming, &bus);
@@ -161,11 +165,14 @@ impl App {
             request_events: Some(bus),
         });
         background.extend(request_events);
-        Self::bind(settings, router, background).await
+        let mut app = Self::bind(settings, router, background).await?;
+        app.live = Some(live);
+        Ok(app)
     }
 
     /// One service alone, on the engines its configuration names.
     pub async fn serve(settings: &Settings, service: ServiceName) -> anyhow::Result<Self> {
+        let mut live = None;
         let (router, background) = match service {
             ServiceName::Auth => {
                 let cache = open_cache("auth.cache", &settings.auth_cache_url()).await?;
@@ -321,6 +328,7 @@ impl App {
                     }
                     _ => LiveHub::local(settings.people.live_buffer),
                 };
+                live = Some(hub.clone());
                 let (people, pool, mail) =
                     open_people(settings, accounts, catalog, cache.clone(), hub).await?;
                 let mut background = people_work(&people, &bus);
@@ -337,7 +345,9 @@ impl App {
             }
             ServiceName::Gateway => gateway_alone(settings).await?,
         };
-        Self::bind(settings, router, background).await
+        let mut app = Self::bind(settings, router, background).await?;
+        app.live = live;
+        Ok(app)
     }
 
     async fn bind(
@@ -349,7 +359,7 @@ impl App {
         let server = Server::bind(addr, settings.server.grace())
             .await
             .with_context(|| format!("binding {addr}"))?;
-        Ok(Self { server, router, background })
+        Ok(Self { server, router, background, live: None })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -367,6 +377,13 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let live = self.live;
+        let shutdown = async move {
+            shutdown.await;
+            if let Some(live) = live {
+                live.close();
+            }
+        };
         let served = self.server.run(self.router, shutdown).await.context("serving");
         for work in self.background {
             work.stop().await;

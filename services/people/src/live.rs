@@ -90,6 +90,9 @@ pub struct LiveHub {
     bridge: Bridge,
     next_id: AtomicU64,
     buffer: usize,
+    /// Set when the process stops: every stream ends, so that shutdown need not wait for
+    /// players to hang up (they reconnect to another replica, or to this one restarted).
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl LiveHub {
@@ -100,6 +103,7 @@ impl LiveHub {
             bridge: Bridge::Local,
             next_id: AtomicU64::new(1),
             buffer: buffer.max(1),
+            closing: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -127,7 +131,13 @@ impl LiveHub {
             bridge: Bridge::Redis(RedisBridge { publisher, changes }),
             next_id: AtomicU64::new(1),
             buffer: buffer.max(1),
+            closing: tokio::sync::watch::Sender::new(false),
         }))
+    }
+
+    /// Ends every stream, now and from now on.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 
     pub fn engine(&self) -> &'static str {
@@ -167,7 +177,14 @@ impl LiveHub {
         let (sender, receiver) = mpsc::channel(self.buffer);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut subscription =
-            Subscription { hub: self.clone(), id, sender, receiver, channels: HashSet::new() };
+            Subscription {
+                hub: self.clone(),
+                id,
+                sender,
+                receiver,
+                channels: HashSet::new(),
+                closing: self.closing.subscribe(),
+            };
         subscription.set_channels(channels.into_iter().collect());
         metrics::gauge!("people_live_streams").increment(1.0);
         subscription
@@ -289,12 +306,16 @@ pub struct Subscription {
     sender: Sender,
     receiver: mpsc::Receiver<Arc<LiveMessage>>,
     channels: HashSet<String>,
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Subscription {
-    /// The next message on any of its channels.
+    /// The next message on any of its channels; `None` once the hub closes.
     pub async fn next(&mut self) -> Option<Arc<LiveMessage>> {
-        self.receiver.recv().await
+        tokio::select! {
+            message = self.receiver.recv() => message,
+            _ = self.closing.wait_for(|closing| *closing) => None,
+        }
     }
 
     /// Moves the stream to exactly `channels`, joining and leaving only what changed.
@@ -367,6 +388,15 @@ mod tests {
         assert_eq!(quick.next().await.unwrap().data, "2");
         assert_eq!(slow.next().await.unwrap().data, "1");
         assert!(slow.receiver.try_recv().is_err(), "the second was dropped for the slow one");
+    }
+
+    #[tokio::test]
+    async fn closing_the_hub_ends_every_stream() {
+        let hub = LiveHub::local(8);
+        let mut open = hub.subscribe(["c".to_owned()]);
+        hub.close();
+        assert!(open.next().await.is_none());
+        assert!(hub.subscribe(["c".to_owned()]).next().await.is_none(), "and any new one");
     }
 
     #[test]

@@ -619,3 +619,23 @@ async fn billing_simulate_upgrades_an_account_on_a_running_server() {
     );
     assert!(!unknown.status.success());
 }
+
+#[tokio::test]
+async fn stopping_the_server_ends_open_live_streams_instead_of_waiting_for_them() {
+    let data = tempfile::TempDir::new().unwrap();
+    let server = UpProcess::start(data.path()).await;
+    let app = TestApp::attach(&server.url, data.path());
+    let listener = token(&app.register(&unique_email()).await, "access_token");
+    let mut live = Live::open(&app.url("/v1/me/live"), &listener).await;
+    live.next("ready").await;
+    server.terminate();
+    // The stream ends cleanly well before the 30 s grace period would have cut it.
+    let ended = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(chunk) = live.events.next().await {
+            chunk.expect("the stream ends cleanly, not cut off");
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the live stream held the shutdown open");
+    assert!(server.wait().await.success());
+}
