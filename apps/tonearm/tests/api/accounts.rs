@@ -296,7 +296,8 @@ async fn profile_update_and_account_deletion() {
         .await;
     assert_problem(login, StatusCode::UNAUTHORIZED).await;
 
-    // The deletion was recorded for the other services, in the same transaction.
+    // The rename and the deletion were recorded for the other services, each in the
+    // transaction that made it.
     let pool =
         sqlx::SqlitePool::connect(&format!("sqlite://{}", app.data_dir.join("auth.db").display()))
             .await
@@ -305,7 +306,7 @@ async fn profile_update_and_account_deletion() {
         .fetch_all(&pool)
         .await
         .unwrap();
-    assert_eq!(types, ["user.registered", "user.deleted"]);
+    assert_eq!(types, ["user.registered", "user.updated", "user.deleted"]);
 }
 
 /// Waits until `done` holds, checking every 100 ms for at most 10 seconds.
