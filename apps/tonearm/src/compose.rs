@@ -17,7 +17,8 @@ use bus::{
 };
 use catalog::CatalogService;
 use gateway::{
-    GatewayParts, MediaUpstream, RemoteDirectory, RemoteService, Route, Upstream, UpstreamProbe,
+    GatewayParts, MediaUpstream, RemoteDirectory, RemoteService, Route, Upstream, UpstreamPolicy,
+    UpstreamProbe,
 };
 use kernel::{
     background::Background,
@@ -967,11 +968,11 @@ pub async fn open_auth(
 
 async fn gateway_alone(settings: &Settings) -> anyhow::Result<(Router, Vec<Background>)> {
     let config = &settings.gateway;
-    let timeout = Duration::from_secs(config.upstream_timeout_secs);
+    let policy = UpstreamPolicy::from_config(config);
     let auth_url = config.upstreams.get("auth").context(
         "`tonearm serve gateway` needs gateway.upstreams.auth (TONEARM_GATEWAY__UPSTREAMS__AUTH)",
     )?;
-    let auth = RemoteService::new("auth", auth_url, timeout)?;
+    let auth = RemoteService::new("auth", auth_url, &policy)?;
     let cache = open_cache("gateway.cache", &settings.gateway_cache_url()).await?;
     let bus = open_bus(settings).await?;
     let mut probes: Vec<Arc<dyn Probe>> = vec![
@@ -986,34 +987,34 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<(Router, Vec<Backg
     let mut routes = vec![Route { upstream: Upstream::Remote(auth), api: auth::openapi() }];
     // Services other than auth are optional: the gateway fronts those it is told about.
     if let Some(url) = config.upstreams.get("catalog") {
-        let catalog = RemoteService::new("catalog", url, timeout)?;
+        let catalog = RemoteService::new("catalog", url, &policy)?;
         probes.push(Arc::new(UpstreamProbe(catalog.clone())));
         routes.push(Route { upstream: Upstream::Remote(catalog), api: catalog::openapi() });
     }
     if let Some(url) = config.upstreams.get("analytics") {
-        let analytics = RemoteService::new("analytics", url, timeout)?;
+        let analytics = RemoteService::new("analytics", url, &policy)?;
         probes.push(Arc::new(UpstreamProbe(analytics.clone())));
         routes.push(Route { upstream: Upstream::Remote(analytics), api: analytics::openapi() });
     }
     if let Some(url) = config.upstreams.get("playlist") {
-        let playlists = RemoteService::new("playlist", url, timeout)?;
+        let playlists = RemoteService::new("playlist", url, &policy)?;
         probes.push(Arc::new(UpstreamProbe(playlists.clone())));
         routes.push(Route { upstream: Upstream::Remote(playlists), api: playlist::openapi() });
     }
     if let Some(url) = config.upstreams.get("ai") {
-        let ai = RemoteService::new("ai", url, timeout)?;
+        let ai = RemoteService::new("ai", url, &policy)?;
         probes.push(Arc::new(UpstreamProbe(ai.clone())));
         routes.push(Route { upstream: Upstream::Remote(ai), api: ai::openapi() });
     }
     if let Some(url) = config.upstreams.get("people") {
-        let people = RemoteService::new("people", url, timeout)?;
+        let people = RemoteService::new("people", url, &policy)?;
         probes.push(Arc::new(UpstreamProbe(people.clone())));
         routes.push(Route { upstream: Upstream::Remote(people), api: people::openapi() });
     }
     let mut media = None;
     let mut documents = vec![streaming::media_openapi()];
     if let Some(url) = config.upstreams.get("streaming") {
-        let streaming = RemoteService::new("streaming", url, timeout)?;
+        let streaming = RemoteService::new("streaming", url, &policy)?;
         probes.push(Arc::new(UpstreamProbe(streaming.clone())));
         media = Some(MediaUpstream::Remote(streaming.clone()));
         routes.push(Route { upstream: Upstream::Remote(streaming), api: streaming::openapi() });

@@ -42,6 +42,10 @@ impl RemoteCatalog {
 
 /// The request with the caller's identity, as the gateway would have set it.
 fn as_caller(request: reqwest::RequestBuilder, caller: &Caller) -> reqwest::RequestBuilder {
+    let request = match crate::telemetry::current_traceparent() {
+        Some(traceparent) => request.header("traceparent", traceparent),
+        None => request,
+    };
     request
         .header(caller::USER_ID, caller.user_id.to_string())
         .header(caller::SESSION_ID, caller.session_id.to_string())

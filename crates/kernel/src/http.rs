@@ -43,12 +43,19 @@ pub fn observe(router: Router) -> Router {
         .make_span_with(|request: &Request| {
             let request_id =
                 request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            tracing::info_span!(
+            let span = tracing::info_span!(
                 "request",
                 method = %request.method(),
                 path = %request.uri().path(),
                 request_id,
-            )
+            );
+            // A request the gateway (or another service) forwarded continues its trace.
+            if let Some(traceparent) =
+                request.headers().get("traceparent").and_then(|v| v.to_str().ok())
+            {
+                crate::telemetry::follow_traceparent(&span, traceparent);
+            }
+            span
         })
         .on_request(())
         .on_response(log_response);

@@ -11,8 +11,16 @@ pub struct GatewayConfig {
     /// every gateway replica). Unset means `memory://`.
     pub cache_url: Option<EngineUrl>,
     /// Base URLs of the services under `tonearm serve gateway`, e.g. `auth = "http://auth:8081"`.
+    /// Several replicas of one service may be listed, separated by commas: they are taken
+    /// in turn, and a failed request that is safe to repeat goes to the next.
     pub upstreams: BTreeMap<String, String>,
     pub upstream_timeout_secs: u64,
+    /// Further attempts at a request that is safe to repeat (idempotent, no body) after a
+    /// transport failure.
+    pub upstream_retries: u32,
+    /// Consecutive transport failures after which a replica is skipped, and for how long.
+    pub upstream_breaker_failures: u32,
+    pub upstream_breaker_open_secs: u64,
     pub rate_limits: RateLimits,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
@@ -61,6 +69,9 @@ impl Default for GatewayConfig {
             cache_url: None,
             upstreams: BTreeMap::new(),
             upstream_timeout_secs: 30,
+            upstream_retries: 2,
+            upstream_breaker_failures: 5,
+            upstream_breaker_open_secs: 10,
             rate_limits: RateLimits::default(),
             body_limit_bytes: 1024 * 1024,
             cors_allowed_origins: Vec::new(),

@@ -4,6 +4,7 @@
 //! per-tier rate budgets, limits request bodies, answers CORS, and serves the API docs
 //! and the web player.
 
+pub mod breaker;
 pub mod config;
 pub mod home;
 pub mod limiter;
@@ -40,7 +41,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 pub use config::{GatewayConfig, RateLimits};
 use limiter::{Budget, Decision, RateLimiter};
 pub use media::MediaUpstream;
-pub use upstream::{RemoteDirectory, RemoteService, Upstream, UpstreamProbe};
+pub use upstream::{RemoteDirectory, RemoteService, Upstream, UpstreamPolicy, UpstreamProbe};
 use verifier::{TokenError, TokenVerifier};
 
 /// A service the gateway fronts. A remote service's public paths are those its OpenAPI

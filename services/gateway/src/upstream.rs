@@ -2,14 +2,20 @@
 //! or a service across the network (`tonearm serve gateway`), and the session directory
 //! to match.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use axum::{
     Router,
     body::Body,
     extract::{Request, State},
-    http::{HeaderMap, HeaderName, header},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, header},
     response::{IntoResponse, Response},
 };
 use futures::TryStreamExt;
@@ -20,6 +26,8 @@ use kernel::{
 };
 use uuid::Uuid;
 
+use crate::breaker::{Admission, Breaker};
+
 /// A service behind the gateway.
 #[derive(Clone)]
 pub enum Upstream {
@@ -27,11 +35,45 @@ pub enum Upstream {
     Remote(RemoteService),
 }
 
-/// A service reached over HTTP.
+/// How the gateway treats a remote service: deadlines, retries and the breaker.
+#[derive(Debug, Clone)]
+pub struct UpstreamPolicy {
+    /// The deadline of a whole request (event streams: of each read).
+    pub timeout: Duration,
+    /// Further attempts, on other replicas first, at a request that is safe to repeat
+    /// (GET, HEAD, OPTIONS, PUT, DELETE without a body) and met a transport failure.
+    pub retries: u32,
+    /// Consecutive transport failures that open a replica's breaker, and for how long.
+    pub breaker_failures: u32,
+    pub breaker_open: Duration,
+}
+
+impl UpstreamPolicy {
+    pub fn from_config(config: &crate::GatewayConfig) -> Self {
+        Self {
+            timeout: Duration::from_secs(config.upstream_timeout_secs),
+            retries: config.upstream_retries,
+            breaker_failures: config.upstream_breaker_failures,
+            breaker_open: Duration::from_secs(config.upstream_breaker_open_secs),
+        }
+    }
+}
+
+/// One replica of a remote service.
+#[derive(Debug)]
+struct Replica {
+    base_url: String,
+    breaker: Breaker,
+}
+
+/// A service reached over HTTP, at one or more replicas (`http://a:8082,http://b:8082`),
+/// taken in turn.
 #[derive(Clone)]
 pub struct RemoteService {
     pub name: String,
-    pub base_url: String,
+    replicas: Arc<[Replica]>,
+    turn: Arc<AtomicUsize>,
+    retries: u32,
     pub client: reqwest::Client,
     /// For event streams, which last as long as the client stays: no deadline for the
     /// whole response, only for each read (the service sends keep-alives well within it).
@@ -39,32 +81,94 @@ pub struct RemoteService {
 }
 
 impl RemoteService {
-    pub fn new(name: &str, base_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+    /// `base_urls` is one base URL, or several separated by commas (the replicas).
+    pub fn new(
+        name: &str,
+        base_urls: &str,
+        policy: &UpstreamPolicy,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
-            .timeout(timeout)
+            .timeout(policy.timeout)
             .connect_timeout(Duration::from_secs(3))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
         let streams = reqwest::Client::builder()
-            .read_timeout(timeout)
+            .read_timeout(policy.timeout)
             .connect_timeout(Duration::from_secs(3))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
+        let replicas: Vec<Replica> = base_urls
+            .split(',')
+            .map(|url| url.trim().trim_end_matches('/'))
+            .filter(|url| !url.is_empty())
+            .map(|url| Replica {
+                base_url: url.to_owned(),
+                breaker: Breaker::new(policy.breaker_failures, policy.breaker_open),
+            })
+            .collect();
         Ok(Self {
             name: name.to_owned(),
-            base_url: base_url.trim_end_matches('/').to_owned(),
+            replicas: replicas.into(),
+            turn: Arc::default(),
+            retries: policy.retries,
             client,
             streams,
         })
     }
+
+    /// The next replica whose breaker lets a request through, or how long until one will.
+    fn pick(&self) -> Result<&Replica, Duration> {
+        let now = Instant::now();
+        let count = self.replicas.len();
+        let first = self.turn.fetch_add(1, Ordering::Relaxed);
+        let mut soonest = Duration::from_secs(1);
+        for offset in 0..count {
+            let replica = &self.replicas[(first + offset) % count];
+            match replica.breaker.admit(now) {
+                Admission::Go => return Ok(replica),
+                Admission::Refused { retry_after } => soonest = soonest.min(retry_after),
+            }
+        }
+        Err(soonest)
+    }
+
+    fn failed(&self, replica: &Replica, error: &reqwest::Error) {
+        tracing::warn!(service = %self.name, replica = %replica.base_url, %error, "upstream failed");
+        metrics::counter!("gateway_upstream_failures_total", "upstream" => self.name.clone())
+            .increment(1);
+        if replica.breaker.failed(Instant::now()) {
+            tracing::warn!(service = %self.name, replica = %replica.base_url, "breaker open");
+            metrics::counter!("gateway_breaker_opened_total", "upstream" => self.name.clone())
+                .increment(1);
+        }
+    }
+
+    /// A GET of `path`, with the retries and breakers a proxied GET gets.
+    pub async fn get(&self, path: &str) -> Result<reqwest::Response, String> {
+        let mut last = String::from("no replica");
+        for attempt in 0..=self.retries {
+            let replica = self.pick().map_err(|wait| {
+                format!("{} is unavailable (breaker open for {} s)", self.name, wait.as_secs())
+            })?;
+            match self.client.get(format!("{}{path}", replica.base_url)).send().await {
+                Ok(reply) => {
+                    replica.breaker.succeeded();
+                    return Ok(reply);
+                }
+                Err(error) => {
+                    self.failed(replica, &error);
+                    last = error.to_string();
+                    pause(attempt).await;
+                }
+            }
+        }
+        Err(last)
+    }
 }
 
-/// Whether the client asks for a Server-Sent Events stream.
-fn wants_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/event-stream"))
+/// The pause before another attempt: 50 ms, then 100, 200…
+async fn pause(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(50) * 2_u32.saturating_pow(attempt.min(5))).await;
 }
 
 /// Headers that describe one hop, not the message, and are never forwarded.
@@ -88,11 +192,34 @@ fn end_to_end(headers: &HeaderMap) -> HeaderMap {
     forwarded
 }
 
-/// Forwards a request as it is, streaming both bodies.
+/// Whether the client asks for a Server-Sent Events stream.
+fn wants_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"))
+}
+
+/// A request that may be sent again: idempotent, and with no body to replay.
+fn repeatable(method: &Method, headers: &HeaderMap) -> bool {
+    let idempotent = matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
+    );
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let bodiless = declared.unwrap_or(0) == 0 && !headers.contains_key(header::TRANSFER_ENCODING);
+    idempotent && bodiless
+}
+
+/// Forwards a request, streaming both bodies. A request that is safe to repeat is tried
+/// again (on the next replica) after a transport failure; a replica whose breaker is open
+/// is passed over, and with every one open the answer is 503 with `Retry-After`.
 pub async fn proxy(State(service): State<RemoteService>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
     let mut headers = end_to_end(&parts.headers);
     // The service builds URLs that point back at the client's host, not its own.
     if let Some(host) = parts.headers.get(header::HOST)
@@ -100,30 +227,64 @@ pub async fn proxy(State(service): State<RemoteService>, request: Request) -> Re
     {
         headers.insert("x-forwarded-host", host.clone());
     }
+    if let Some(traceparent) = kernel::telemetry::current_traceparent()
+        && let Ok(value) = HeaderValue::from_str(&traceparent)
+    {
+        headers.insert("traceparent", value);
+    }
     let client =
         if wants_event_stream(&parts.headers) { &service.streams } else { &service.client };
-    let upstream = client
-        .request(parts.method, format!("{}{path}", service.base_url))
-        .headers(headers)
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await;
-    match upstream {
-        Ok(reply) => {
-            let mut response = Response::builder().status(reply.status());
-            if let Some(headers) = response.headers_mut() {
-                *headers = end_to_end(reply.headers());
+    let repeatable = repeatable(&parts.method, &parts.headers);
+    let attempts = if repeatable { 1 + service.retries } else { 1 };
+    let mut body = Some(body);
+    for attempt in 0..attempts {
+        let replica = match service.pick() {
+            Ok(replica) => replica,
+            Err(wait) => {
+                metrics::counter!("gateway_breaker_rejections_total", "upstream" => service.name.clone())
+                    .increment(1);
+                return Problem::unavailable(format!(
+                    "the {} service is unavailable",
+                    service.name
+                ))
+                .with_retry_after(wait.as_secs().max(1))
+                .into_response();
             }
-            response
-                .body(Body::from_stream(reply.bytes_stream()))
-                .unwrap_or_else(|_| Problem::unavailable("bad upstream response").into_response())
-        }
-        Err(error) => {
-            tracing::warn!(service = %service.name, %error, "upstream unavailable");
-            Problem::unavailable(format!("the {} service is unavailable", service.name))
-                .into_response()
+        };
+        let outgoing = match body.take() {
+            Some(body) if !repeatable => {
+                reqwest::Body::wrap_stream(body.into_data_stream().map_err(std::io::Error::other))
+            }
+            _ => reqwest::Body::from(bytes::Bytes::new()),
+        };
+        let sent = client
+            .request(parts.method.clone(), format!("{}{path}", replica.base_url))
+            .headers(headers.clone())
+            .body(outgoing)
+            .send()
+            .await;
+        match sent {
+            Ok(reply) => {
+                replica.breaker.succeeded();
+                let mut response = Response::builder().status(reply.status());
+                if let Some(headers) = response.headers_mut() {
+                    *headers = end_to_end(reply.headers());
+                }
+                return response.body(Body::from_stream(reply.bytes_stream())).unwrap_or_else(
+                    |_| Problem::unavailable("bad upstream response").into_response(),
+                );
+            }
+            Err(error) => {
+                service.failed(replica, &error);
+                if attempt + 1 < attempts {
+                    metrics::counter!("gateway_upstream_retries_total", "upstream" => service.name.clone())
+                        .increment(1);
+                    pause(attempt).await;
+                }
+            }
         }
     }
+    Problem::unavailable(format!("the {} service is unavailable", service.name)).into_response()
 }
 
 /// The auth service across the network, with the shared cache in front of it.
@@ -139,8 +300,7 @@ impl RemoteDirectory {
     }
 
     async fn call(&self, path: &str) -> Result<reqwest::Response, DirectoryError> {
-        let url = format!("{}{path}", self.auth.base_url);
-        self.auth.client.get(url).send().await.map_err(|e| DirectoryError(e.to_string()))
+        self.auth.get(path).await.map_err(DirectoryError)
     }
 }
 
@@ -181,11 +341,18 @@ impl kernel::http::Probe for UpstreamProbe {
     }
 
     async fn check(&self) -> Result<(), String> {
-        let url = format!("{}/healthz", self.0.base_url);
-        match self.0.client.get(url).send().await {
-            Ok(reply) if reply.status().is_success() => Ok(()),
-            Ok(reply) => Err(format!("answered {}", reply.status())),
-            Err(error) => Err(error.to_string()),
+        // Ready while any replica answers; each is asked directly, past its breaker.
+        let mut failures = Vec::new();
+        for replica in self.0.replicas.iter() {
+            let url = format!("{}/healthz", replica.base_url);
+            match self.0.client.get(url).send().await {
+                Ok(reply) if reply.status().is_success() => return Ok(()),
+                Ok(reply) => {
+                    failures.push(format!("{} answered {}", replica.base_url, reply.status()))
+                }
+                Err(error) => failures.push(format!("{}: {error}", replica.base_url)),
+            }
         }
+        Err(failures.join("; "))
     }
 }

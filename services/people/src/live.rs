@@ -176,15 +176,14 @@ impl LiveHub {
     pub fn subscribe(self: &Arc<Self>, channels: impl IntoIterator<Item = String>) -> Subscription {
         let (sender, receiver) = mpsc::channel(self.buffer);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut subscription =
-            Subscription {
-                hub: self.clone(),
-                id,
-                sender,
-                receiver,
-                channels: HashSet::new(),
-                closing: self.closing.subscribe(),
-            };
+        let mut subscription = Subscription {
+            hub: self.clone(),
+            id,
+            sender,
+            receiver,
+            channels: HashSet::new(),
+            closing: self.closing.subscribe(),
+        };
         subscription.set_channels(channels.into_iter().collect());
         metrics::gauge!("people_live_streams").increment(1.0);
         subscription

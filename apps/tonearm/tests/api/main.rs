@@ -22,5 +22,6 @@ mod request_events;
 mod streaming;
 mod support;
 mod tokens;
+mod upstreams;
 mod voice;
 mod web;

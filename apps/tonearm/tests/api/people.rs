@@ -327,7 +327,10 @@ async fn followers_hear_of_playlists_and_see_what_friends_play_live() {
     let play = json!({"track_id": track, "played_ms": 2000});
     assert_eq!(app.post("/v1/me/plays", Some(&bob), play).await.status(), StatusCode::ACCEPTED);
     let playing = live.next("now_playing").await;
-    assert_eq!((playing["user"]["id"].clone(), playing["track"]["id"].clone()), (json!(bob_id), json!(track)));
+    assert_eq!(
+        (playing["user"]["id"].clone(), playing["track"]["id"].clone()),
+        (json!(bob_id), json!(track))
+    );
 
     // And says so while it plays (the heartbeat).
     let heartbeat = app
