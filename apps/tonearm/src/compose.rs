@@ -136,6 +136,7 @@ impl App {
         let mut route_body_limits = vec![upload_limit];
         route_body_limits.extend(audio_limits(&settings.ai));
         let (router, request_events) = gateway::router(GatewayParts {
+            internal_key: None,
             config: settings.gateway.clone(),
             directory: auth,
             cache: shared,
@@ -250,7 +251,10 @@ impl App {
                 let catalog_url = settings.playlist.catalog_url.as_deref().context(
                     "`tonearm serve playlist` needs playlist.catalog_url (TONEARM_PLAYLIST__CATALOG_URL)",
                 )?;
-                let catalog = Arc::new(kernel::catalog::RemoteCatalog::new(catalog_url)?);
+                let catalog = Arc::new(kernel::catalog::RemoteCatalog::new(
+                    catalog_url,
+                    internal_key(settings)?,
+                )?);
                 let (playlists, pool) = open_playlist(settings, catalog).await?;
                 let mut background = playlist_work(&playlists, &bus);
                 background.push(relay("playlist", playlists.store().clone(), &bus));
@@ -267,7 +271,10 @@ impl App {
                 let catalog_url = settings.analytics.catalog_url.as_deref().context(
                     "`tonearm serve analytics` needs analytics.catalog_url (TONEARM_ANALYTICS__CATALOG_URL)",
                 )?;
-                let catalog = Arc::new(kernel::catalog::RemoteCatalog::new(catalog_url)?);
+                let catalog = Arc::new(kernel::catalog::RemoteCatalog::new(
+                    catalog_url,
+                    internal_key(settings)?,
+                )?);
                 let (analytics, pool) = open_analytics(settings, catalog).await?;
                 let mut background = analytics_work(&analytics, &bus);
                 background.push(relay("analytics", analytics.store().clone(), &bus));
@@ -285,7 +292,10 @@ impl App {
                     settings.ai.catalog_url.as_deref().context(
                         "`tonearm serve ai` needs ai.catalog_url (TONEARM_AI__CATALOG_URL)",
                     )?;
-                let catalog = Arc::new(kernel::catalog::RemoteCatalog::new(catalog_url)?);
+                let catalog = Arc::new(kernel::catalog::RemoteCatalog::new(
+                    catalog_url,
+                    internal_key(settings)?,
+                )?);
                 let bus = open_bus(settings).await?;
                 let cache = open_cache("ai.cache", &settings.ai_cache_url()).await?;
                 let ai = open_ai(settings, catalog.clone());
@@ -318,8 +328,14 @@ impl App {
                 let catalog_url = settings.people.catalog_url.as_deref().context(
                     "`tonearm serve people` needs people.catalog_url (TONEARM_PEOPLE__CATALOG_URL)",
                 )?;
-                let accounts = Arc::new(people::accounts::RemoteAccounts::new(auth_url)?);
-                let catalog = Arc::new(kernel::catalog::RemoteCatalog::new(catalog_url)?);
+                let accounts = Arc::new(people::accounts::RemoteAccounts::new(
+                    auth_url,
+                    internal_key(settings)?,
+                )?);
+                let catalog = Arc::new(kernel::catalog::RemoteCatalog::new(
+                    catalog_url,
+                    internal_key(settings)?,
+                )?);
                 let bus = open_bus(settings).await?;
                 let cache_url = settings.people_cache_url();
                 let cache = open_cache("people.cache", &cache_url).await?;
@@ -345,6 +361,14 @@ impl App {
                 (router, background)
             }
             ServiceName::Gateway => gateway_alone(settings).await?,
+        };
+        // Alone, a service believes only identity the gateway (or another service) proves.
+        let router = match service {
+            ServiceName::Gateway => router,
+            _ => router.layer(axum::middleware::from_fn_with_state(
+                internal_key(settings)?,
+                kernel::internal::guard,
+            )),
         };
         let mut app = Self::bind(settings, router, background).await?;
         app.live = live;
@@ -814,6 +838,16 @@ fn upload_limit(catalog: &CatalogService) -> (String, usize) {
     ("/v1/tracks".to_owned(), limit)
 }
 
+/// The secret every process of a deployment shares, which `tonearm serve` needs: without
+/// it a service could not tell the gateway's requests from anyone else's.
+fn internal_key(settings: &Settings) -> anyhow::Result<kernel::internal::InternalKey> {
+    let secret = settings.internal.identity_secret.clone().context(
+        "`tonearm serve` needs internal.identity_secret (TONEARM_INTERNAL__IDENTITY_SECRET), \
+         one secret shared by the gateway and every service",
+    )?;
+    Ok(kernel::internal::InternalKey::new(secret))
+}
+
 /// The auth service's background work: applying subscription changes to premium.
 fn auth_work(auth: &Arc<AuthService>, bus: &Arc<dyn EventBus>) -> Vec<Background> {
     use auth::events::{PAYMENTS_GROUP, Premium, SUBSCRIPTIONS_GROUP};
@@ -968,7 +1002,8 @@ pub async fn open_auth(
 
 async fn gateway_alone(settings: &Settings) -> anyhow::Result<(Router, Vec<Background>)> {
     let config = &settings.gateway;
-    let policy = UpstreamPolicy::from_config(config);
+    let key = internal_key(settings)?;
+    let policy = UpstreamPolicy::from_config(config, Some(key.clone()));
     let auth_url = config.upstreams.get("auth").context(
         "`tonearm serve gateway` needs gateway.upstreams.auth (TONEARM_GATEWAY__UPSTREAMS__AUTH)",
     )?;
@@ -1023,6 +1058,7 @@ async fn gateway_alone(settings: &Settings) -> anyhow::Result<(Router, Vec<Backg
     }
     let upload_limit = usize::try_from(settings.catalog.max_upload_bytes).unwrap_or(usize::MAX);
     let (router, request_events) = gateway::router(GatewayParts {
+        internal_key: Some(key),
         config: config.clone(),
         directory,
         cache,

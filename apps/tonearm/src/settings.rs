@@ -8,7 +8,7 @@ use auth::AuthConfig;
 use bus::BusConfig;
 use catalog::CatalogConfig;
 use gateway::GatewayConfig;
-use kernel::{engine::EngineUrl, telemetry::TelemetryConfig};
+use kernel::{engine::EngineUrl, internal::InternalConfig, telemetry::TelemetryConfig};
 use objects::StorageConfig;
 use people::PeopleConfig;
 use playlist::PlaylistConfig;
@@ -24,6 +24,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub server: ServerConfig,
     pub telemetry: TelemetryConfig,
+    pub internal: InternalConfig,
     pub events: BusConfig,
     pub storage: StorageConfig,
     pub auth: AuthConfig,
@@ -42,6 +43,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./tonearm-data"),
             server: ServerConfig::default(),
             telemetry: TelemetryConfig::default(),
+            internal: InternalConfig::default(),
             events: BusConfig::default(),
             storage: StorageConfig::default(),
             auth: AuthConfig::default(),

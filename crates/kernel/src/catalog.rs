@@ -28,29 +28,43 @@ pub trait Catalog: Send + Sync + 'static {
 pub struct RemoteCatalog {
     base_url: String,
     client: reqwest::Client,
+    key: crate::internal::InternalKey,
 }
 
 impl RemoteCatalog {
-    pub fn new(base_url: &str) -> Result<Self, reqwest::Error> {
+    /// `key` proves the caller's identity to the catalog, as the gateway's proof does.
+    pub fn new(base_url: &str, key: crate::internal::InternalKey) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(2))
             .build()?;
-        Ok(Self { base_url: base_url.trim_end_matches('/').to_owned(), client })
+        Ok(Self { base_url: base_url.trim_end_matches('/').to_owned(), client, key })
     }
-}
 
-/// The request with the caller's identity, as the gateway would have set it.
-fn as_caller(request: reqwest::RequestBuilder, caller: &Caller) -> reqwest::RequestBuilder {
-    let request = match crate::telemetry::current_traceparent() {
-        Some(traceparent) => request.header("traceparent", traceparent),
-        None => request,
-    };
-    request
-        .header(caller::USER_ID, caller.user_id.to_string())
-        .header(caller::SESSION_ID, caller.session_id.to_string())
-        .header(caller::TIER, caller.tier.to_string())
-        .header(caller::ROLE, caller.role.to_string())
+    /// The request with the caller's identity, proven, as the gateway would have sent it.
+    fn as_caller(
+        &self,
+        request: reqwest::RequestBuilder,
+        caller: &Caller,
+    ) -> reqwest::RequestBuilder {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in [
+            (caller::USER_ID, caller.user_id.to_string()),
+            (caller::SESSION_ID, caller.session_id.to_string()),
+            (caller::TIER, caller.tier.to_string()),
+            (caller::ROLE, caller.role.to_string()),
+        ] {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        self.key.prove(&mut headers, chrono::Utc::now().timestamp());
+        let request = match crate::telemetry::current_traceparent() {
+            Some(traceparent) => request.header("traceparent", traceparent),
+            None => request,
+        };
+        request.headers(headers)
+    }
 }
 
 #[derive(Deserialize)]
@@ -84,11 +98,11 @@ impl Catalog for RemoteCatalog {
     ) -> Result<Vec<TrackSummary>, String> {
         let mut ready = Vec::new();
         for id in ids {
-            let reply =
-                as_caller(self.client.get(format!("{}/v1/tracks/{id}", self.base_url)), caller)
-                    .send()
-                    .await
-                    .map_err(|error| error.to_string())?;
+            let reply = self
+                .as_caller(self.client.get(format!("{}/v1/tracks/{id}", self.base_url)), caller)
+                .send()
+                .await
+                .map_err(|error| error.to_string())?;
             match reply.status() {
                 reqwest::StatusCode::NOT_FOUND => continue,
                 status if status.is_success() => {
@@ -134,7 +148,8 @@ impl CatalogSearch for RemoteCatalog {
             .client
             .get(format!("{}/v1/search", self.base_url))
             .query(&[("q", query), ("limit", &limit.to_string())]);
-        let reply = as_caller(request, caller).send().await.map_err(|error| error.to_string())?;
+        let reply =
+            self.as_caller(request, caller).send().await.map_err(|error| error.to_string())?;
         if !reply.status().is_success() {
             return Err(format!("the catalog answered {}", reply.status()));
         }

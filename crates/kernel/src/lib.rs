@@ -17,6 +17,7 @@ pub mod engine;
 pub mod extract;
 pub mod grant;
 pub mod http;
+pub mod internal;
 pub mod memory;
 pub mod problem;
 pub mod sendfile;

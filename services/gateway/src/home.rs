@@ -101,11 +101,12 @@ async fn home(State(parts): State<Parts>, _caller: Caller, request: Request) -> 
     Json(view)
 }
 
-/// The headers the admission set (who is calling, from where, which request), for the
-/// parts' requests.
+/// The headers the admission set (who is calling, from where, with its proof, which
+/// request), for the parts' requests.
 fn identity(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
     kernel::caller::IDENTITY_HEADERS
         .into_iter()
+        .chain([kernel::internal::PROOF])
         .map(HeaderName::from_static)
         .chain([kernel::http::REQUEST_ID])
         .filter_map(|name| {

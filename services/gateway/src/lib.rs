@@ -68,6 +68,9 @@ pub struct GatewayParts {
     /// Where each answered API request goes as a sample in `api.request` events, for
     /// analytics; `None` records nothing.
     pub request_events: Option<Arc<dyn bus::EventBus>>,
+    /// Proves the identity the gateway hands to services across the network (see
+    /// `kernel::internal`); `None` in one process, where nothing crosses a network.
+    pub internal_key: Option<kernel::internal::InternalKey>,
 }
 
 struct Gateway {
@@ -77,6 +80,7 @@ struct Gateway {
     body_limit: usize,
     /// Routes that take larger bodies than the default (uploads), by matched path.
     route_body_limits: std::collections::HashMap<String, usize>,
+    internal_key: Option<kernel::internal::InternalKey>,
 }
 
 const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
@@ -93,6 +97,7 @@ pub fn router(parts: GatewayParts) -> (Router, Option<Background>) {
         trust_forwarded_for: parts.config.trust_forwarded_for,
         body_limit: parts.config.body_limit_bytes,
         route_body_limits: parts.route_body_limits.into_iter().collect(),
+        internal_key: parts.internal_key,
     });
     let mut api = Router::new();
     for route in parts.routes {
@@ -194,6 +199,7 @@ async fn admit(State(gateway): State<Arc<Gateway>>, mut request: Request, next: 
     for name in caller::IDENTITY_HEADERS {
         request.headers_mut().remove(name);
     }
+    request.headers_mut().remove(kernel::internal::PROOF);
     let client_ip = gateway.client_ip(&request);
     let identity = gateway.identify(request.headers()).await;
     let budget = match &identity {
@@ -323,6 +329,9 @@ impl Gateway {
         }
         if let Ok(value) = HeaderValue::from_str(client_ip) {
             parts.headers.insert(caller::CLIENT_IP, value);
+        }
+        if let Some(key) = &self.internal_key {
+            key.prove(&mut parts.headers, chrono::Utc::now().timestamp());
         }
         Request::from_parts(parts, Body::new(Limited::new(body, limit)))
     }

@@ -26,6 +26,8 @@ use kernel::{
 };
 use uuid::Uuid;
 
+use kernel::internal::InternalKey;
+
 use crate::breaker::{Admission, Breaker};
 
 /// A service behind the gateway.
@@ -46,15 +48,18 @@ pub struct UpstreamPolicy {
     /// Consecutive transport failures that open a replica's breaker, and for how long.
     pub breaker_failures: u32,
     pub breaker_open: Duration,
+    /// Proves the gateway's own calls (session grants, keys) to the services.
+    pub key: Option<InternalKey>,
 }
 
 impl UpstreamPolicy {
-    pub fn from_config(config: &crate::GatewayConfig) -> Self {
+    pub fn from_config(config: &crate::GatewayConfig, key: Option<InternalKey>) -> Self {
         Self {
             timeout: Duration::from_secs(config.upstream_timeout_secs),
             retries: config.upstream_retries,
             breaker_failures: config.upstream_breaker_failures,
             breaker_open: Duration::from_secs(config.upstream_breaker_open_secs),
+            key,
         }
     }
 }
@@ -74,6 +79,7 @@ pub struct RemoteService {
     replicas: Arc<[Replica]>,
     turn: Arc<AtomicUsize>,
     retries: u32,
+    key: Option<InternalKey>,
     pub client: reqwest::Client,
     /// For event streams, which last as long as the client stays: no deadline for the
     /// whole response, only for each read (the service sends keep-alives well within it).
@@ -111,6 +117,7 @@ impl RemoteService {
             replicas: replicas.into(),
             turn: Arc::default(),
             retries: policy.retries,
+            key: policy.key.clone(),
             client,
             streams,
         })
@@ -150,7 +157,12 @@ impl RemoteService {
             let replica = self.pick().map_err(|wait| {
                 format!("{} is unavailable (breaker open for {} s)", self.name, wait.as_secs())
             })?;
-            match self.client.get(format!("{}{path}", replica.base_url)).send().await {
+            let mut headers = HeaderMap::new();
+            if let Some(key) = &self.key {
+                key.prove(&mut headers, chrono::Utc::now().timestamp());
+            }
+            let request = self.client.get(format!("{}{path}", replica.base_url)).headers(headers);
+            match request.send().await {
                 Ok(reply) => {
                     replica.breaker.succeeded();
                     return Ok(reply);

@@ -31,15 +31,17 @@ pub trait Accounts: Send + Sync + 'static {
 pub struct RemoteAccounts {
     base_url: String,
     client: reqwest::Client,
+    /// Auth's internal routes answer only requests proven with the deployment's secret.
+    key: kernel::internal::InternalKey,
 }
 
 impl RemoteAccounts {
-    pub fn new(base_url: &str) -> Result<Self, reqwest::Error> {
+    pub fn new(base_url: &str, key: kernel::internal::InternalKey) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(2))
             .build()?;
-        Ok(Self { base_url: base_url.trim_end_matches('/').to_owned(), client })
+        Ok(Self { base_url: base_url.trim_end_matches('/').to_owned(), client, key })
     }
 }
 
@@ -57,7 +59,9 @@ impl Accounts for RemoteAccounts {
 
 impl RemoteAccounts {
     async fn ask(&self, request: reqwest::RequestBuilder) -> Result<Option<Account>, String> {
-        let reply = request.send().await.map_err(|error| error.to_string())?;
+        let mut headers = axum::http::HeaderMap::new();
+        self.key.prove(&mut headers, Utc::now().timestamp());
+        let reply = request.headers(headers).send().await.map_err(|error| error.to_string())?;
         match reply.status() {
             reqwest::StatusCode::NOT_FOUND => Ok(None),
             status if status.is_success() => {

@@ -32,7 +32,7 @@ fn settings(dir: &std::path::Path) -> tonearm::Settings {
 
 async fn up() -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::TempDir::new().unwrap();
-    let app = TestApp::up_with(settings(dir.path()), None).await;
+    let app = Box::pin(TestApp::up_with(settings(dir.path()), None)).await;
     (app, dir)
 }
 
@@ -449,13 +449,22 @@ async fn catalog_with(track_id: uuid::Uuid) -> (String, tokio::task::JoinHandle<
     (url, tokio::spawn(async move { axum::serve(listener, router).await.unwrap() }))
 }
 
-/// Identity headers as the gateway sets them, for calling a service directly.
+/// Identity headers as the gateway sets them, proven with the deployment's secret, for
+/// calling a service directly.
 fn as_user(request: reqwest::RequestBuilder, user_id: &str) -> reqwest::RequestBuilder {
-    request
-        .header(kernel::caller::USER_ID, user_id)
-        .header(kernel::caller::SESSION_ID, uuid::Uuid::now_v7().to_string())
-        .header(kernel::caller::TIER, "free")
-        .header(kernel::caller::ROLE, "user")
+    let mut headers = reqwest::header::HeaderMap::new();
+    let session = uuid::Uuid::now_v7().to_string();
+    for (name, value) in [
+        (kernel::caller::USER_ID, user_id),
+        (kernel::caller::SESSION_ID, session.as_str()),
+        (kernel::caller::TIER, "free"),
+        (kernel::caller::ROLE, "user"),
+    ] {
+        headers.insert(name, value.parse().unwrap());
+    }
+    let key = kernel::internal::InternalKey::new(crate::support::INTERNAL_SECRET.to_owned().into());
+    key.prove(&mut headers, chrono::Utc::now().timestamp());
+    request.headers(headers)
 }
 
 #[tokio::test]
@@ -479,6 +488,17 @@ async fn replicas_sharing_redis_deliver_each_others_live_messages() {
     let two = TestApp::serve(replica(dirs[2].path()), ServiceName::People).await;
 
     // Ann listens on replica one; Bob's follow-back, heartbeat and stop land on replica two.
+    // Identity a client claims for itself is not believed; proven identity is.
+    let forged = one
+        .client
+        .put(one.url(&format!("/v1/me/following/{bob}")))
+        .header(kernel::caller::USER_ID, ann.as_str())
+        .header(kernel::caller::SESSION_ID, ann.as_str())
+        .header(kernel::caller::TIER, "free")
+        .header(kernel::caller::ROLE, "user");
+    assert_problem(forged.send().await.unwrap(), StatusCode::UNAUTHORIZED).await;
+    let internal = one.client.get(format!("http://{}/internal/v1/users/{ann}", auth.addr));
+    assert_problem(internal.send().await.unwrap(), StatusCode::FORBIDDEN).await;
     let follow = as_user(one.client.put(one.url(&format!("/v1/me/following/{bob}"))), &ann);
     assert_eq!(follow.send().await.unwrap().status(), StatusCode::NO_CONTENT);
     let response = as_user(one.client.get(one.url("/v1/me/live")), &ann).send().await.unwrap();

@@ -23,11 +23,16 @@ fn init_logs() {
     });
 }
 
+/// The secret the tests' gateways and services share.
+pub const INTERNAL_SECRET: &str = "tonearm-test-internal-secret";
+
 /// Settings for a test: a private data dir and a random port.
 pub fn test_settings(data_dir: &Path) -> Settings {
     let mut settings = Settings { data_dir: data_dir.to_owned(), ..Settings::default() };
     settings.server.port = 0;
     settings.server.shutdown_grace_secs = 5;
+    // Services deployed alone (`serve`) believe only identity proven with it.
+    settings.internal.identity_secret = Some(INTERNAL_SECRET.to_owned().into());
     // Loading the models takes seconds and hundreds of MB: only the voice tests do it.
     settings.ai.models_dir = Some(data_dir.join("no-models"));
     settings

@@ -60,3 +60,13 @@ async fn a_stopped_replica_loses_no_repeatable_request_and_a_dead_service_fails_
     let body: Value = assert_problem(refused, StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(body["detail"], "the catalog service is unavailable");
 }
+
+#[tokio::test]
+async fn a_service_deployed_alone_will_not_start_without_the_shared_secret() {
+    let dir = TempDir::new().unwrap();
+    let mut settings = test_settings(dir.path());
+    settings.internal.identity_secret = None;
+    let refused = tonearm::App::serve(&settings, ServiceName::Catalog).await;
+    let error = refused.err().expect("refused to start").to_string();
+    assert!(error.contains("internal.identity_secret"), "{error}");
+}

@@ -61,6 +61,7 @@ pub fn gateway(
 ) -> (Router, Option<Background>) {
     let api = utoipa::openapi::OpenApiBuilder::new().build();
     gateway::router(GatewayParts {
+        internal_key: None,
         config,
         directory: Arc::new(NoSessions),
         cache: Arc::new(MemoryCache::new("test", 1 << 20)),
