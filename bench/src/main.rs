@@ -106,6 +106,14 @@ struct Args {
     items: usize,
     #[arg(long, default_value_t = 50)]
     per_user: usize,
+    /// `me`: send the requests straight to this service (the auth service's base URL)
+    /// instead of through `--url`, with the identity the gateway would prove (signed with
+    /// `--secret`), to measure what the gateway adds.
+    #[arg(long)]
+    direct: Option<String>,
+    /// `me --direct`: the deployment's `internal.identity_secret`.
+    #[arg(long)]
+    secret: Option<String>,
     /// `live`: live streams to hold open, shared by the followers.
     #[arg(long, default_value_t = 10_000)]
     connections: usize,
@@ -278,13 +286,23 @@ async fn main() -> anyhow::Result<()> {
         let token = body["access_token"].as_str().context("no access token")?.to_owned();
         listeners.push((email, token));
     }
+    let direct = match (&args.direct, &args.secret) {
+        (Some(url), Some(secret)) => Some((url.trim_end_matches('/').to_owned(), secret.clone())),
+        (Some(_), None) => bail!("--direct needs --secret (the deployment's identity secret)"),
+        _ => None,
+    };
 
     let warm_up = Duration::from_secs(2);
     let measure = Duration::from_secs(args.seconds);
     let (histogram, failures) = drive::drive(listeners.len(), warm_up, measure, |index| {
         let (email, token) = listeners[index].clone();
         let (client, url, scenario) = (client.clone(), args.url.clone(), args.scenario);
-        move || match scenario {
+        if let (Scenario::Me, Some((direct, secret))) = (scenario, direct.clone()) {
+            let headers = proven_identity(&token, &secret);
+            return Box::new(move || client.get(format!("{direct}/v1/me")).headers(headers.clone()))
+                as Box<dyn FnMut() -> reqwest::RequestBuilder + Send>;
+        }
+        Box::new(move || match scenario {
             Scenario::Login => client
                 .post(format!("{url}/v1/auth/login"))
                 .json(&json!({"email": email, "password": PASSWORD})),
@@ -300,7 +318,7 @@ async fn main() -> anyhow::Result<()> {
             | Scenario::Als
             | Scenario::Recommendations
             | Scenario::Live => client.get(format!("{url}/v1/me")).bearer_auth(&token),
-        }
+        })
     })
     .await?;
     let ms = |quantile: f64| histogram.value_at_quantile(quantile) as f64 / 1000.0;
@@ -317,6 +335,32 @@ async fn main() -> anyhow::Result<()> {
 #[allow(clippy::print_stdout)]
 fn print_line(line: &str) {
     println!("{line}");
+}
+
+/// The identity headers the gateway would send for the holder of `token`, with the proof
+/// a service alone requires (valid for a minute: longer than a run).
+fn proven_identity(token: &str, secret: &str) -> reqwest::header::HeaderMap {
+    use base64::Engine as _;
+    let claims: Value = token
+        .split('.')
+        .nth(1)
+        .and_then(|payload| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok())
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .unwrap_or_default();
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, claim) in [
+        (kernel::caller::USER_ID, "sub"),
+        (kernel::caller::SESSION_ID, "sid"),
+        (kernel::caller::TIER, "tier"),
+        (kernel::caller::ROLE, "role"),
+    ] {
+        if let Some(Ok(value)) = claims[claim].as_str().map(reqwest::header::HeaderValue::from_str) {
+            headers.insert(name, value);
+        }
+    }
+    let key = kernel::internal::InternalKey::new(secret.to_owned().into());
+    key.prove(&mut headers, chrono::Utc::now().timestamp());
+    headers
 }
 
 fn report(args: &Args, ok: u64, failures: u64, measured: Duration, [p50, p90, p99, max]: [f64; 4]) {

@@ -8,6 +8,7 @@
 mod accounts;
 mod analytics;
 mod catalog;
+mod cluster;
 mod events;
 mod faults;
 mod home;

@@ -199,14 +199,14 @@ async fn premium_ends_when_the_paid_period_does() {
 }
 
 /// A live stream read as a player reads it.
-struct Live {
+pub(crate) struct Live {
     events:
         std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>>,
     buffer: String,
 }
 
 impl Live {
-    async fn open(url: &str, token: &str) -> Self {
+    pub(crate) async fn open(url: &str, token: &str) -> Self {
         let response = reqwest::Client::new()
             .get(url)
             .bearer_auth(token)
@@ -220,7 +220,7 @@ impl Live {
     }
 
     /// The next event named `name` (others are passed over), with its data.
-    async fn next(&mut self, name: &str) -> Value {
+    pub(crate) async fn next(&mut self, name: &str) -> Value {
         tokio::time::timeout(Duration::from_secs(15), async {
             loop {
                 while let Some(end) = self.buffer.find("\n\n") {
