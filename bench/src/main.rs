@@ -354,7 +354,8 @@ fn proven_identity(token: &str, secret: &str) -> reqwest::header::HeaderMap {
         (kernel::caller::TIER, "tier"),
         (kernel::caller::ROLE, "role"),
     ] {
-        if let Some(Ok(value)) = claims[claim].as_str().map(reqwest::header::HeaderValue::from_str) {
+        if let Some(Ok(value)) = claims[claim].as_str().map(reqwest::header::HeaderValue::from_str)
+        {
             headers.insert(name, value);
         }
     }

@@ -26,11 +26,18 @@ pub enum TokenError {
     KeysUnavailable(String),
 }
 
+/// Tokens already verified, so that a player's every request does not check the same
+/// Ed25519 signature again (the largest part of the gateway's own work per request).
+/// Entries live no longer than the keys themselves are trusted, and expiry is still
+/// checked on each use.
+const VERIFIED_CAPACITY: u64 = 50_000;
+
 pub struct TokenVerifier {
     directory: Arc<dyn SessionDirectory>,
     validation: Validation,
     keys: RwLock<KeyCache>,
     refreshing: Mutex<()>,
+    verified: moka::sync::Cache<String, Arc<AccessClaims>>,
 }
 
 #[derive(Default)]
@@ -52,7 +59,17 @@ impl TokenVerifier {
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
-        Self { directory, validation, keys: RwLock::default(), refreshing: Mutex::new(()) }
+        let verified = moka::sync::Cache::builder()
+            .max_capacity(VERIFIED_CAPACITY)
+            .time_to_live(KEYS_TTL)
+            .build();
+        Self {
+            directory,
+            validation,
+            keys: RwLock::default(),
+            refreshing: Mutex::new(()),
+            verified,
+        }
     }
 
     pub fn directory(&self) -> &dyn SessionDirectory {
@@ -60,6 +77,20 @@ impl TokenVerifier {
     }
 
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        if let Some(claims) = self.verified.get(token) {
+            let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
+            if claims.exp.saturating_add(leeway) < chrono::Utc::now().timestamp() {
+                self.verified.invalidate(token);
+                return Err(TokenError::Expired);
+            }
+            return Ok(claims.as_ref().clone());
+        }
+        let claims = self.check(token).await?;
+        self.verified.insert(token.to_owned(), Arc::new(claims.clone()));
+        Ok(claims)
+    }
+
+    async fn check(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid);

@@ -64,6 +64,23 @@ fn claims_of(access: &str) -> Value {
 }
 
 #[tokio::test]
+async fn a_token_accepted_before_still_expires_on_time() {
+    let app = TestApp::up().await;
+    let signed_in = app.register(&unique_email()).await;
+    let mut claims = claims_of(&token(&signed_in, "access_token"));
+    // Valid for two more seconds, counting the 30 s the gateway allows for clock skew.
+    let now = chrono::Utc::now().timestamp();
+    claims["exp"] = json!(now - 28);
+    let short = server_signed(&app, &claims).await;
+    assert_eq!(app.get("/v1/me", Some(&short)).await.status(), StatusCode::OK);
+    assert_eq!(app.get("/v1/me", Some(&short)).await.status(), StatusCode::OK, "verified once");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let problem =
+        assert_problem(app.get("/v1/me", Some(&short)).await, StatusCode::UNAUTHORIZED).await;
+    assert!(problem["detail"].as_str().unwrap().contains("expired"), "{problem}");
+}
+
+#[tokio::test]
 async fn expired_forged_and_malformed_tokens_get_401_problem_json() {
     let app = TestApp::up().await;
     let signed_in = app.register(&unique_email()).await;
