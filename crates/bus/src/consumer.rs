@@ -223,10 +223,13 @@ impl Consumer {
             event_type = %envelope.event_type,
             event_id = %envelope.id,
             group = %self.group,
+            trace_id = tracing::field::Empty,
         );
-        if let Some(traceparent) = envelope.headers.get(crate::envelope::TRACEPARENT) {
+        let traceparent = envelope.headers.get(crate::envelope::TRACEPARENT);
+        if let Some(traceparent) = traceparent {
             kernel::telemetry::follow_traceparent(&span, traceparent);
         }
+        kernel::telemetry::record_trace_id(&span, traceparent.map(String::as_str));
         self.handle_with_retries(handler, &envelope).instrument(span).await
     }
 

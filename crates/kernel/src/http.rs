@@ -48,13 +48,14 @@ pub fn observe(router: Router) -> Router {
                 method = %request.method(),
                 path = %request.uri().path(),
                 request_id,
+                trace_id = tracing::field::Empty,
             );
             // A request the gateway (or another service) forwarded continues its trace.
-            if let Some(traceparent) =
-                request.headers().get("traceparent").and_then(|v| v.to_str().ok())
-            {
+            let traceparent = request.headers().get("traceparent").and_then(|v| v.to_str().ok());
+            if let Some(traceparent) = traceparent {
                 crate::telemetry::follow_traceparent(&span, traceparent);
             }
+            crate::telemetry::record_trace_id(&span, traceparent);
             span
         })
         .on_request(())

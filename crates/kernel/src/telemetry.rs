@@ -68,6 +68,35 @@ pub fn follow_traceparent(span: &tracing::Span, traceparent: &str) {
     span.set_parent(parent);
 }
 
+/// Names the trace `span` belongs to in its `trace_id` field (declared
+/// `tracing::field::Empty`), so that every log line written inside it carries the id a
+/// trace viewer finds it by: the exported trace's own, or else the one `traceparent` (a
+/// caller's) names.
+pub fn record_trace_id(span: &tracing::Span, traceparent: Option<&str>) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = span.context();
+    let exported = context.span().span_context().clone();
+    let id = if exported.is_valid() {
+        Some(exported.trace_id().to_string())
+    } else {
+        traceparent.and_then(trace_id_of)
+    };
+    if let Some(id) = id {
+        span.record("trace_id", id.as_str());
+    }
+}
+
+/// The trace id a W3C `traceparent` (`00-<32 hex>-<16 hex>-<flags>`) names, if valid.
+fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let (_version, trace_id) = (parts.next()?, parts.next()?);
+    let valid = trace_id.len() == 32
+        && trace_id.bytes().all(|b| b.is_ascii_hexdigit())
+        && trace_id.bytes().any(|b| b != b'0');
+    valid.then(|| trace_id.to_ascii_lowercase())
+}
+
 /// Installs the global subscriber. Call once, at the start of `main`.
 pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_from_default_env()
@@ -101,4 +130,115 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
     };
     tracing_subscriber::registry().with(filter).with(fmt_layer).with(otel_layer).try_init()?;
     Ok(TelemetryGuard { provider })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::{Router, body::Body, http::Request, routing::get};
+    use tower::ServiceExt;
+    use tracing_subscriber::{fmt::MakeWriter, layer::SubscriberExt};
+
+    use super::*;
+
+    #[test]
+    fn trace_ids_come_from_valid_traceparents_only() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(), Some(id));
+        assert_eq!(trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
+        assert_eq!(trace_id_of("00-xyz-00f067aa0ba902b7-01"), None);
+        assert_eq!(trace_id_of("garbage"), None);
+    }
+
+    /// Log output, gathered for a look.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Self;
+        fn make_writer(&'a self) -> Self {
+            self.clone()
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(
+                &self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            )
+            .into_owned()
+        }
+    }
+
+    async fn log_inside_a_request(traceparent: Option<&str>) {
+        let router = crate::http::observe(Router::new().route(
+            "/",
+            get(|| async {
+                tracing::info!("handling");
+            }),
+        ));
+        let mut request = Request::get("/");
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        let answered = router.oneshot(request.body(Body::empty()).unwrap_or_default()).await;
+        assert!(answered.is_ok());
+    }
+
+    fn json_logs<S>(captured: &Captured) -> impl Layer<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_writer(captured.clone())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn log_lines_in_a_request_carry_its_callers_trace_id() {
+        let captured = Captured::default();
+        let _logs = tracing::subscriber::set_default(
+            tracing_subscriber::registry().with(json_logs(&captured)),
+        );
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        log_inside_a_request(Some(&format!("00-{id}-00f067aa0ba902b7-01"))).await;
+        let line =
+            captured.text().lines().find(|line| line.contains("handling")).map(str::to_owned);
+        let line = line.unwrap_or_else(|| panic!("no log line in {}", captured.text()));
+        assert!(line.contains(&format!("\"trace_id\":\"{id}\"")), "{line}");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn with_traces_exported_a_new_request_logs_its_own_trace_id() {
+        let captured = Captured::default();
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(json_logs(&captured))
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let _logs = tracing::subscriber::set_default(subscriber);
+        log_inside_a_request(None).await;
+        let text = captured.text();
+        let line = text.lines().find(|line| line.contains("handling")).unwrap_or_default();
+        let id = line.split("\"trace_id\":\"").nth(1).and_then(|rest| rest.get(..32));
+        assert!(
+            id.is_some_and(|id| trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")).is_some()),
+            "{text}"
+        );
+    }
 }
