@@ -37,13 +37,24 @@ impl Caller {
         self.role == Role::Admin
     }
 
-    /// Headers that carry this identity to a service.
+    /// Headers that carry a session's identity to a service.
     pub fn headers(grant: &SessionGrant) -> [(&'static str, String); 4] {
+        let caller = Self {
+            user_id: grant.user_id,
+            session_id: grant.session_id,
+            tier: grant.tier,
+            role: grant.role,
+        };
+        caller.identity()
+    }
+
+    /// Headers that carry this identity on to another service.
+    pub fn identity(&self) -> [(&'static str, String); 4] {
         [
-            (USER_ID, grant.user_id.to_string()),
-            (SESSION_ID, grant.session_id.to_string()),
-            (TIER, grant.tier.to_string()),
-            (ROLE, grant.role.to_string()),
+            (USER_ID, self.user_id.to_string()),
+            (SESSION_ID, self.session_id.to_string()),
+            (TIER, self.tier.to_string()),
+            (ROLE, self.role.to_string()),
         ]
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::caller::{self, Caller};
+use crate::caller::Caller;
 use async_trait::async_trait;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -48,12 +48,7 @@ impl RemoteCatalog {
         caller: &Caller,
     ) -> reqwest::RequestBuilder {
         let mut headers = http::HeaderMap::new();
-        for (name, value) in [
-            (caller::USER_ID, caller.user_id.to_string()),
-            (caller::SESSION_ID, caller.session_id.to_string()),
-            (caller::TIER, caller.tier.to_string()),
-            (caller::ROLE, caller.role.to_string()),
-        ] {
+        for (name, value) in caller.identity() {
             if let Ok(value) = http::HeaderValue::from_str(&value) {
                 headers.insert(name, value);
             }

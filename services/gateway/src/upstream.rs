@@ -150,19 +150,18 @@ impl RemoteService {
         }
     }
 
-    /// A GET of `path`, with the retries and breakers a proxied GET gets.
-    pub async fn get(&self, path: &str) -> Result<reqwest::Response, String> {
+    /// Sends what `build` makes for a replica's base URL to the next replica whose breaker
+    /// lets it through, and after a transport failure to the next, `attempts` times in all.
+    async fn send(
+        &self,
+        attempts: u32,
+        mut build: impl FnMut(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Unanswered> {
+        let attempts = attempts.max(1);
         let mut last = String::from("no replica");
-        for attempt in 0..=self.retries {
-            let replica = self.pick().map_err(|wait| {
-                format!("{} is unavailable (breaker open for {} s)", self.name, wait.as_secs())
-            })?;
-            let mut headers = HeaderMap::new();
-            if let Some(key) = &self.key {
-                key.prove(&mut headers, chrono::Utc::now().timestamp());
-            }
-            let request = self.client.get(format!("{}{path}", replica.base_url)).headers(headers);
-            match request.send().await {
+        for attempt in 0..attempts {
+            let replica = self.pick().map_err(Unanswered::BreakersOpen)?;
+            match build(&replica.base_url).send().await {
                 Ok(reply) => {
                     replica.breaker.succeeded();
                     return Ok(reply);
@@ -170,12 +169,42 @@ impl RemoteService {
                 Err(error) => {
                     self.failed(replica, &error);
                     last = error.to_string();
-                    pause(attempt).await;
+                    if attempt + 1 < attempts {
+                        metrics::counter!("gateway_upstream_retries_total", "upstream" => self.name.clone())
+                            .increment(1);
+                        pause(attempt).await;
+                    }
                 }
             }
         }
-        Err(last)
+        Err(Unanswered::Failed(last))
     }
+
+    /// A GET of `path`, proven as the gateway's own, with the retries and breakers a
+    /// proxied GET gets.
+    pub async fn get(&self, path: &str) -> Result<reqwest::Response, String> {
+        let build = |base: &str| {
+            let mut headers = HeaderMap::new();
+            if let Some(key) = &self.key {
+                key.prove(&mut headers, chrono::Utc::now().timestamp());
+            }
+            self.client.get(format!("{base}{path}")).headers(headers)
+        };
+        self.send(1 + self.retries, build).await.map_err(|unanswered| match unanswered {
+            Unanswered::BreakersOpen(wait) => {
+                format!("{} is unavailable (breaker open for {} s)", self.name, wait.as_secs())
+            }
+            Unanswered::Failed(error) => error,
+        })
+    }
+}
+
+/// Why no replica answered.
+enum Unanswered {
+    /// Every replica's breaker is open; the soonest closes after this long.
+    BreakersOpen(Duration),
+    /// The last attempt's transport failure.
+    Failed(String),
 }
 
 /// The pause before another attempt: 50 ms, then 100, 200…
@@ -249,54 +278,40 @@ pub async fn proxy(State(service): State<RemoteService>, request: Request) -> Re
     let repeatable = repeatable(&parts.method, &parts.headers);
     let attempts = if repeatable { 1 + service.retries } else { 1 };
     let mut body = Some(body);
-    for attempt in 0..attempts {
-        let replica = match service.pick() {
-            Ok(replica) => replica,
-            Err(wait) => {
-                metrics::counter!("gateway_breaker_rejections_total", "upstream" => service.name.clone())
-                    .increment(1);
-                return Problem::unavailable(format!(
-                    "the {} service is unavailable",
-                    service.name
-                ))
-                .with_retry_after(wait.as_secs().max(1))
-                .into_response();
-            }
-        };
+    let build = |base: &str| {
         let outgoing = match body.take() {
             Some(body) if !repeatable => {
                 reqwest::Body::wrap_stream(body.into_data_stream().map_err(std::io::Error::other))
             }
             _ => reqwest::Body::from(bytes::Bytes::new()),
         };
-        let sent = client
-            .request(parts.method.clone(), format!("{}{path}", replica.base_url))
+        client
+            .request(parts.method.clone(), format!("{base}{path}"))
             .headers(headers.clone())
             .body(outgoing)
-            .send()
-            .await;
-        match sent {
-            Ok(reply) => {
-                replica.breaker.succeeded();
-                let mut response = Response::builder().status(reply.status());
-                if let Some(headers) = response.headers_mut() {
-                    *headers = end_to_end(reply.headers());
-                }
-                return response.body(Body::from_stream(reply.bytes_stream())).unwrap_or_else(
-                    |_| Problem::unavailable("bad upstream response").into_response(),
-                );
+    };
+    match service.send(attempts, build).await {
+        Ok(reply) => {
+            let mut response = Response::builder().status(reply.status());
+            if let Some(headers) = response.headers_mut() {
+                *headers = end_to_end(reply.headers());
             }
-            Err(error) => {
-                service.failed(replica, &error);
-                if attempt + 1 < attempts {
-                    metrics::counter!("gateway_upstream_retries_total", "upstream" => service.name.clone())
-                        .increment(1);
-                    pause(attempt).await;
-                }
-            }
+            response
+                .body(Body::from_stream(reply.bytes_stream()))
+                .unwrap_or_else(|_| Problem::unavailable("bad upstream response").into_response())
+        }
+        Err(Unanswered::BreakersOpen(wait)) => {
+            metrics::counter!("gateway_breaker_rejections_total", "upstream" => service.name.clone())
+                .increment(1);
+            Problem::unavailable(format!("the {} service is unavailable", service.name))
+                .with_retry_after(wait.as_secs().max(1))
+                .into_response()
+        }
+        Err(Unanswered::Failed(_)) => {
+            Problem::unavailable(format!("the {} service is unavailable", service.name))
+                .into_response()
         }
     }
-    Problem::unavailable(format!("the {} service is unavailable", service.name)).into_response()
 }
 
 /// The auth service across the network, with the shared cache in front of it.

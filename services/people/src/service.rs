@@ -93,6 +93,13 @@ pub struct PeopleService {
     config: PeopleConfig,
 }
 
+/// A stream's channels: the user's own and the presence of each of `followees`.
+fn channels(user_id: Uuid, followees: &[Uuid]) -> HashSet<String> {
+    let mut channels: HashSet<String> = followees.iter().copied().map(presence_channel).collect();
+    channels.insert(user_channel(user_id));
+    channels
+}
+
 fn presence_key(user_id: Uuid) -> String {
     format!("presence:{user_id}")
 }
@@ -441,13 +448,18 @@ impl PeopleService {
     /// What the people the caller follows are playing now, most recent first.
     pub async fn friends_playing(&self, caller: &Caller) -> Result<Vec<NowPlaying>, PeopleError> {
         let followees = self.store.followee_ids(caller.user_id).await?;
-        let lookups = followees.iter().map(|id| self.current(*id));
+        Ok(self.playing_among(&followees).await)
+    }
+
+    /// What those of `people` who are playing now play, most recent first.
+    async fn playing_among(&self, people: &[Uuid]) -> Vec<NowPlaying> {
+        let lookups = people.iter().map(|id| self.current(*id));
         let mut playing: Vec<NowPlaying> =
             futures::future::join_all(lookups).await.into_iter().flatten().collect();
         let now = now();
         playing.retain(|playing| playing.expires_at > now);
         playing.sort_by_key(|playing| std::cmp::Reverse(playing.updated_at));
-        Ok(playing)
+        playing
     }
 
     pub async fn presence_visible(&self, caller: &Caller) -> Result<bool, PeopleError> {
@@ -476,10 +488,11 @@ impl PeopleService {
         &self,
         caller: &Caller,
     ) -> Result<(Subscription, Vec<LiveMessage>), PeopleError> {
-        let subscription = self.hub.subscribe(self.live_channels(caller.user_id).await?);
+        let followees = self.store.followee_ids(caller.user_id).await?;
+        let subscription = self.hub.subscribe(channels(caller.user_id, &followees));
         let unread = self.store.unread_count(caller.user_id).await?;
         let mut first = vec![LiveMessage::new("ready", &serde_json::json!({ "unread": unread }))];
-        for playing in self.friends_playing(caller).await? {
+        for playing in self.playing_among(&followees).await {
             first.push(LiveMessage::new(NOW_PLAYING, &playing));
         }
         Ok((subscription, first))
@@ -488,10 +501,7 @@ impl PeopleService {
     /// The channels a user's live stream listens on: their own and each followee's
     /// presence.
     pub async fn live_channels(&self, user_id: Uuid) -> Result<HashSet<String>, PeopleError> {
-        let mut channels: HashSet<String> =
-            self.store.followee_ids(user_id).await?.into_iter().map(presence_channel).collect();
-        channels.insert(user_channel(user_id));
-        Ok(channels)
+        Ok(channels(user_id, &self.store.followee_ids(user_id).await?))
     }
 
     // Billing.
