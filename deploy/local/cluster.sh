@@ -12,7 +12,8 @@
 # Settings (environment): TONEARM_BIN (default: a release build of this checkout),
 # CLUSTER_DIR (default ~/.cache/tonearm/cluster: logs, pids, data), CLUSTER_PORT (first
 # port, default 18100), CLUSTER_NAME (prefix of its databases and bucket, default
-# tonearm_cluster).
+# tonearm_cluster). Every process inherits the caller's environment, so e.g.
+# TONEARM_TELEMETRY__OTLP_ENDPOINT=http://127.0.0.1:4318 sends all their traces to a collector.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -139,7 +140,8 @@ wait_ready() { # process name, port
         if ready "$2"; then return 0; fi
         if ! running "$1"; then
             echo "error: $1 exited; see $dir/logs/$1.log:" >&2
-            tail -n 20 "$dir/logs/$1.log" >&2
+            # Its last words, without the frames of a backtrace.
+            grep -Ev '^ +([0-9]+: |at )' "$dir/logs/$1.log" | tail -n 20 >&2
             return 1
         fi
         sleep 0.5

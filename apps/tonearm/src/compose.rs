@@ -65,6 +65,8 @@ pub struct App {
 impl App {
     /// Every service in this process on embedded defaults, behind the gateway.
     pub async fn up(settings: &Settings) -> anyhow::Result<Self> {
+        // Before any service registers its metrics, or they would go nowhere.
+        kernel::http::prometheus();
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
         // One in-process cache serves the session grants and the rate-limit windows.
@@ -174,6 +176,8 @@ impl App {
 
     /// One service alone, on the engines its configuration names.
     pub async fn serve(settings: &Settings, service: ServiceName) -> anyhow::Result<Self> {
+        // Before any service registers its metrics, or they would go nowhere.
+        kernel::http::prometheus();
         let mut live = None;
         let (router, background) = match service {
             ServiceName::Auth => {

@@ -1,6 +1,6 @@
 //! `tonearm`: run the platform, one service, or an operator task.
 
-use std::path::PathBuf;
+use std::{net::ToSocketAddrs, path::PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -38,6 +38,12 @@ enum Command {
     /// Run one service alone on the engines its configuration names.
     Serve {
         service: ServiceName,
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Exit 0 when this machine's Tonearm answers `/healthz` (a container's HEALTHCHECK).
+    Health {
+        /// The port to ask (default: `server.port`).
         #[arg(long)]
         port: Option<u16>,
     },
@@ -211,6 +217,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(data_dir) = cli.data_dir {
         settings.data_dir = data_dir;
     }
+    // Before telemetry: a health check runs every few seconds and must stay cheap and quiet.
+    if let Command::Health { port } = cli.command {
+        return health(&settings.server.host, port.unwrap_or(settings.server.port));
+    }
     let service_name = match &cli.command {
         Command::Serve { service, .. } => format!("tonearm-{service:?}").to_lowercase(),
         _ => "tonearm".to_owned(),
@@ -221,6 +231,35 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?
         .block_on(run(cli.command, settings))
+}
+
+/// Asks `/healthz` on the local server over plain HTTP/1.0, within 2 s.
+fn health(host: &str, port: u16) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    // A server listening on every address is asked on loopback.
+    let host = match host {
+        "0.0.0.0" | "::" | "[::]" | "" => "127.0.0.1",
+        host => host.trim_start_matches('[').trim_end_matches(']'),
+    };
+    let address = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .with_context(|| format!("`{host}` names no address"))?;
+    let timeout = std::time::Duration::from_secs(2);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
+        .with_context(|| format!("nothing answers on {address}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut head = [0_u8; 32];
+    let read = stream.read(&mut head)?;
+    let status_line = String::from_utf8_lossy(&head[..read]);
+    anyhow::ensure!(
+        status_line.starts_with("HTTP/1.") && status_line.get(9..12) == Some("200"),
+        "{address}/healthz answered `{}`",
+        status_line.lines().next().unwrap_or_default()
+    );
+    Ok(())
 }
 
 async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
@@ -345,7 +384,7 @@ async fn run(command: Command, mut settings: Settings) -> anyhow::Result<()> {
             anyhow::ensure!(summary.failed.is_empty(), "{} files failed", summary.failed.len());
             Ok(())
         }
-        Command::Config { command: ConfigCommand::Default } => Ok(()),
+        Command::Config { command: ConfigCommand::Default } | Command::Health { .. } => Ok(()),
     }
 }
 

@@ -173,6 +173,55 @@ mod tests {
         assert_eq!(format!("{shipped:?}"), format!("{built_in:?}"));
     }
 
+    /// The files `deploy/kubernetes` ships as the ConfigMap: each one read whole, with
+    /// every service's engines and upstreams where the manifests expect them.
+    #[test]
+    fn the_kubernetes_configuration_files_wire_every_service() {
+        let files = [
+            ("base", include_str!("../../../deploy/kubernetes/base/tonearm.toml")),
+            ("dev", include_str!("../../../deploy/kubernetes/overlays/dev/tonearm.toml")),
+            (
+                "production",
+                include_str!("../../../deploy/kubernetes/overlays/production/tonearm.toml"),
+            ),
+        ];
+        for (name, text) in files {
+            let settings: Settings =
+                kernel::config::from_toml(text).unwrap_or_else(|error| panic!("{name}: {error}"));
+            assert_eq!((settings.server.host.as_str(), settings.server.port), ("0.0.0.0", 8080));
+            // terminationGracePeriodSeconds (40) covers the preStop pause (5) and this.
+            assert!(settings.server.shutdown_grace_secs + 5 < 40, "{name}");
+            assert_eq!(settings.data_dir, PathBuf::from("/var/lib/tonearm"), "{name}");
+            let services =
+                ["ai", "analytics", "auth", "catalog", "people", "playlist", "streaming"];
+            assert_eq!(
+                settings.gateway.upstreams.keys().map(String::as_str).collect::<Vec<_>>(),
+                services,
+                "{name}"
+            );
+            assert!(settings.events.url.as_ref().is_some_and(|url| url.scheme() == "kafka"));
+            assert!(settings.storage.url.as_ref().is_some_and(|url| url.scheme() == "s3"));
+            assert!(settings.telemetry.otlp_endpoint.is_some(), "{name}");
+            for cache in [
+                &settings.gateway.cache_url,
+                &settings.auth.cache_url,
+                &settings.streaming.cache_url,
+                &settings.ai.cache_url,
+                &settings.people.cache_url,
+            ] {
+                assert!(cache.as_ref().is_some_and(|url| url.scheme().starts_with("redis")));
+            }
+            for catalog in [
+                &settings.playlist.catalog_url,
+                &settings.analytics.catalog_url,
+                &settings.ai.catalog_url,
+                &settings.people.catalog_url,
+            ] {
+                assert_eq!(catalog.as_deref(), Some("http://catalog:8080"), "{name}");
+            }
+        }
+    }
+
     #[test]
     fn secrets_never_reach_debug_output() {
         let mut settings = Settings::default();

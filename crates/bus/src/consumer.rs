@@ -104,6 +104,12 @@ impl Consumer {
     /// Consumes until `stop` resolves; the batch in hand is finished and committed first.
     pub async fn run(self, stop: impl Future<Output = ()> + Send) {
         tokio::pin!(stop);
+        metrics::counter!("events_dead_lettered_total", "topic" => self.topic.clone()).increment(0);
+        let lag = metrics::gauge!(
+            "events_consumer_lag",
+            "topic" => self.topic.clone(),
+            "group" => self.group.clone()
+        );
         let mut pause = self.options.backoff;
         loop {
             let subscription = tokio::select! {
@@ -128,6 +134,9 @@ impl Consumer {
                     () = &mut stop => return,
                     polled = subscription.poll(self.options.batch, self.options.poll_wait) => polled,
                 };
+                if let (Ok(_), Some(behind)) = (&polled, subscription.lag()) {
+                    lag.set(behind as f64);
+                }
                 match polled {
                     Ok(records) if records.is_empty() => {}
                     Ok(records) => {

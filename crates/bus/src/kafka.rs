@@ -9,7 +9,10 @@ use std::{
     collections::{BTreeMap, HashMap, HashSet},
     convert::Infallible,
     ops::Deref,
-    sync::{Arc, Mutex, PoisonError, RwLock},
+    sync::{
+        Arc, Mutex, PoisonError, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -20,11 +23,12 @@ use kernel::engine::{EngineError, EngineUrl};
 use rdkafka::{
     ClientConfig, Message as _, Offset, TopicPartitionList,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
-    consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer},
+    client::{ClientContext, DefaultClientContext},
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::{BorrowedMessage, Header, OwnedHeaders},
     producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _, PurgeConfig},
+    statistics::Statistics,
 };
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -295,8 +299,12 @@ impl KafkaBus {
         config
     }
 
-    fn stream_consumer(&self, group: &str) -> Result<Arc<Closing<StreamConsumer>>, BusError> {
-        let consumer = self.consumer_config(group).create().map_err(invalid)?;
+    fn stream_consumer(&self, group: &str) -> Result<Arc<Closing<LagConsumer>>, BusError> {
+        let consumer = self
+            .consumer_config(group)
+            .set("statistics.interval.ms", STATISTICS_EVERY.as_millis().to_string())
+            .create_with_context(LagContext::default())
+            .map_err(invalid)?;
         Ok(Arc::new(Closing::new(consumer)))
     }
 }
@@ -412,7 +420,7 @@ impl EventBus for KafkaBus {
 /// ([`EventBus::read`]).
 struct KafkaSubscription {
     /// Shared with a commit running on a blocking thread.
-    consumer: Arc<Closing<StreamConsumer>>,
+    consumer: Arc<Closing<LagConsumer>>,
     topic: String,
     /// False for readers: their throwaway group must never commit.
     commits: bool,
@@ -453,6 +461,14 @@ impl Subscription for KafkaSubscription {
             .await
             .map_err(|error| unavailable(&format!("committing on {}", self.topic), &error))
     }
+
+    /// As librdkafka last reported it in its statistics (every [`STATISTICS_EVERY`]).
+    fn lag(&self) -> Option<u64> {
+        match self.consumer.context().lag.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            lag => Some(lag),
+        }
+    }
 }
 
 impl KafkaSubscription {
@@ -477,6 +493,40 @@ impl KafkaSubscription {
         }
     }
 }
+
+/// How often librdkafka reports a consumer's statistics, the lag among them.
+const STATISTICS_EVERY: Duration = Duration::from_secs(10);
+
+type LagConsumer = StreamConsumer<LagContext>;
+
+/// Keeps the lag a consumer's statistics report: records between its group's committed
+/// offsets and the partitions' ends, summed over the partitions it holds.
+struct LagContext {
+    /// `u64::MAX` until the first report.
+    lag: AtomicU64,
+}
+
+impl Default for LagContext {
+    fn default() -> Self {
+        Self { lag: AtomicU64::new(u64::MAX) }
+    }
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let behind: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|topic| topic.partitions.values())
+            // -1 is librdkafka's own bookkeeping partition; a lag of -1 is unknown.
+            .filter(|partition| partition.partition >= 0 && partition.consumer_lag >= 0)
+            .map(|partition| partition.consumer_lag)
+            .sum();
+        self.lag.store(u64::try_from(behind).unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
+impl ConsumerContext for LagContext {}
 
 /// An rdkafka client whose destruction may block: a consumer leaving its group waits
 /// for answers a struggling broker may never send (up to [`CONSUMER_SOCKET_TIMEOUT`]),
@@ -608,7 +658,7 @@ fn next_offsets(records: &[Record]) -> Result<TopicPartitionList, BusError> {
 }
 
 /// Where each partition of `topic` starts for `from`; `Beginning` and `End` stay logical.
-fn start_offsets<C: Consumer>(
+fn start_offsets<X: ConsumerContext, C: Consumer<X>>(
     consumer: &C,
     topic: &str,
     partitions: i32,
@@ -634,7 +684,7 @@ fn start_offsets<C: Consumer>(
 
 /// `offsets` with logical positions replaced by real offsets and every offset kept
 /// within what each partition holds: a committed offset must be a real one.
-fn concrete_offsets<C: Consumer>(
+fn concrete_offsets<X: ConsumerContext, C: Consumer<X>>(
     consumer: &C,
     offsets: &TopicPartitionList,
 ) -> Result<TopicPartitionList, KafkaError> {

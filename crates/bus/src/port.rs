@@ -127,4 +127,11 @@ pub trait Subscription: Send {
     /// Commits every record up to and including these (one per partition is enough):
     /// after a restart the group resumes after them.
     async fn commit(&mut self, records: &[Record]) -> Result<(), BusError>;
+
+    /// Records appended past the group's committed offsets in the partitions this
+    /// subscription holds (the consumer lag), where the engine knows without a request:
+    /// the embedded log in the process that appends, Kafka from the client's statistics.
+    fn lag(&self) -> Option<u64> {
+        None
+    }
 }

@@ -304,8 +304,10 @@ impl Cache for RedisCache {
 
     async fn hit(&self, key: &str, window: Duration) -> Result<WindowHit, CacheError> {
         let mut connection = self.connection.clone();
-        let script = redis::Script::new(HIT_SCRIPT);
-        let mut invocation = script.key(self.key(key));
+        // Made once: a script hashes its source when made, and this runs on every request.
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(HIT_SCRIPT));
+        let mut invocation = SCRIPT.key(self.key(key));
         invocation.arg(millis(window));
         let (count, ttl_ms): (u64, i64) =
             self.run(invocation.invoke_async(&mut connection)).await?;

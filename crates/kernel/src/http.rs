@@ -428,11 +428,19 @@ async fn healthz() -> axum::Json<serde_json::Value> {
     ))]
 async fn readyz(State(probes): State<Probes>) -> Result<axum::Json<serde_json::Value>, Problem> {
     let checks = run_probes(&probes).await;
+    // Every check's counter exists from the first probe on, so a rate over it reads 0, not
+    // nothing, until one fails.
+    for (name, _, result) in &checks {
+        metrics::counter!("readiness_check_failures_total", "check" => name.clone())
+            .increment(u64::from(result.is_err()));
+    }
     let failing: Vec<String> = checks
         .iter()
         .filter(|(_, required, _)| *required)
         .filter_map(|(name, _, result)| result.as_ref().err().map(|e| format!("{name}: {e}")))
         .collect();
+    // Readiness as Prometheus sees it between probes: alerts watch it flap.
+    metrics::gauge!("service_ready").set(if failing.is_empty() { 1.0 } else { 0.0 });
     if failing.is_empty() {
         let degraded = checks.iter().any(|(_, _, result)| result.is_err());
         let names: serde_json::Map<String, serde_json::Value> = checks

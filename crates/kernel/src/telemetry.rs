@@ -1,5 +1,6 @@
 //! Logs and traces: pretty logs on a terminal, JSON lines otherwise, filtered by
-//! `RUST_LOG`; spans exported over OTLP/HTTP when an endpoint is configured.
+//! `RUST_LOG`; spans exported over OTLP/HTTP when an endpoint is configured, filtered on
+//! their own, so that quieter logs do not thin out the traces.
 
 use std::io::IsTerminal;
 
@@ -16,11 +17,22 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// OTLP/HTTP collector, e.g. `http://otel-collector:4318`; unset disables trace export.
     pub otlp_endpoint: Option<String>,
+    /// Which spans are exported, in `RUST_LOG`'s syntax. The default keeps Tonearm's own
+    /// spans (requests, event handling, jobs) and leaves out the libraries' chatter.
+    pub trace_filter: String,
 }
+
+/// Spans worth a trace: Tonearm's, not each SQL statement or connection checkout.
+pub const DEFAULT_TRACE_FILTER: &str =
+    "info,sqlx=warn,hyper=warn,hyper_util=warn,h2=warn,tower=warn,reqwest=warn,rdkafka=warn";
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self { log_format: LogFormat::Auto, otlp_endpoint: None }
+        Self {
+            log_format: LogFormat::Auto,
+            otlp_endpoint: None,
+            trace_filter: DEFAULT_TRACE_FILTER.to_owned(),
+        }
     }
 }
 
@@ -124,11 +136,17 @@ pub fn init(config: &TelemetryConfig, service_name: &str) -> anyhow::Result<Tele
                 )
                 .build();
             let tracer = provider.tracer("tonearm");
-            (Some(tracing_opentelemetry::layer().with_tracer(tracer)), Some(provider))
+            let exported = EnvFilter::try_new(&config.trace_filter)
+                .map_err(|e| anyhow::anyhow!("telemetry.trace_filter: {e}"))?;
+            let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(exported);
+            (Some(layer), Some(provider))
         }
         None => (None, None),
     };
-    tracing_subscriber::registry().with(filter).with(fmt_layer).with(otel_layer).try_init()?;
+    tracing_subscriber::registry()
+        .with(fmt_layer.with_filter(filter))
+        .with(otel_layer)
+        .try_init()?;
     Ok(TelemetryGuard { provider })
 }
 

@@ -3,6 +3,7 @@
 //! uses. Tests talk to
 //! real engines; `scripts/test` makes sure they run.
 
+pub mod otlp;
 pub mod voice;
 
 use std::{

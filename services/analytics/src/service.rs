@@ -81,6 +81,7 @@ impl AnalyticsService {
         catalog: Arc<dyn Catalog>,
         config: AnalyticsConfig,
     ) -> Self {
+        metrics::counter!("analytics_plays_ingested_total").increment(0);
         Self { store, warehouse, catalog, config }
     }
 
@@ -250,7 +251,10 @@ impl AnalyticsService {
     pub async fn ingest_plays(&self, plays: &[PlayFact]) -> Result<u64, WarehouseError> {
         let mut new = 0;
         for chunk in plays.chunks(self.config.ingest_batch.max(1)) {
-            new += self.warehouse.record_plays(chunk).await?;
+            let counted = self.warehouse.record_plays(chunk).await?;
+            // New plays only: a redelivered batch adds nothing, as in the charts.
+            metrics::counter!("analytics_plays_ingested_total").increment(counted);
+            new += counted;
         }
         Ok(new)
     }

@@ -39,6 +39,10 @@ pub struct Registration<'a> {
     pub display_name: &'a str,
 }
 
+/// Why a login failed, as `auth_login_failures_total` counts it: a wrong email or
+/// password (indistinguishable to the caller), or a throttled address or account.
+const LOGIN_FAILURES: [&str; 2] = ["bad_credentials", "throttled"];
+
 pub struct AuthService {
     store: Arc<dyn AuthStore>,
     cache: Arc<dyn Cache>,
@@ -65,6 +69,9 @@ impl AuthService {
     ) -> Result<Self, AuthError> {
         let keys = KeyRing::load(store.as_ref(), config.signing_key_pem.as_ref()).await?;
         tracing::info!(kid = keys.active_kid(), "access tokens signed with ed25519 key");
+        for reason in LOGIN_FAILURES {
+            metrics::counter!("auth_login_failures_total", "reason" => reason).increment(0);
+        }
         Ok(Self { store, cache, keys, hasher: PasswordHasher::default(), config })
     }
 
@@ -103,6 +110,24 @@ impl AuthService {
     }
 
     pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<SignedIn, AuthError> {
+        let outcome = self.attempt_login(email, password, client).await;
+        let failure = match &outcome {
+            Err(AuthError::InvalidCredentials) => Some(LOGIN_FAILURES[0]),
+            Err(AuthError::Throttled { .. }) => Some(LOGIN_FAILURES[1]),
+            _ => None,
+        };
+        if let Some(reason) = failure {
+            metrics::counter!("auth_login_failures_total", "reason" => reason).increment(1);
+        }
+        outcome
+    }
+
+    async fn attempt_login(
         &self,
         email: &str,
         password: &str,

@@ -31,7 +31,7 @@ use kernel::{
     background::Background,
     cache::Cache,
     caller::{self, Caller},
-    grant::{SessionDirectory, SessionGrant},
+    grant::{AccessClaims, SessionDirectory, SessionGrant, Tier},
     http::Probe,
 };
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -104,9 +104,12 @@ pub fn router(parts: GatewayParts) -> (Router, Option<Background>) {
         api = match route.upstream {
             // In one process the service's own router serves its paths directly.
             Upstream::Local(service) => api.merge(service),
-            Upstream::Remote(service) => route.api.paths.paths.keys().fold(api, |api, path| {
-                api.route(path, any(upstream::proxy).with_state(service.clone()))
-            }),
+            Upstream::Remote(service) => {
+                let service = Arc::new(service);
+                route.api.paths.paths.keys().fold(api, |api, path| {
+                    api.route(path, any(upstream::proxy).with_state(service.clone()))
+                })
+            }
         };
     }
     // The home page's parts are asked of the services' routes directly: the page's own
@@ -201,12 +204,7 @@ async fn admit(State(gateway): State<Arc<Gateway>>, mut request: Request, next: 
     }
     request.headers_mut().remove(kernel::internal::PROOF);
     let client_ip = gateway.client_ip(&request);
-    let identity = gateway.identify(request.headers()).await;
-    let budget = match &identity {
-        Identity::User(grant) => Budget::User { id: grant.user_id.to_string(), tier: grant.tier },
-        Identity::Anonymous | Identity::Refused(_) => Budget::Address(client_ip.clone()),
-    };
-    let decision = gateway.limiter.spend(&budget).await;
+    let (identity, decision) = gateway.identify_and_spend(request.headers(), &client_ip).await;
     let mut response = if !decision.allowed {
         Problem::too_many_requests(decision.reset_secs).into_response()
     } else if let Some(problem) = gateway.oversized(&request) {
@@ -248,30 +246,59 @@ fn stamp(headers: &mut HeaderMap, decision: Decision) {
 }
 
 impl Gateway {
-    async fn identify(&self, headers: &HeaderMap) -> Identity {
+    /// Who is calling, and their budget spent. A signed token names its user before the
+    /// session is looked up, so the session and the user's budget are asked of the shared
+    /// cache together (one round trip, pipelined); anything else spends the address's.
+    async fn identify_and_spend(
+        &self,
+        headers: &HeaderMap,
+        client_ip: &str,
+    ) -> (Identity, Decision) {
+        let by_address = || Budget::Address(client_ip.to_owned());
+        let claims = match self.verified_claims(headers).await {
+            Ok(Some(claims)) => claims,
+            Ok(None) => return (Identity::Anonymous, self.limiter.spend(&by_address()).await),
+            Err(problem) => {
+                return (Identity::Refused(problem), self.limiter.spend(&by_address()).await);
+            }
+        };
+        let user_id = claims.sub.to_string();
+        let window = limiter::user_key(&user_id);
+        let (identity, hit) =
+            tokio::join!(self.session(claims.sid, claims.sub), self.limiter.count(&window));
+        let tier = match &identity {
+            Identity::User(grant) => grant.tier,
+            Identity::Anonymous | Identity::Refused(_) => Tier::Free,
+        };
+        let decision = self.limiter.decide(&Budget::User { id: user_id, tier }, hit);
+        (identity, decision)
+    }
+
+    /// The claims of a valid bearer token; `None` without one.
+    async fn verified_claims(&self, headers: &HeaderMap) -> Result<Option<AccessClaims>, Problem> {
         let Some(authorization) = headers.get(header::AUTHORIZATION) else {
-            return Identity::Anonymous;
+            return Ok(None);
         };
         let token = authorization.to_str().ok().and_then(|value| {
             value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer "))
         });
         let Some(token) = token.map(str::trim) else {
-            return Identity::Refused(Problem::unauthorized(
-                "the Authorization header must be `Bearer <token>`",
-            ));
+            return Err(Problem::unauthorized("the Authorization header must be `Bearer <token>`"));
         };
-        let claims = match self.verifier.verify(token).await {
-            Ok(claims) => claims,
+        match self.verifier.verify(token).await {
+            Ok(claims) => Ok(Some(claims)),
             Err(TokenError::KeysUnavailable(reason)) => {
                 tracing::warn!(%reason, "cannot verify tokens");
-                return Identity::Refused(Problem::unavailable(
-                    "sign-in is unavailable; try again shortly",
-                ));
+                Err(Problem::unavailable("sign-in is unavailable; try again shortly"))
             }
-            Err(error) => return Identity::Refused(Problem::unauthorized(error.to_string())),
-        };
-        match self.verifier.directory().grant(claims.sid).await {
-            Ok(Some(grant)) if grant.user_id == claims.sub => Identity::User(grant),
+            Err(error) => Err(Problem::unauthorized(error.to_string())),
+        }
+    }
+
+    /// The live session a token belongs to.
+    async fn session(&self, session_id: uuid::Uuid, user_id: uuid::Uuid) -> Identity {
+        match self.verifier.directory().grant(session_id).await {
+            Ok(Some(grant)) if grant.user_id == user_id => Identity::User(grant),
             Ok(_) => {
                 Identity::Refused(Problem::unauthorized("the session has ended; sign in again"))
             }

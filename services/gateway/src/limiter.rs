@@ -49,6 +49,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(shared: Arc<dyn Cache>, limits: RateLimits) -> Self {
+        metrics::counter!("gateway_rate_limit_fallbacks_total").increment(0);
         // Windows kept here while the shared cache is away: about 200 bytes each.
         Self { shared, local: MemoryCache::new("gateway.local_limits", 16 * 1024 * 1024), limits }
     }
@@ -61,27 +62,48 @@ impl RateLimiter {
         }
     }
 
+    /// Counts one request against `budget` and decides on it.
     pub async fn spend(&self, budget: &Budget) -> Decision {
-        let key = match budget {
-            Budget::User { id, .. } => format!("ratelimit:user:{id}"),
-            Budget::Address(ip) => format!("ratelimit:ip:{ip}"),
-        };
-        let limit = self.limit(budget);
-        let hit = match self.shared.hit(&key, WINDOW).await {
-            Ok(hit) => hit,
+        self.decide(budget, self.count(&budget.key()).await)
+    }
+
+    /// Counts one request in the window under `key`: in the shared cache, or here while it
+    /// is away; `None` when neither can count.
+    pub async fn count(&self, key: &str) -> Option<WindowHit> {
+        match self.shared.hit(key, WINDOW).await {
+            Ok(hit) => Some(hit),
             Err(error) => {
                 tracing::warn!(%error, "shared rate-limit store unavailable; counting locally");
                 metrics::counter!("gateway_rate_limit_fallbacks_total").increment(1);
-                match self.local.hit(&key, WINDOW).await {
-                    Ok(hit) => hit,
-                    Err(_) => {
-                        return Decision { limit, remaining: limit, reset_secs: 60, allowed: true };
-                    }
-                }
+                self.local.hit(key, WINDOW).await.ok()
             }
-        };
-        Decision::from_hit(limit, hit)
+        }
     }
+
+    /// The decision on a counted request; one that could not be counted is let through.
+    pub fn decide(&self, budget: &Budget, hit: Option<WindowHit>) -> Decision {
+        let limit = self.limit(budget);
+        match hit {
+            Some(hit) => Decision::from_hit(limit, hit),
+            None => Decision { limit, remaining: limit, reset_secs: 60, allowed: true },
+        }
+    }
+}
+
+impl Budget {
+    /// The window a budget is counted in; a user's does not depend on the tier, so it can
+    /// be counted before the session (and with it the tier) is known.
+    pub fn key(&self) -> String {
+        match self {
+            Budget::User { id, .. } => user_key(id),
+            Budget::Address(ip) => format!("ratelimit:ip:{ip}"),
+        }
+    }
+}
+
+/// The window of a user's budget.
+pub fn user_key(user_id: &str) -> String {
+    format!("ratelimit:user:{user_id}")
 }
 
 #[cfg(test)]

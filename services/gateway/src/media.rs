@@ -57,6 +57,7 @@ impl MediaGuard {
     pub fn new(config: &GatewayConfig) -> Self {
         let rate = NonZeroU32::new(config.media_per_ip_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.media_burst_per_ip).unwrap_or(rate);
+        metrics::counter!("media_requests_throttled_total").increment(0);
         Self {
             limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
             trust_forwarded_for: config.trust_forwarded_for,
@@ -83,7 +84,8 @@ pub fn service(
     let inner = match upstream {
         MediaUpstream::Local(service) => service,
         MediaUpstream::Remote(service) => BoxCloneSyncService::new(
-            Router::new().route("/media/{*path}", any(crate::upstream::proxy).with_state(service)),
+            Router::new()
+                .route("/media/{*path}", any(crate::upstream::proxy).with_state(Arc::new(service))),
         ),
     };
     kernel::http::observe_service(kernel::api::MEDIA_ROUTE, cors.layer(Guarded { guard, inner }))

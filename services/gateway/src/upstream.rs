@@ -68,7 +68,36 @@ impl UpstreamPolicy {
 #[derive(Debug)]
 struct Replica {
     base_url: String,
+    /// `base_url`, parsed once: a request's URL is this with the path and query swapped,
+    /// which spares parsing the scheme and host (and their IDNA checks) on every call.
+    base: url::Url,
     breaker: Breaker,
+}
+
+impl Replica {
+    /// The replica's URL for a path and query (`/v1/me?x=1`) under its base path.
+    fn url(&self, path_and_query: &str) -> url::Url {
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path_and_query, None),
+        };
+        let mut url = self.base.clone();
+        match self.base.path().trim_end_matches('/') {
+            "" => url.set_path(path),
+            prefix => url.set_path(&format!("{prefix}{path}")),
+        }
+        url.set_query(query);
+        url
+    }
+}
+
+/// Why a remote service could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("`{url}` is not a base URL: {reason}")]
+    Url { url: String, reason: String },
+    #[error(transparent)]
+    Client(#[from] reqwest::Error),
 }
 
 /// A service reached over HTTP, at one or more replicas (`http://a:8082,http://b:8082`),
@@ -92,7 +121,7 @@ impl RemoteService {
         name: &str,
         base_urls: &str,
         policy: &UpstreamPolicy,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, UpstreamError> {
         let client = reqwest::Client::builder()
             .timeout(policy.timeout)
             .connect_timeout(Duration::from_secs(3))
@@ -103,15 +132,35 @@ impl RemoteService {
             .connect_timeout(Duration::from_secs(3))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
-        let replicas: Vec<Replica> = base_urls
+        let replicas = base_urls
             .split(',')
             .map(|url| url.trim().trim_end_matches('/'))
             .filter(|url| !url.is_empty())
-            .map(|url| Replica {
-                base_url: url.to_owned(),
-                breaker: Breaker::new(policy.breaker_failures, policy.breaker_open),
+            .map(|url| {
+                let base = url::Url::parse(url)
+                    .map_err(|e| e.to_string())
+                    .and_then(|base| match base.scheme() {
+                        "http" | "https" if base.has_host() => Ok(base),
+                        _ => Err("it must be http(s)://host[:port][/path]".to_owned()),
+                    })
+                    .map_err(|reason| UpstreamError::Url { url: url.to_owned(), reason })?;
+                Ok(Replica {
+                    base_url: url.to_owned(),
+                    base,
+                    breaker: Breaker::new(policy.breaker_failures, policy.breaker_open),
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, UpstreamError>>()?;
+        // The service's failure counters start at 0, so dashboards and alerts see them before
+        // the first failure.
+        for counter in [
+            "gateway_upstream_failures_total",
+            "gateway_upstream_retries_total",
+            "gateway_breaker_opened_total",
+            "gateway_breaker_rejections_total",
+        ] {
+            metrics::counter!(counter, "upstream" => name.to_owned()).increment(0);
+        }
         Ok(Self {
             name: name.to_owned(),
             replicas: replicas.into(),
@@ -150,18 +199,18 @@ impl RemoteService {
         }
     }
 
-    /// Sends what `build` makes for a replica's base URL to the next replica whose breaker
-    /// lets it through, and after a transport failure to the next, `attempts` times in all.
+    /// Sends what `build` makes for a replica to the next replica whose breaker lets it
+    /// through, and after a transport failure to the next, `attempts` times in all.
     async fn send(
         &self,
         attempts: u32,
-        mut build: impl FnMut(&str) -> reqwest::RequestBuilder,
+        mut build: impl FnMut(&Replica) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Unanswered> {
         let attempts = attempts.max(1);
         let mut last = String::from("no replica");
         for attempt in 0..attempts {
             let replica = self.pick().map_err(Unanswered::BreakersOpen)?;
-            match build(&replica.base_url).send().await {
+            match build(replica).send().await {
                 Ok(reply) => {
                     replica.breaker.succeeded();
                     return Ok(reply);
@@ -183,12 +232,12 @@ impl RemoteService {
     /// A GET of `path`, proven as the gateway's own, with the retries and breakers a
     /// proxied GET gets.
     pub async fn get(&self, path: &str) -> Result<reqwest::Response, String> {
-        let build = |base: &str| {
+        let build = |replica: &Replica| {
             let mut headers = HeaderMap::new();
             if let Some(key) = &self.key {
                 key.prove(&mut headers, chrono::Utc::now().timestamp());
             }
-            self.client.get(format!("{base}{path}")).headers(headers)
+            self.client.get(replica.url(path)).headers(headers)
         };
         self.send(1 + self.retries, build).await.map_err(|unanswered| match unanswered {
             Unanswered::BreakersOpen(wait) => {
@@ -258,7 +307,7 @@ fn repeatable(method: &Method, headers: &HeaderMap) -> bool {
 /// Forwards a request, streaming both bodies. A request that is safe to repeat is tried
 /// again (on the next replica) after a transport failure; a replica whose breaker is open
 /// is passed over, and with every one open the answer is 503 with `Retry-After`.
-pub async fn proxy(State(service): State<RemoteService>, request: Request) -> Response {
+pub async fn proxy(State(service): State<Arc<RemoteService>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut headers = end_to_end(&parts.headers);
@@ -278,7 +327,7 @@ pub async fn proxy(State(service): State<RemoteService>, request: Request) -> Re
     let repeatable = repeatable(&parts.method, &parts.headers);
     let attempts = if repeatable { 1 + service.retries } else { 1 };
     let mut body = Some(body);
-    let build = |base: &str| {
+    let build = |replica: &Replica| {
         let outgoing = match body.take() {
             Some(body) if !repeatable => {
                 reqwest::Body::wrap_stream(body.into_data_stream().map_err(std::io::Error::other))
@@ -286,7 +335,7 @@ pub async fn proxy(State(service): State<RemoteService>, request: Request) -> Re
             _ => reqwest::Body::from(bytes::Bytes::new()),
         };
         client
-            .request(parts.method.clone(), format!("{base}{path}"))
+            .request(parts.method.clone(), replica.url(path))
             .headers(headers.clone())
             .body(outgoing)
     };
@@ -381,5 +430,41 @@ impl kernel::http::Probe for UpstreamProbe {
             }
         }
         Err(failures.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> UpstreamPolicy {
+        UpstreamPolicy {
+            timeout: Duration::from_secs(1),
+            retries: 0,
+            breaker_failures: 1,
+            breaker_open: Duration::from_secs(1),
+            key: None,
+        }
+    }
+
+    #[test]
+    fn request_urls_keep_the_replicas_base_path_and_the_callers_query() {
+        let service =
+            RemoteService::new("auth", "http://auth:8081, http://10.0.0.2:9/prefix/", &policy())
+                .unwrap();
+        let urls: Vec<String> =
+            service.replicas.iter().map(|r| r.url("/v1/me?x=1&y=%20").to_string()).collect();
+        assert_eq!(
+            urls,
+            ["http://auth:8081/v1/me?x=1&y=%20", "http://10.0.0.2:9/prefix/v1/me?x=1&y=%20"]
+        );
+        assert_eq!(service.replicas[0].url("/healthz").to_string(), "http://auth:8081/healthz");
+    }
+
+    #[test]
+    fn a_base_url_that_is_not_http_is_refused_at_start() {
+        for bad in ["auth:8081", "ftp://auth", "http://"] {
+            assert!(RemoteService::new("auth", bad, &policy()).is_err(), "{bad}");
+        }
     }
 }

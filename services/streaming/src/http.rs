@@ -37,6 +37,16 @@ struct StreamingApi;
 
 /// The token-protected routes and their OpenAPI description.
 pub fn router(service: Arc<StreamingService>) -> (Router, utoipa::openapi::OpenApi) {
+    for error in [
+        SignatureError::Missing,
+        SignatureError::Malformed,
+        SignatureError::UnknownKey,
+        SignatureError::Invalid,
+        SignatureError::Expired,
+    ] {
+        metrics::counter!("media_signature_refusals_total", "reason" => signature_reason(error))
+            .increment(0);
+    }
     let (router, api) = routes().split_for_parts();
     (router.with_state(service), api)
 }

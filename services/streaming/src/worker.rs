@@ -65,8 +65,12 @@ impl Workers {
                 tracing::error!(%error, "ffmpeg is unavailable; transcodes will wait and retry")
             }
         }
+        for outcome in ["ready", "failed"] {
+            metrics::counter!("transcodes_total", "outcome" => outcome).increment(0);
+        }
         let (stopping, stopped) = watch::channel(false);
         let mut workers = tokio::task::JoinSet::new();
+        workers.spawn(gauge_queue(self.service.clone(), stopped.clone()));
         for index in 0..count {
             let worker = Worker {
                 service: self.service.clone(),
@@ -78,6 +82,31 @@ impl Workers {
         stop.await;
         let _ = stopping.send(true);
         workers.join_all().await;
+    }
+}
+
+/// How often the queue's depth is read for `transcode_queue_depth`.
+const QUEUE_GAUGE_EVERY: Duration = Duration::from_secs(15);
+
+/// Keeps `transcode_queue_depth{state}` current: the jobs every replica shares, so each
+/// replica reports the same figure (dashboards take the max).
+async fn gauge_queue(service: Arc<StreamingService>, mut stopped: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(QUEUE_GAUGE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => return,
+            _ = every.tick() => {}
+        }
+        match service.store().queue_depth().await {
+            Ok(depth) => {
+                metrics::gauge!("transcode_queue_depth", "state" => "queued")
+                    .set(depth.queued as f64);
+                metrics::gauge!("transcode_queue_depth", "state" => "running")
+                    .set(depth.running as f64);
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the transcode queue's depth"),
+        }
     }
 }
 

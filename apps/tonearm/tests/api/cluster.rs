@@ -1,8 +1,9 @@
 //! The deployed shape end to end: `deploy/local/cluster.sh` starts every service as its own
 //! process (two gateways, two streaming replicas) on PostgreSQL, Redis, the Kafka-protocol
 //! broker, ClickHouse and the S3 server, and a listener's whole day goes through it over
-//! HTTP, both gateways alike. Then one service stops: the home page degrades instead of
-//! failing, and recovers when the service is back.
+//! HTTP, both gateways alike, each process exporting its traces to a collector. Then one
+//! service stops: the home page degrades instead of failing, and recovers when the service
+//! is back.
 
 use std::{
     path::{Path, PathBuf},
@@ -24,6 +25,8 @@ struct Cluster {
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
     base: u16,
+    /// The prefix of its databases.
+    name: String,
 }
 
 impl Cluster {
@@ -45,7 +48,7 @@ impl Cluster {
         );
     }
 
-    fn up() -> Self {
+    fn up(traces: &testkit::otlp::Collector) -> Self {
         let dir = tempfile::TempDir::new().unwrap();
         // Eighteen ports in a row that nothing else here uses.
         let base = 20_000 + (std::process::id() % 2_000) as u16 * 20;
@@ -54,10 +57,11 @@ impl Cluster {
             ("TONEARM_BIN".to_owned(), env!("CARGO_BIN_EXE_tonearm").to_owned()),
             ("CLUSTER_DIR".to_owned(), dir.path().display().to_string()),
             ("CLUSTER_PORT".to_owned(), base.to_string()),
-            ("CLUSTER_NAME".to_owned(), name),
+            ("CLUSTER_NAME".to_owned(), name.clone()),
             ("RUST_LOG".to_owned(), "warn".to_owned()),
+            ("TONEARM_TELEMETRY__OTLP_ENDPOINT".to_owned(), traces.endpoint.clone()),
         ];
-        let cluster = Self { dir, env, base };
+        let cluster = Self { dir, env, base, name };
         cluster.run(&["up"]);
         cluster
     }
@@ -116,9 +120,47 @@ async fn media(app: &TestApp, url: &str) -> (String, Option<String>) {
     (text, next)
 }
 
+/// The upload's trace: the gateway's request span, the catalog's request span under it,
+/// and a streaming replica's handling of the `track.uploaded` event the catalog published,
+/// under one of the catalog's spans: one trace across three processes and the bus.
+async fn upload_traced_from_gateway_to_streaming(traces: &testkit::otlp::Collector) {
+    let attribute = |span: &testkit::otlp::CollectedSpan, key: &str| {
+        span.attributes.get(key).cloned().unwrap_or_default()
+    };
+    eventually("the upload's trace", || async {
+        let spans = traces.spans();
+        let gateway = spans.iter().find(|span| {
+            span.service == "tonearm-gateway"
+                && span.name == "request"
+                && attribute(span, "method") == "POST"
+                && attribute(span, "path") == "/v1/tracks"
+        })?;
+        let in_trace = |service: &'static str| {
+            spans
+                .iter()
+                .filter(move |span| span.service == service && span.trace_id == gateway.trace_id)
+        };
+        let catalog = in_trace("tonearm-catalog")
+            .find(|span| span.name == "request" && span.parent_span_id == gateway.span_id)?;
+        assert_eq!(attribute(catalog, "path"), "/v1/tracks");
+        let catalog_spans: Vec<&str> =
+            in_trace("tonearm-catalog").map(|span| span.span_id.as_str()).collect();
+        let streaming = in_trace("tonearm-streaming").find(|span| {
+            span.name == "handle event" && attribute(span, "event_type") == "track.uploaded"
+        })?;
+        assert!(
+            catalog_spans.contains(&streaming.parent_span_id.as_str()),
+            "the event's handling continues a catalog span: {streaming:?}"
+        );
+        Some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_listeners_day_through_the_deployed_shape_and_a_service_that_stops() {
-    let cluster = Cluster::up();
+    let traces = testkit::otlp::Collector::start().await;
+    let cluster = Cluster::up(&traces);
     let (one, two) = (cluster.gateway(0), cluster.gateway(1));
     let ann_body = one.register(&unique_email()).await;
     let ann = token(&ann_body, "access_token");
@@ -139,6 +181,7 @@ async fn a_listeners_day_through_the_deployed_shape_and_a_service_that_stops() {
         upload(&one, &bob, "Harbour Lights.wav", wav(8, 3), &[("title", "Harbour Lights")]);
     let id = accepted.await.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     assert_eq!(settled(&two, &bob, &id).await["status"], "ready");
+    upload_traced_from_gateway_to_streaming(&traces).await;
 
     // Streaming: the master playlist, a media playlist and a segment, all signed.
     let stream: Value =
@@ -235,4 +278,58 @@ async fn a_listeners_day_through_the_deployed_shape_and_a_service_that_stops() {
         (again["degraded"] == json!([])).then_some(())
     })
     .await;
+
+    // Every metric a shipped dashboard or alert rule reads, some process exports.
+    let mut exported = std::collections::BTreeSet::new();
+    for offset in [0, 1, 10, 11, 12, 13, 14, 15, 16, 17] {
+        let url = format!("http://127.0.0.1:{}/metrics", cluster.base + offset);
+        let text = one.client.get(url).send().await.unwrap().text().await.unwrap();
+        exported.extend(crate::deploy::exported(&text));
+    }
+    let shown = crate::deploy::metrics_operators_are_shown();
+    let missing: Vec<&String> = shown.difference(&exported).collect();
+    assert!(missing.is_empty(), "dashboards or alerts read metrics nothing exports: {missing:?}");
+
+    a_stopped_replica_hands_its_transcode_back(&cluster, &one, &bob).await;
+}
+
+/// Scaling down: a streaming replica told to stop (SIGTERM, as Kubernetes does) mid-job
+/// gives the job back to the queue at once, instead of holding it until its lease lapses;
+/// a replica started later finishes it.
+async fn a_stopped_replica_hands_its_transcode_back(cluster: &Cluster, app: &TestApp, token: &str) {
+    let jobs =
+        sqlx::PgPool::connect(&format!("{}/{}_streaming", testkit::postgres_url(), cluster.name))
+            .await
+            .unwrap();
+    let job = |track: uuid::Uuid| {
+        let jobs = jobs.clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>)>(
+                "SELECT status, owner FROM transcode_jobs WHERE track_id = $1",
+            )
+            .bind(track)
+            .fetch_optional(&jobs)
+            .await
+            .unwrap()
+        }
+    };
+    cluster.run(&["stop", "streaming-2"]);
+    // Ten minutes of audio: long enough that the stop lands mid-job.
+    let long = crate::streaming::audio("mp3", 600, 13);
+    let accepted = upload(app, token, "Long Take.mp3", long, &[("title", "Long Take")]).await;
+    let id = accepted.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let track: uuid::Uuid = id.parse().unwrap();
+    eventually("streaming-1 transcoding", || async {
+        job(track).await.filter(|(status, _)| status == "running")
+    })
+    .await;
+    cluster.run(&["stop", "streaming-1"]);
+    assert_eq!(
+        job(track).await,
+        Some(("queued".to_owned(), None)),
+        "the stopped replica's job is back in the queue, owned by nobody"
+    );
+    cluster.run(&["start", "streaming-2"]);
+    assert_eq!(settled(app, token, &id).await["status"], "ready");
+    cluster.run(&["start", "streaming-1"]);
 }

@@ -9,6 +9,7 @@ mod accounts;
 mod analytics;
 mod catalog;
 mod cluster;
+mod deploy;
 mod events;
 mod faults;
 mod home;

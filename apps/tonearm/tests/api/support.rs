@@ -79,9 +79,10 @@ impl TestApp {
         dir: Option<Arc<TempDir>>,
     ) -> Self {
         init_logs();
+        // Boxed: starting every service is a large future, and each test awaits one.
         let app = match service {
-            None => App::up(&settings).await,
-            Some(service) => App::serve(&settings, service).await,
+            None => Box::pin(App::up(&settings)).await,
+            Some(service) => Box::pin(App::serve(&settings, service)).await,
         }
         .expect("the app starts");
         let addr = app.local_addr().unwrap();

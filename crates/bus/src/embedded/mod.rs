@@ -317,16 +317,18 @@ impl EmbeddedLog {
         group: Option<String>,
         offsets: &Offsets,
     ) -> EmbeddedSubscription {
+        let committed: Vec<u64> =
+            (0..topic.partitions).map(|p| offsets.get(&p).copied().unwrap_or(0)).collect();
         let readers = (0..topic.partitions)
-            .map(|p| {
-                PartitionReader::new(&topic.partition_dir(p), offsets.get(&p).copied().unwrap_or(0))
-            })
+            .zip(&committed)
+            .map(|(p, &offset)| PartitionReader::new(&topic.partition_dir(p), offset))
             .collect();
         EmbeddedSubscription {
             topic,
             group,
             groups: self.inner.groups.clone(),
             readers,
+            committed,
             next_partition: 0,
         }
     }
@@ -454,6 +456,9 @@ pub struct EmbeddedSubscription {
     group: Option<String>,
     groups: Groups,
     readers: Vec<PartitionReader>,
+    /// What this subscription's group has committed per partition, as far as it knows
+    /// (its own commits, and where it started or was reset to): the base of its lag.
+    committed: Vec<u64>,
     next_partition: usize,
 }
 
@@ -467,7 +472,8 @@ impl EmbeddedSubscription {
             Some(group) => Some((self.groups.clone(), group.clone())),
             None => None,
         };
-        let (readers, stored) = blocking(move || {
+        let (readers, stored, was_reset) = blocking(move || {
+            let mut was_reset = false;
             if let Some((groups, group)) = reset
                 && let Some(offsets) = groups.take_reset(&group, &topic.name)?
             {
@@ -475,6 +481,7 @@ impl EmbeddedSubscription {
                     let partition = u32::try_from(partition).unwrap_or(u32::MAX);
                     reader.seek(offsets.get(&partition).copied().unwrap_or(0));
                 }
+                was_reset = true;
             }
             let mut stored: Vec<(u32, StoredRecord)> = Vec::new();
             let count = readers.len();
@@ -497,9 +504,12 @@ impl EmbeddedSubscription {
                 let id = u32::try_from(partition).unwrap_or(u32::MAX);
                 stored.extend(records.into_iter().map(|record| (id, record)));
             }
-            Ok((readers, stored))
+            Ok((readers, stored, was_reset))
         })
         .await?;
+        if was_reset {
+            self.committed = readers.iter().map(PartitionReader::position).collect();
+        }
         self.readers = readers;
         self.next_partition = (start + 1) % self.readers.len().max(1);
         let topic = &self.topic.name;
@@ -546,6 +556,11 @@ impl Subscription for EmbeddedSubscription {
         let topic = self.topic.name.clone();
         let handled: Vec<(u32, u64)> =
             records.iter().map(|r| (r.partition, r.offset + 1)).collect();
+        for &(partition, next) in &handled {
+            if let Some(committed) = self.committed.get_mut(partition as usize) {
+                *committed = (*committed).max(next);
+            }
+        }
         blocking(move || {
             let mut offsets = groups.load(&group, &topic)?;
             for (partition, next) in handled {
@@ -555,6 +570,19 @@ impl Subscription for EmbeddedSubscription {
             Ok(groups.save(&group, &topic, &offsets)?)
         })
         .await
+    }
+
+    /// Records appended past the group's commits; known to the process that appends.
+    fn lag(&self) -> Option<u64> {
+        let mut behind = 0;
+        for (partition, committed) in self.committed.iter().enumerate() {
+            let end = self.topic.ends.get(partition)?.load(Ordering::Acquire);
+            if end == u64::MAX {
+                return None;
+            }
+            behind += end.saturating_sub(*committed);
+        }
+        Some(behind)
     }
 }
 

@@ -411,6 +411,11 @@ impl PartitionReader {
         self.cursor = None;
     }
 
+    /// The offset the next read starts at.
+    pub fn position(&self) -> u64 {
+        self.next_offset
+    }
+
     /// Appends up to `max` records to `out`, stopping before `limit`.
     pub fn read(
         &mut self,

@@ -63,6 +63,7 @@ impl Relay {
         bus: Arc<dyn EventBus>,
         options: RelayOptions,
     ) -> Self {
+        metrics::counter!("outbox_published_total", "service" => service).increment(0);
         Self { service, store, bus, options }
     }
 

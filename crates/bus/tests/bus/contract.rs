@@ -48,6 +48,11 @@ macro_rules! contract {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_subscription_knows_how_far_its_group_is_behind() {
+                super::a_subscription_knows_how_far_its_group_is_behind($make).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_reset_group_replays() {
                 super::a_reset_group_replays($make).await;
             }
@@ -105,6 +110,31 @@ async fn a_group_resumes_after_its_last_commit(test: TestBus) {
     expected.sort();
     got.sort();
     assert_eq!(got, expected, "everything not committed comes again, nothing committed does");
+}
+
+/// The lag (`events_consumer_lag`): what was appended and not yet committed by the group.
+async fn a_subscription_knows_how_far_its_group_is_behind(test: TestBus) {
+    let topic = unique_topic();
+    let group = unique_group();
+    let first: Vec<_> = (0..8).map(|i| message(&topic, &format!("k{i}"))).collect();
+    test.bus.publish(&first).await.unwrap();
+    let mut subscription = test.bus.subscribe(&topic, &group).await.unwrap();
+    let records = collect(subscription.as_mut(), 8, WAIT).await;
+    subscription.commit(&records).await.unwrap();
+    let more: Vec<_> = (0..5).map(|i| message(&topic, &format!("m{i}"))).collect();
+    test.bus.publish(&more).await.unwrap();
+    // Read but not committed: still behind. (Kafka reports it every few seconds, while
+    // the client is polled.)
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut lag = None;
+    while tokio::time::Instant::now() < deadline {
+        subscription.poll(10, Duration::from_millis(200)).await.unwrap();
+        lag = subscription.lag();
+        if lag == Some(5) {
+            break;
+        }
+    }
+    assert_eq!(lag, Some(5));
 }
 
 async fn reading_starts_where_asked(test: TestBus) {

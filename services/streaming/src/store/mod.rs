@@ -20,6 +20,15 @@ pub use postgres::PostgresStreamingStore;
 pub use sqlite::SqliteStreamingStore;
 
 /// Also the outbox the relay drains.
+/// Jobs by state, for `transcode_queue_depth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Waiting to run, due or not.
+    pub queued: u64,
+    /// Claimed by a worker.
+    pub running: u64,
+}
+
 #[async_trait]
 pub trait StreamingStore: OutboxStore {
     async fn migrate(&self) -> Result<(), StoreError>;
@@ -80,6 +89,9 @@ pub trait StreamingStore: OutboxStore {
     async fn requeue_running(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     async fn job(&self, track_id: Uuid) -> Result<Option<Job>, StoreError>;
+
+    /// How many jobs wait and how many run, across every replica: the queue's gauge.
+    async fn queue_depth(&self) -> Result<QueueDepth, StoreError>;
 
     /// Deletes a track's job, once per event id (as `consumer`). True when there was one.
     async fn forget(

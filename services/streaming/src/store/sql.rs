@@ -278,6 +278,25 @@ macro_rules! sql_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn queue_depth(&self) -> Result<super::QueueDepth, StoreError> {
+                let counts: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT status, COUNT(*) FROM transcode_jobs
+                     WHERE status IN ('queued', 'running') GROUP BY status",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let mut depth = super::QueueDepth::default();
+                for (status, count) in counts {
+                    let count = u64::try_from(count).unwrap_or(0);
+                    match status.as_str() {
+                        "queued" => depth.queued = count,
+                        _ => depth.running = count,
+                    }
+                }
+                Ok(depth)
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn forget(
                 &self,
                 consumer: &str,

@@ -13,7 +13,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use kernel::db::SqlPool;
 use streaming::{
     domain::{Job, JobResult, JobStatus, NewJob, Packaged, PackagedRendition, Segment, SigningKey},
-    store::{StoreError, StreamingStore},
+    store::{QueueDepth, StoreError, StreamingStore},
 };
 use uuid::Uuid;
 
@@ -57,6 +57,7 @@ store_contract!(
         a_job_is_not_claimed_before_it_is_due,
         a_lease_is_extended_by_its_owner,
         a_lapsed_lease_is_reclaimed_and_the_first_owner_loses_the_job,
+        the_queue_depth_counts_waiting_and_running_jobs,
         a_transient_fault_puts_the_job_back_until_it_is_due,
         a_finished_job_keeps_its_packaging_and_records_one_event,
         a_failed_job_keeps_its_reason,
@@ -457,6 +458,23 @@ async fn a_failed_job_keeps_its_reason(store: Arc<dyn StreamingStore>) {
     let recorded: TrackTranscoded = events[0].decode().unwrap();
     assert_eq!(recorded.outcome, TranscodeOutcome::Failed { error: reason });
     assert_eq!(store.claim("worker", t0 + secs(3_600), t0 + secs(3_660)).await.unwrap(), None);
+}
+
+async fn the_queue_depth_counts_waiting_and_running_jobs(store: Arc<dyn StreamingStore>) {
+    let t0 = now();
+    assert_eq!(store.queue_depth().await.unwrap(), QueueDepth::default());
+    let running = queued(store.as_ref(), t0 - secs(3)).await;
+    let done = queued(store.as_ref(), t0 - secs(2)).await;
+    queued(store.as_ref(), t0 - secs(1)).await;
+    queued(store.as_ref(), t0 + secs(600)).await;
+    assert_eq!(claimed(store.as_ref(), "a", t0, t0 + secs(30)).await.track_id, running.track_id);
+    assert_eq!(claimed(store.as_ref(), "b", t0, t0 + secs(30)).await.track_id, done.track_id);
+    finish(store.as_ref(), done.track_id, "b", &JobResult::Done(packaged()), t0).await;
+    assert_eq!(
+        store.queue_depth().await.unwrap(),
+        QueueDepth { queued: 2, running: 1 },
+        "a job due later waits too; a finished one is gone from the queue"
+    );
 }
 
 async fn running_jobs_are_requeued(store: Arc<dyn StreamingStore>) {
