@@ -331,11 +331,14 @@ macro_rules! sql_store {
             #[tracing::instrument(skip_all)]
             async fn delete_user(&self, id: Uuid, event: &Envelope) -> Result<Vec<Uuid>, StoreError> {
                 let mut tx = self.pool.begin().await?;
-                let sessions: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1")
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                // Sessions and refresh tokens go with the user (ON DELETE CASCADE).
+                // A write first: on SQLite a transaction that reads first holds a read lock
+                // it may not be able to upgrade when another writer got in between.
+                let sessions: Vec<Uuid> =
+                    sqlx::query_scalar("DELETE FROM sessions WHERE user_id = $1 RETURNING id")
+                        .bind(id)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                // Refresh tokens went with their sessions (ON DELETE CASCADE).
                 sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 insert_event(&mut *tx, event).await?;
                 tx.commit().await?;
