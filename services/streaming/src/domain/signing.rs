@@ -185,6 +185,45 @@ mod tests {
         assert_eq!(signer.verify(PATH, &signed, 1_000), Err(SignatureError::Expired));
     }
 
+    /// Every byte of the path, the expiry and the signature is covered: changing any one
+    /// of them (to any other character a URL could carry there) fails verification.
+    #[test]
+    fn changing_any_byte_of_path_expiry_or_signature_is_refused() {
+        let signer = UrlSigner::new(vec![key("k1", b"secret", 0)]).unwrap();
+        let signed = query(&signer.sign(PATH, 1_000));
+        let changed = |text: &str, at: usize, to: char| {
+            let mut bytes: Vec<char> = text.chars().collect();
+            bytes[at] = to;
+            bytes.into_iter().collect::<String>()
+        };
+        let alphabet = "0123456789abcdefABCDEF-_/.~xyzXYZ";
+        let mut tried = 0;
+        for at in 0..PATH.len() {
+            for to in alphabet.chars().filter(|&c| PATH.chars().nth(at) != Some(c)) {
+                let path = changed(PATH, at, to);
+                assert!(signer.verify(&path, &signed, 0).is_err(), "{path}");
+                tried += 1;
+            }
+        }
+        let exp = signed.exp.clone().unwrap();
+        for at in 0..exp.len() {
+            for to in "0123456789".chars().filter(|&c| exp.chars().nth(at) != Some(c)) {
+                let later = SignedQuery { exp: Some(changed(&exp, at, to)), ..signed.clone() };
+                assert!(signer.verify(PATH, &later, 0).is_err(), "{later:?}");
+                tried += 1;
+            }
+        }
+        let sig = signed.sig.clone().unwrap();
+        for at in 0..sig.len() {
+            for to in alphabet.chars().filter(|&c| sig.chars().nth(at) != Some(c)) {
+                let forged = SignedQuery { sig: Some(changed(&sig, at, to)), ..signed.clone() };
+                assert!(signer.verify(PATH, &forged, 0).is_err(), "{forged:?}");
+                tried += 1;
+            }
+        }
+        assert!(tried > 2_000, "{tried} changes tried");
+    }
+
     #[test]
     fn tampering_with_path_expiry_or_signature_is_detected() {
         let signer = UrlSigner::new(vec![key("k1", b"secret", 0)]).unwrap();
