@@ -360,7 +360,7 @@ fn proven_identity(token: &str, secret: &str) -> reqwest::header::HeaderMap {
         }
     }
     let key = kernel::internal::InternalKey::new(secret.to_owned().into());
-    key.prove(&mut headers, chrono::Utc::now().timestamp());
+    key.prove_now(&mut headers);
     headers
 }
 

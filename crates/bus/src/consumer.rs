@@ -235,10 +235,7 @@ impl Consumer {
             trace_id = tracing::field::Empty,
         );
         let traceparent = envelope.headers.get(crate::envelope::TRACEPARENT);
-        if let Some(traceparent) = traceparent {
-            kernel::telemetry::follow_traceparent(&span, traceparent);
-        }
-        kernel::telemetry::record_trace_id(&span, traceparent.map(String::as_str));
+        kernel::telemetry::continue_trace(&span, traceparent.map(String::as_str));
         self.handle_with_retries(handler, &envelope).instrument(span).await
     }
 

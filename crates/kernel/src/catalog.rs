@@ -53,11 +53,8 @@ impl RemoteCatalog {
                 headers.insert(name, value);
             }
         }
-        self.key.prove(&mut headers, chrono::Utc::now().timestamp());
-        let request = match crate::telemetry::current_traceparent() {
-            Some(traceparent) => request.header("traceparent", traceparent),
-            None => request,
-        };
+        self.key.prove_now(&mut headers);
+        crate::telemetry::pass_traceparent(&mut headers);
         request.headers(headers)
     }
 }

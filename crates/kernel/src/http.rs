@@ -52,10 +52,7 @@ pub fn observe(router: Router) -> Router {
             );
             // A request the gateway (or another service) forwarded continues its trace.
             let traceparent = request.headers().get("traceparent").and_then(|v| v.to_str().ok());
-            if let Some(traceparent) = traceparent {
-                crate::telemetry::follow_traceparent(&span, traceparent);
-            }
-            crate::telemetry::record_trace_id(&span, traceparent);
+            crate::telemetry::continue_trace(&span, traceparent);
             span
         })
         .on_request(())

@@ -74,6 +74,11 @@ impl InternalKey {
         }
     }
 
+    /// [`Self::prove`] as of now: what a request about to leave carries.
+    pub fn prove_now(&self, headers: &mut HeaderMap) {
+        self.prove(headers, chrono::Utc::now().timestamp());
+    }
+
     /// Whether `headers` carry a valid, unexpired proof of their identity headers.
     pub fn check(&self, headers: &HeaderMap, now: i64) -> bool {
         let Some((expires, signature)) = headers

@@ -69,9 +69,28 @@ pub fn current_traceparent() -> Option<String> {
     carrier.remove("traceparent")
 }
 
+/// Continues the trace a caller's `traceparent` (from a request or an event) names in
+/// `span`, and records its id in the span's `trace_id` field for the log lines inside it.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(traceparent) = traceparent {
+        follow_traceparent(span, traceparent);
+    }
+    record_trace_id(span, traceparent);
+}
+
+/// Puts the current span's `traceparent` on an outgoing request, so that the service it
+/// reaches continues the trace.
+pub fn pass_traceparent(headers: &mut http::HeaderMap) {
+    if let Some(traceparent) = current_traceparent()
+        && let Ok(value) = http::HeaderValue::from_str(&traceparent)
+    {
+        headers.insert("traceparent", value);
+    }
+}
+
 /// Makes `span` a child of the trace a `traceparent` names, so that a consumer's work
 /// shows under the request that caused the event.
-pub fn follow_traceparent(span: &tracing::Span, traceparent: &str) {
+fn follow_traceparent(span: &tracing::Span, traceparent: &str) {
     use opentelemetry::propagation::TextMapPropagator;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let carrier =
@@ -84,7 +103,7 @@ pub fn follow_traceparent(span: &tracing::Span, traceparent: &str) {
 /// `tracing::field::Empty`), so that every log line written inside it carries the id a
 /// trace viewer finds it by: the exported trace's own, or else the one `traceparent` (a
 /// caller's) names.
-pub fn record_trace_id(span: &tracing::Span, traceparent: Option<&str>) {
+fn record_trace_id(span: &tracing::Span, traceparent: Option<&str>) {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let context = span.context();

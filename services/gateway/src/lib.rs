@@ -358,7 +358,7 @@ impl Gateway {
             parts.headers.insert(caller::CLIENT_IP, value);
         }
         if let Some(key) = &self.internal_key {
-            key.prove(&mut parts.headers, chrono::Utc::now().timestamp());
+            key.prove_now(&mut parts.headers);
         }
         Request::from_parts(parts, Body::new(Limited::new(body, limit)))
     }

@@ -15,7 +15,7 @@ use axum::{
     Router,
     body::Body,
     extract::{Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, Method, header},
+    http::{HeaderMap, HeaderName, Method, header},
     response::{IntoResponse, Response},
 };
 use futures::TryStreamExt;
@@ -67,12 +67,17 @@ impl UpstreamPolicy {
 /// One replica of a remote service.
 #[derive(Debug)]
 struct Replica {
-    base_url: String,
-    /// `base_url`, parsed once: a request's URL is this with the path and query swapped,
-    /// which spares parsing the scheme and host (and their IDNA checks) on every call.
+    /// Parsed once: a request's URL is this with the path and query swapped, which spares
+    /// parsing the scheme and host (and their IDNA checks) on every call.
     base: url::Url,
     breaker: Breaker,
 }
+
+/// What the gateway counts per remote service, by `upstream`.
+const FAILURES: &str = "gateway_upstream_failures_total";
+const RETRIES: &str = "gateway_upstream_retries_total";
+const BREAKERS_OPENED: &str = "gateway_breaker_opened_total";
+const BREAKER_REJECTIONS: &str = "gateway_breaker_rejections_total";
 
 impl Replica {
     /// The replica's URL for a path and query (`/v1/me?x=1`) under its base path.
@@ -145,7 +150,6 @@ impl RemoteService {
                     })
                     .map_err(|reason| UpstreamError::Url { url: url.to_owned(), reason })?;
                 Ok(Replica {
-                    base_url: url.to_owned(),
                     base,
                     breaker: Breaker::new(policy.breaker_failures, policy.breaker_open),
                 })
@@ -153,12 +157,7 @@ impl RemoteService {
             .collect::<Result<Vec<_>, UpstreamError>>()?;
         // The service's failure counters start at 0, so dashboards and alerts see them before
         // the first failure.
-        for counter in [
-            "gateway_upstream_failures_total",
-            "gateway_upstream_retries_total",
-            "gateway_breaker_opened_total",
-            "gateway_breaker_rejections_total",
-        ] {
+        for counter in [FAILURES, RETRIES, BREAKERS_OPENED, BREAKER_REJECTIONS] {
             metrics::counter!(counter, "upstream" => name.to_owned()).increment(0);
         }
         Ok(Self {
@@ -189,13 +188,11 @@ impl RemoteService {
     }
 
     fn failed(&self, replica: &Replica, error: &reqwest::Error) {
-        tracing::warn!(service = %self.name, replica = %replica.base_url, %error, "upstream failed");
-        metrics::counter!("gateway_upstream_failures_total", "upstream" => self.name.clone())
-            .increment(1);
+        tracing::warn!(service = %self.name, replica = %replica.base, %error, "upstream failed");
+        metrics::counter!(FAILURES, "upstream" => self.name.clone()).increment(1);
         if replica.breaker.failed(Instant::now()) {
-            tracing::warn!(service = %self.name, replica = %replica.base_url, "breaker open");
-            metrics::counter!("gateway_breaker_opened_total", "upstream" => self.name.clone())
-                .increment(1);
+            tracing::warn!(service = %self.name, replica = %replica.base, "breaker open");
+            metrics::counter!(BREAKERS_OPENED, "upstream" => self.name.clone()).increment(1);
         }
     }
 
@@ -219,8 +216,7 @@ impl RemoteService {
                     self.failed(replica, &error);
                     last = error.to_string();
                     if attempt + 1 < attempts {
-                        metrics::counter!("gateway_upstream_retries_total", "upstream" => self.name.clone())
-                            .increment(1);
+                        metrics::counter!(RETRIES, "upstream" => self.name.clone()).increment(1);
                         pause(attempt).await;
                     }
                 }
@@ -235,7 +231,7 @@ impl RemoteService {
         let build = |replica: &Replica| {
             let mut headers = HeaderMap::new();
             if let Some(key) = &self.key {
-                key.prove(&mut headers, chrono::Utc::now().timestamp());
+                key.prove_now(&mut headers);
             }
             self.client.get(replica.url(path)).headers(headers)
         };
@@ -317,11 +313,7 @@ pub async fn proxy(State(service): State<Arc<RemoteService>>, request: Request) 
     {
         headers.insert("x-forwarded-host", host.clone());
     }
-    if let Some(traceparent) = kernel::telemetry::current_traceparent()
-        && let Ok(value) = HeaderValue::from_str(&traceparent)
-    {
-        headers.insert("traceparent", value);
-    }
+    kernel::telemetry::pass_traceparent(&mut headers);
     let client =
         if wants_event_stream(&parts.headers) { &service.streams } else { &service.client };
     let repeatable = repeatable(&parts.method, &parts.headers);
@@ -350,8 +342,7 @@ pub async fn proxy(State(service): State<Arc<RemoteService>>, request: Request) 
                 .unwrap_or_else(|_| Problem::unavailable("bad upstream response").into_response())
         }
         Err(Unanswered::BreakersOpen(wait)) => {
-            metrics::counter!("gateway_breaker_rejections_total", "upstream" => service.name.clone())
-                .increment(1);
+            metrics::counter!(BREAKER_REJECTIONS, "upstream" => service.name.clone()).increment(1);
             Problem::unavailable(format!("the {} service is unavailable", service.name))
                 .with_retry_after(wait.as_secs().max(1))
                 .into_response()
@@ -420,13 +411,10 @@ impl kernel::http::Probe for UpstreamProbe {
         // Ready while any replica answers; each is asked directly, past its breaker.
         let mut failures = Vec::new();
         for replica in self.0.replicas.iter() {
-            let url = format!("{}/healthz", replica.base_url);
-            match self.0.client.get(url).send().await {
+            match self.0.client.get(replica.url("/healthz")).send().await {
                 Ok(reply) if reply.status().is_success() => return Ok(()),
-                Ok(reply) => {
-                    failures.push(format!("{} answered {}", replica.base_url, reply.status()))
-                }
-                Err(error) => failures.push(format!("{}: {error}", replica.base_url)),
+                Ok(reply) => failures.push(format!("{} answered {}", replica.base, reply.status())),
+                Err(error) => failures.push(format!("{}: {error}", replica.base)),
             }
         }
         Err(failures.join("; "))

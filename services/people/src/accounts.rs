@@ -60,7 +60,7 @@ impl Accounts for RemoteAccounts {
 impl RemoteAccounts {
     async fn ask(&self, request: reqwest::RequestBuilder) -> Result<Option<Account>, String> {
         let mut headers = axum::http::HeaderMap::new();
-        self.key.prove(&mut headers, Utc::now().timestamp());
+        self.key.prove_now(&mut headers);
         let reply = request.headers(headers).send().await.map_err(|error| error.to_string())?;
         match reply.status() {
             reqwest::StatusCode::NOT_FOUND => Ok(None),

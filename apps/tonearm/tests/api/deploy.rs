@@ -88,18 +88,16 @@ fn metric_names(expression: &str) -> BTreeSet<String> {
             current.push(c);
         } else {
             if !current.is_empty() {
-                tokens.push((std::mem::take(&mut current), c));
+                tokens.push(std::mem::take(&mut current));
             }
-            if c == '(' {
-                tokens.push(("(".to_owned(), c));
-            } else if c == ')' {
-                tokens.push((")".to_owned(), c));
+            if c == '(' || c == ')' {
+                tokens.push(c.to_string());
             }
         }
     }
     // Skip what a grouping clause lists: `by (job, le)`.
     let mut skipping = false;
-    for (index, (token, _)) in tokens.iter().enumerate() {
+    for (index, token) in tokens.iter().enumerate() {
         if skipping {
             if token == ")" {
                 skipping = false;
@@ -107,13 +105,13 @@ fn metric_names(expression: &str) -> BTreeSet<String> {
             continue;
         }
         if GROUPING.contains(&token.as_str()) {
-            skipping = tokens.get(index + 1).is_some_and(|(next, _)| next == "(");
+            skipping = tokens.get(index + 1).is_some_and(|next| next == "(");
             continue;
         }
         // A function's call, or an aggregation's: `sum (…)`, `sum by (job) (…)`.
         let called = tokens
             .get(index + 1)
-            .is_some_and(|(next, _)| next == "(" || GROUPING[..2].contains(&next.as_str()));
+            .is_some_and(|next| next == "(" || GROUPING[..2].contains(&next.as_str()));
         let numeric = token.starts_with(|c: char| c.is_ascii_digit());
         if token == "(" || token == ")" || called || numeric || KEYWORDS.contains(&token.as_str()) {
             continue;
