@@ -385,7 +385,7 @@ impl App {
         background: Vec<Background>,
     ) -> anyhow::Result<Self> {
         let addr = settings.server.addr()?;
-        let server = Server::bind(addr, settings.server.grace())
+        let server = Server::bind(addr, settings.server.limits())
             .await
             .with_context(|| format!("binding {addr}"))?;
         Ok(Self { server, router, background, live: None })

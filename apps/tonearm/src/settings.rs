@@ -8,7 +8,9 @@ use auth::AuthConfig;
 use bus::BusConfig;
 use catalog::CatalogConfig;
 use gateway::GatewayConfig;
-use kernel::{engine::EngineUrl, internal::InternalConfig, telemetry::TelemetryConfig};
+use kernel::{
+    engine::EngineUrl, http::ServerLimits, internal::InternalConfig, telemetry::TelemetryConfig,
+};
 use objects::StorageConfig;
 use people::PeopleConfig;
 use playlist::PlaylistConfig;
@@ -64,11 +66,25 @@ pub struct ServerConfig {
     pub host: String,
     pub port: u16,
     pub shutdown_grace_secs: u64,
+    /// Connections held at once (capped by the open-file limit); more wait to be accepted.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's head before it is disconnected.
+    pub header_timeout_secs: u64,
+    /// The largest request head accepted; a larger one gets 431.
+    pub max_header_bytes: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { host: "127.0.0.1".to_owned(), port: 8080, shutdown_grace_secs: 30 }
+        let limits = ServerLimits::default();
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 8080,
+            shutdown_grace_secs: limits.grace.as_secs(),
+            max_connections: limits.max_connections,
+            header_timeout_secs: limits.header_timeout.as_secs(),
+            max_header_bytes: limits.max_header_bytes,
+        }
     }
 }
 
@@ -83,6 +99,15 @@ impl ServerConfig {
 
     pub fn grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn limits(&self) -> ServerLimits {
+        ServerLimits {
+            grace: self.grace(),
+            max_connections: self.max_connections,
+            header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            max_header_bytes: self.max_header_bytes,
+        }
     }
 }
 

@@ -18,11 +18,11 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
-    serve::ListenerExt as _,
 };
+use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::{net::TcpListener, sync::Notify};
-use tower::{ServiceBuilder, util::BoxCloneSyncService};
+use tokio::net::{TcpListener, TcpSocket};
+use tower::{ServiceBuilder, ServiceExt as _, util::BoxCloneSyncService};
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -485,16 +485,65 @@ async fn render_metrics() -> Response {
         .into_response()
 }
 
+/// What a server lets each client hold, so that slow or idle clients cannot use it up.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// How long in-flight requests may run on after shutdown begins.
+    pub grace: Duration,
+    /// Connections held at once; further clients wait in the kernel's accept queue until
+    /// one closes. Never more than the open-file limit allows (less a reserve for files,
+    /// databases and outgoing calls).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's head: from connecting, and from
+    /// the previous response on a kept-alive connection. A client that sends nothing, or
+    /// trickles its head byte by byte (slowloris), is disconnected after it.
+    pub header_timeout: Duration,
+    /// The most bytes a request head may take; a larger one is refused with 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(30),
+            max_connections: 20_000,
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 32 * 1024,
+        }
+    }
+}
+
+/// Descriptors kept back from connections for the files, databases and outgoing calls a
+/// server opens itself.
+const RESERVED_DESCRIPTORS: usize = 512;
+/// Connections the kernel completes before they are accepted (capped by
+/// `net.core.somaxconn`): room for a burst of clients, as busy servers configure it.
+const LISTEN_BACKLOG: u32 = 4096;
+/// hyper reads a request's head into a buffer no smaller than this.
+const MIN_HEAD_BUFFER: usize = 8 * 1024;
+
 /// A bound listener; binding first lets tests ask for port 0 and read the real port.
 /// Its connections send file-backed bodies without copying them ([`crate::sendfile`]).
 pub struct Server {
     listener: TcpListener,
-    grace: Duration,
+    limits: ServerLimits,
 }
 
 impl Server {
-    pub async fn bind(addr: SocketAddr, grace: Duration) -> std::io::Result<Self> {
-        Ok(Self { listener: TcpListener::bind(addr).await?, grace })
+    pub async fn bind(addr: SocketAddr, limits: ServerLimits) -> std::io::Result<Self> {
+        let max_connections = limits.max_connections.min(connection_budget());
+        if max_connections < limits.max_connections {
+            tracing::warn!(
+                configured = limits.max_connections,
+                max_connections,
+                "the open-file limit allows fewer connections than configured"
+            );
+        }
+        let limits = ServerLimits { max_connections: max_connections.max(1), ..limits };
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        Ok(Self { listener: socket.listen(LISTEN_BACKLOG)?, limits })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -508,30 +557,108 @@ impl Server {
         app: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let stopping = Arc::new(Notify::new());
-        let notifier = stopping.clone();
-        let listener = SendfileListener::new(self.listener).tap_io(|stream| {
+        let Self { listener, limits } = self;
+        let mut listener = SendfileListener::new(listener);
+        let builder = connection_builder(&limits);
+        let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        metrics::gauge!("http_connections_open").set(0.0);
+        metrics::gauge!("http_connections_max").set(limits.max_connections as f64);
+        tokio::pin!(shutdown);
+        loop {
+            let slot = tokio::select! {
+                () = &mut shutdown => break,
+                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            };
+            let (stream, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+            };
             // Responses are written whole; holding back small packets only adds latency.
             let _ = stream.get_ref().set_nodelay(true);
-        });
-        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                notifier.notify_one();
+            let service = hyper_util::service::TowerToHyperService::new(app.clone().map_request(
+                move |mut request: http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    request
+                },
+            ));
+            let watcher = graceful.watcher();
+            let builder = builder.clone();
+            let header_timeout = limits.header_timeout;
+            tokio::spawn(async move {
+                let _slot = slot;
+                let _open = OpenConnection::count();
+                // An idle client costs a socket and this small task, not hyper's buffers,
+                // until its first bytes arrive.
+                let mut first = [0_u8; 1];
+                match tokio::time::timeout(header_timeout, stream.get_ref().peek(&mut first)).await
+                {
+                    Ok(Ok(read)) if read > 0 => {}
+                    _ => return,
+                }
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                if let Err(error) = watcher.watch(connection.into_owned()).await {
+                    tracing::debug!(%peer, error = %error, "connection ended with an error");
+                }
             });
-        let mut server = tokio::spawn(async move { serve.await });
-        tokio::select! {
-            finished = &mut server => return finished.unwrap_or_else(|e| Err(std::io::Error::other(e))),
-            () = stopping.notified() => tracing::info!(grace_secs = self.grace.as_secs(), "shutting down; draining requests"),
         }
-        match tokio::time::timeout(self.grace, &mut server).await {
-            Ok(finished) => finished.unwrap_or_else(|e| Err(std::io::Error::other(e))),
-            Err(_) => {
-                tracing::warn!("grace period over; dropping the requests still running");
-                server.abort();
-                Ok(())
-            }
+        tracing::info!(grace_secs = limits.grace.as_secs(), "shutting down; draining requests");
+        drop(listener);
+        if tokio::time::timeout(limits.grace, graceful.shutdown()).await.is_err() {
+            tracing::warn!("grace period over; dropping the requests still running");
         }
+        Ok(())
+    }
+}
+
+/// HTTP/1.1 and HTTP/2 (prior knowledge) on one port, as `axum::serve` offers, with the
+/// head limits of [`ServerLimits`].
+fn connection_builder(
+    limits: &ServerLimits,
+) -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(MIN_HEAD_BUFFER));
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// How many connections the open-file limit leaves room for.
+fn connection_budget() -> usize {
+    #[cfg(unix)]
+    {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        if let Some(current) = limit.current {
+            return usize::try_from(current)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(RESERVED_DESCRIPTORS)
+                .max(1);
+        }
+    }
+    usize::MAX
+}
+
+/// One open connection in `http_connections_open`, for as long as it lives.
+struct OpenConnection;
+
+impl OpenConnection {
+    fn count() -> Self {
+        metrics::gauge!("http_connections_open").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!("http_connections_open").decrement(1.0);
     }
 }
 
@@ -563,6 +690,7 @@ pub async fn shutdown_signal() {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+    use tokio::sync::Notify;
 
     #[tokio::test]
     async fn shutdown_lets_a_slow_request_finish() {
@@ -580,8 +708,8 @@ mod tests {
                 }
             }),
         ));
-        let server =
-            Server::bind((Ipv4Addr::LOCALHOST, 0).into(), Duration::from_secs(10)).await.unwrap();
+        let limits = ServerLimits { grace: Duration::from_secs(10), ..ServerLimits::default() };
+        let server = Server::bind((Ipv4Addr::LOCALHOST, 0).into(), limits).await.unwrap();
         let addr = server.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let running = tokio::spawn(server.run(app, async {
@@ -598,6 +726,108 @@ mod tests {
             reqwest::get(format!("http://{addr}/slow")).await.is_err(),
             "a stopped server accepts no new requests"
         );
+    }
+
+    /// A server answering `GET /` with "hi", under `limits`; stopped when the sender drops.
+    async fn limited(limits: ServerLimits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let server = Server::bind((Ipv4Addr::LOCALHOST, 0).into(), limits).await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = observe(Router::new().route("/", get(|| async { "hi" })));
+        tokio::spawn(server.run(app, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    /// Reads until the server closes the connection; what it sent, or `None` when it is
+    /// still open after `within`.
+    async fn until_closed(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+        use tokio::io::AsyncReadExt as _;
+        let mut received = Vec::new();
+        match tokio::time::timeout(within, stream.read_to_end(&mut received)).await {
+            Ok(_) => Some(String::from_utf8_lossy(&received).into_owned()),
+            Err(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn idle_and_trickling_clients_are_disconnected_after_the_header_timeout() {
+        use tokio::io::AsyncWriteExt as _;
+        let header_timeout = Duration::from_millis(500);
+        let (addr, _stop) =
+            limited(ServerLimits { header_timeout, ..ServerLimits::default() }).await;
+
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let closed = until_closed(&mut silent, Duration::from_secs(10)).await;
+        assert_eq!(closed.as_deref(), Some(""), "a client that sends nothing is let go");
+
+        // Slowloris: a head that never ends, a byte at a time, each within the timeout.
+        let mut trickling = tokio::net::TcpStream::connect(addr).await.unwrap();
+        trickling.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let started = Instant::now();
+        let mut cut_off = false;
+        while started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if trickling.write_all(b"X").await.is_err() {
+                cut_off = true;
+                break;
+            }
+        }
+        assert!(cut_off, "a head trickled byte by byte is cut off");
+
+        // Kept alive after a response, then silent: let go too.
+        let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+        kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let answered = until_closed(&mut kept, Duration::from_secs(10)).await.unwrap();
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        assert!(answered.ends_with("hi"), "{answered}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_head_gets_431() {
+        use tokio::io::AsyncWriteExt as _;
+        let (addr, _stop) =
+            limited(ServerLimits { max_header_bytes: 16 * 1024, ..ServerLimits::default() }).await;
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let huge = "a".repeat(64 * 1024);
+        let request = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Padding: {huge}\r\n\r\n");
+        // The server may close before it has read everything; what it answered still counts.
+        let _ = client.write_all(request.as_bytes()).await;
+        let answered = until_closed(&mut client, Duration::from_secs(10)).await.unwrap_or_default();
+        assert!(answered.starts_with("HTTP/1.1 431"), "{answered:?}");
+
+        let fine = reqwest::Client::new()
+            .get(format!("http://{addr}/"))
+            .header("x-padding", "a".repeat(8 * 1024))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(fine.status(), 200, "a head under the limit is served");
+    }
+
+    #[tokio::test]
+    async fn past_max_connections_clients_wait_until_one_closes() {
+        let limits = ServerLimits {
+            max_connections: 2,
+            header_timeout: Duration::from_secs(30),
+            ..ServerLimits::default()
+        };
+        let (addr, _stop) = limited(limits).await;
+        let first = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _second = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}/");
+        let waiting = tokio::spawn(async move { client.get(url).send().await });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!waiting.is_finished(), "a third connection is not served while two are held");
+        drop(first);
+        let response = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("served once a connection closes")
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status(), 200);
     }
 
     #[test]
