@@ -38,6 +38,10 @@ pub trait Cache: Send + Sync + 'static {
     async fn delete(&self, keys: &[String]) -> Result<(), CacheError>;
     /// Counts a hit against `key`; the first hit opens a window of `window` length.
     async fn hit(&self, key: &str, window: Duration) -> Result<WindowHit, CacheError>;
+    /// Takes back one hit counted by `hit` in the window still open: for a count taken
+    /// before its outcome was known (a login attempt), when the outcome does not count.
+    /// Never below zero; a window that has closed stays closed.
+    async fn unhit(&self, key: &str) -> Result<(), CacheError>;
     /// The current window of `key` without counting a hit.
     async fn peek(&self, key: &str) -> Result<Option<WindowHit>, CacheError>;
     async fn ping(&self) -> Result<(), CacheError>;
@@ -197,6 +201,15 @@ impl Cache for MemoryCache {
         Ok(entry.window(now))
     }
 
+    async fn unhit(&self, key: &str) -> Result<(), CacheError> {
+        if let Some(entry) = self.entries.get(key).filter(|entry| entry.value.is_none()) {
+            let _ = entry
+                .hits
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |hits| hits.checked_sub(1));
+        }
+        Ok(())
+    }
+
     async fn peek(&self, key: &str) -> Result<Option<WindowHit>, CacheError> {
         let now = Instant::now();
         Ok(self.entries.get(key).filter(|entry| entry.value.is_none()).map(|e| e.window(now)))
@@ -226,6 +239,13 @@ if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return {count, ttl}
+";
+
+/// `DECR` keeps the key's expiry, so the window ends when it would have.
+const UNHIT_SCRIPT: &str = r"
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count and count > 0 then redis.call('DECR', KEYS[1]) end
+return 0
 ";
 
 impl RedisCache {
@@ -312,6 +332,13 @@ impl Cache for RedisCache {
         let (count, ttl_ms): (u64, i64) =
             self.run(invocation.invoke_async(&mut connection)).await?;
         Ok(WindowHit { count, resets_in: Duration::from_millis(ttl_ms.max(0).unsigned_abs()) })
+    }
+
+    async fn unhit(&self, key: &str) -> Result<(), CacheError> {
+        let mut connection = self.connection.clone();
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(UNHIT_SCRIPT));
+        self.run(SCRIPT.key(self.key(key)).invoke_async::<i64>(&mut connection)).await.map(drop)
     }
 
     async fn peek(&self, key: &str) -> Result<Option<WindowHit>, CacheError> {

@@ -135,17 +135,29 @@ impl AuthService {
     ) -> Result<SignedIn, AuthError> {
         let email = Email::parse(email).map_err(|_| AuthError::InvalidCredentials)?;
         let throttle_keys = self.throttle_keys(&email, client);
-        self.check_throttle(&throttle_keys).await?;
+        // Counted as a failure before the password is checked, so that a burst of
+        // concurrent guesses cannot all pass a check made before any of them failed.
+        let counted = self.count_attempt(&throttle_keys).await?;
+        let outcome = self.verify_and_sign_in(&email, password, client).await;
+        if !matches!(outcome, Err(AuthError::InvalidCredentials)) {
+            self.take_back(&counted).await;
+        }
+        outcome
+    }
+
+    async fn verify_and_sign_in(
+        &self,
+        email: &Email,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<SignedIn, AuthError> {
         let password = Password::unchecked(password);
-        let account = self.store.credentials(&email).await?;
+        let account = self.store.credentials(email).await?;
         let verified =
             self.hasher.verify(&password, account.as_ref().map(|(_, hash)| hash.as_str())).await?;
         match account {
             Some((user, _)) if verified => self.start_session(user, client).await,
-            _ => {
-                self.count_failure(&throttle_keys).await;
-                Err(AuthError::InvalidCredentials)
-            }
+            _ => Err(AuthError::InvalidCredentials),
         }
     }
 
@@ -450,23 +462,40 @@ impl AuthService {
         keys
     }
 
-    async fn check_throttle(&self, keys: &[(String, u64)]) -> Result<(), AuthError> {
+    /// Counts an attempt against every key and refuses it when any window is over its
+    /// limit. Returns the keys it was counted against, for [`Self::take_back`]. An
+    /// unavailable cache lets the attempt through uncounted: logging everyone out of
+    /// sign-in is worse than a window without a throttle.
+    async fn count_attempt(&self, keys: &[(String, u64)]) -> Result<Vec<String>, AuthError> {
+        let window = Duration::from_secs(self.config.login_throttle.window_secs);
+        let mut counted = Vec::with_capacity(keys.len());
+        let mut refused = None;
         for (key, limit) in keys {
-            match self.cache.peek(key).await {
-                Ok(Some(window)) if window.count >= *limit => {
-                    return Err(AuthError::Throttled { retry_after: window.resets_in });
+            match self.cache.hit(key, window).await {
+                Ok(hit) => {
+                    counted.push(key.clone());
+                    if hit.count > *limit {
+                        refused =
+                            Some(refused.map_or(hit.resets_in, |r: Duration| r.max(hit.resets_in)));
+                    }
                 }
-                Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "login throttle unavailable"),
             }
         }
-        Ok(())
+        match refused {
+            // A refused attempt checked no password: it does not count against the limit.
+            Some(retry_after) => {
+                self.take_back(&counted).await;
+                Err(AuthError::Throttled { retry_after })
+            }
+            None => Ok(counted),
+        }
     }
 
-    async fn count_failure(&self, keys: &[(String, u64)]) {
-        let window = Duration::from_secs(self.config.login_throttle.window_secs);
-        for (key, _) in keys {
-            if let Err(error) = self.cache.hit(key, window).await {
+    /// Takes back an attempt counted by [`Self::count_attempt`] that did not fail.
+    async fn take_back(&self, counted: &[String]) {
+        for key in counted {
+            if let Err(error) = self.cache.unhit(key).await {
                 tracing::warn!(%error, "login throttle unavailable");
             }
         }

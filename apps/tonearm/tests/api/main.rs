@@ -5,6 +5,7 @@
 // that clippy does not recognise as tests, so the allowance is spelled out here.
 #![allow(clippy::unwrap_used)]
 
+mod abuse;
 mod accounts;
 mod analytics;
 mod catalog;

@@ -43,6 +43,7 @@ cache_contract!(
     hit_counts_in_a_window,
     window_restarts_after_it_expires,
     peek_does_not_count,
+    unhit_takes_back_a_hit_in_the_open_window,
     peek_unknown_is_none,
     delete_resets_a_window,
     ping,
@@ -140,6 +141,29 @@ async fn peek_does_not_count(cache: Arc<dyn Cache>) {
     assert!(peeked.resets_in > LONG - Duration::from_secs(5), "{peeked:?}");
     assert_eq!(cache.peek(&key).await.unwrap().map(|w| w.count), Some(2), "peeks never count");
     assert_eq!(cache.hit(&key, LONG).await.unwrap().count, 3);
+}
+
+async fn unhit_takes_back_a_hit_in_the_open_window(cache: Arc<dyn Cache>) {
+    let key = unique_key("unhit");
+    cache.unhit(&key).await.unwrap();
+    assert_eq!(cache.peek(&key).await.unwrap(), None, "nothing to take back opens no window");
+    let first = cache.hit(&key, LONG).await.unwrap();
+    cache.hit(&key, LONG).await.unwrap();
+    cache.unhit(&key).await.unwrap();
+    let window = cache.peek(&key).await.unwrap().expect("the window stays open");
+    assert_eq!(window.count, 1);
+    assert!(window.resets_in <= first.resets_in, "taking back does not extend the window");
+    assert!(window.resets_in > LONG - Duration::from_secs(5), "nor shorten it: {window:?}");
+    cache.unhit(&key).await.unwrap();
+    cache.unhit(&key).await.unwrap();
+    assert_eq!(cache.peek(&key).await.unwrap().map(|w| w.count), Some(0), "never below zero");
+    assert_eq!(cache.hit(&key, LONG).await.unwrap().count, 1);
+
+    let short = unique_key("unhit-expired");
+    cache.hit(&short, SHORT).await.unwrap();
+    tokio::time::sleep(PAST_SHORT).await;
+    cache.unhit(&short).await.unwrap();
+    assert_eq!(cache.peek(&short).await.unwrap(), None, "a closed window stays closed");
 }
 
 async fn peek_unknown_is_none(cache: Arc<dyn Cache>) {
