@@ -42,10 +42,15 @@
 //! ClickHouse in one insert, then the transaction commits. A failed insert rolls the claim
 //! back, so the redelivery counts those facts. A concurrent delivery of the same id waits
 //! on the uncommitted claim (row lock on PostgreSQL, the write lock on SQLite) instead of
-//! counting it too; ids are claimed in sorted order so two batches cannot deadlock. One
-//! window remains: ClickHouse acknowledged the insert but the commit is lost (the process
-//! dies or the SQL database fails in between). The ids then stay unclaimed and a
-//! redelivery counts those facts a second time.
+//! counting it too; ids are claimed in sorted order so two batches cannot deadlock.
+//!
+//! That leaves the window between ClickHouse acknowledging the insert and the claim's
+//! commit: the process dies, or the SQL database fails, in between. So before claiming,
+//! plays are written to `pending_facts` in a transaction of their own, and the claim's
+//! transaction removes them. A play claimed while still pending was on its way before and
+//! its outcome is unknown; ClickHouse is asked whether it holds it, and it is inserted
+//! only if not. (Request batches keep the window: their rows carry no id to look up, and a
+//! doubled batch moves a latency percentile, not a count anyone is shown.)
 
 use std::{collections::HashSet, future::Future, hash::Hash, time::Duration};
 
@@ -149,23 +154,30 @@ impl Warehouse for ClickHouseWarehouse {
             return Ok(0);
         }
         let ids: Vec<Uuid> = plays.iter().map(|play| play.play_id).collect();
+        let interrupted = Ledger::mark_pending(&self.ledger, &ids).await?;
         let mut ledger = Ledger::begin(&self.ledger).await?;
         let mut fresh: HashSet<Uuid> = ledger.claim(&ids).await?.into_iter().collect();
         let claimed = fresh.len() as u64;
-        // `remove` also keeps a play whose id repeats within the batch from counting twice.
-        let rows: Vec<PlayRow> = plays
+        let unsure: Vec<&PlayFact> = plays
             .iter()
-            .filter(|play| fresh.remove(&play.play_id))
-            .map(|play| PlayRow {
-                play_id: *play.play_id.as_bytes(),
-                user_id: *play.user_id.as_bytes(),
-                track_id: *play.track_id.as_bytes(),
-                played_at_ms: play.played_at_ms,
-                played_ms: play.played_ms,
-                stream: u8::from(play.stream),
-            })
+            .filter(|play| fresh.contains(&play.play_id) && interrupted.contains(&play.play_id))
             .collect();
+        if !unsure.is_empty() {
+            match self.inserted_already(&unsure).await {
+                Ok(found) => fresh.retain(|id| !found.contains(id)),
+                Err(error) => {
+                    ledger.rollback().await;
+                    return Err(error);
+                }
+            }
+        }
+        // `remove` also keeps a play whose id repeats within the batch from counting twice.
+        let rows: Vec<PlayRow> =
+            plays.iter().filter(|play| fresh.remove(&play.play_id)).map(PlayRow::from).collect();
         let inserted = if rows.is_empty() { Ok(()) } else { self.insert("plays", &rows).await };
+        if inserted.is_ok() {
+            ledger.unmark_pending(&ids).await?;
+        }
         ledger.settle(inserted).await?;
         Ok(claimed)
     }
@@ -451,6 +463,28 @@ impl Warehouse for ClickHouseWarehouse {
 }
 
 impl ClickHouseWarehouse {
+    /// Which of `plays`, left pending by an interrupted attempt, ClickHouse holds. Rare (a
+    /// crash or a lost commit), so a scan bounded by the plays' time range will do.
+    async fn inserted_already(&self, plays: &[&PlayFact]) -> Result<HashSet<Uuid>, WarehouseError> {
+        let ids: Vec<String> = plays.iter().map(|play| play.play_id.simple().to_string()).collect();
+        let from = plays.iter().map(|play| play.played_at_ms).min().unwrap_or_default();
+        let to = plays.iter().map(|play| play.played_at_ms).max().unwrap_or_default();
+        let found = self
+            .fetch::<PlayIdRow>(
+                self.client
+                    .query(
+                        "SELECT play_id FROM plays \
+                         WHERE played_at_ms >= ? AND played_at_ms <= ? \
+                         AND has(?, lower(hex(play_id)))",
+                    )
+                    .bind(from)
+                    .bind(to)
+                    .bind(ids),
+            )
+            .await?;
+        Ok(found.into_iter().map(|row| Uuid::from_bytes(row.play_id)).collect())
+    }
+
     /// How many rows of `table` belong to `user` (hex).
     async fn rows_of(&self, table: &str, user: &str) -> Result<u64, WarehouseError> {
         within(
@@ -704,6 +738,81 @@ impl Ledger {
         }
     }
 
+    /// Writes `ids` to `pending_facts` and commits, before any of them is claimed; returns
+    /// those pending already, whose earlier attempt may have reached ClickHouse.
+    async fn mark_pending(pool: &SqlPool, ids: &[Uuid]) -> Result<HashSet<Uuid>, WarehouseError> {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let now = Utc::now();
+        let marked: Vec<Uuid> = match pool {
+            SqlPool::Sqlite(pool) => {
+                let mut tx = pool.begin().await.map_err(ledger_error)?;
+                let mut marked = Vec::with_capacity(sorted.len());
+                for chunk in sorted.chunks(SQLITE_CLAIM_CHUNK) {
+                    let mut query = QueryBuilder::<Sqlite>::new(
+                        "INSERT INTO pending_facts (fact_id, pending_at) ",
+                    );
+                    query.push_values(chunk, |mut row, id| {
+                        row.push_bind(*id).push_bind(now);
+                    });
+                    query.push(" ON CONFLICT (fact_id) DO NOTHING RETURNING fact_id");
+                    let rows: Vec<Uuid> = query
+                        .build_query_scalar()
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(ledger_error)?;
+                    marked.extend(rows);
+                }
+                tx.commit().await.map_err(ledger_error)?;
+                marked
+            }
+            SqlPool::Postgres(pool) => sqlx::query_scalar(
+                "INSERT INTO pending_facts (fact_id, pending_at)
+                 SELECT id, $2 FROM UNNEST($1::uuid[]) AS batch(id) ORDER BY id
+                 ON CONFLICT (fact_id) DO NOTHING
+                 RETURNING fact_id",
+            )
+            .bind(&sorted)
+            .bind(now)
+            .fetch_all(pool)
+            .await
+            .map_err(ledger_error)?,
+        };
+        let marked: HashSet<Uuid> = marked.into_iter().collect();
+        Ok(sorted.into_iter().filter(|id| !marked.contains(id)).collect())
+    }
+
+    /// Removes `ids` from `pending_facts` within the claim, so they stop being pending
+    /// exactly when they are counted.
+    async fn unmark_pending(&mut self, ids: &[Uuid]) -> Result<(), WarehouseError> {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        match self {
+            Self::Sqlite(tx) => {
+                for chunk in sorted.chunks(SQLITE_CLAIM_CHUNK) {
+                    let mut query =
+                        QueryBuilder::<Sqlite>::new("DELETE FROM pending_facts WHERE fact_id IN (");
+                    let mut list = query.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    query.push(")");
+                    query.build().execute(&mut **tx).await.map_err(ledger_error)?;
+                }
+            }
+            Self::Postgres(tx) => {
+                sqlx::query("DELETE FROM pending_facts WHERE fact_id = ANY($1::uuid[])")
+                    .bind(&sorted)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(ledger_error)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Commits the claim once its facts are in ClickHouse; gives it up when they are not,
     /// so that a redelivery counts them.
     async fn settle(self, inserted: Result<(), WarehouseError>) -> Result<(), WarehouseError> {
@@ -807,6 +916,19 @@ struct PlayRow {
     stream: u8,
 }
 
+impl From<&PlayFact> for PlayRow {
+    fn from(play: &PlayFact) -> Self {
+        Self {
+            play_id: *play.play_id.as_bytes(),
+            user_id: *play.user_id.as_bytes(),
+            track_id: *play.track_id.as_bytes(),
+            played_at_ms: play.played_at_ms,
+            played_ms: play.played_ms,
+            stream: u8::from(play.stream),
+        }
+    }
+}
+
 #[derive(Row, Serialize, Clone, PartialEq, Eq, Hash)]
 struct ActivityRow {
     day_ms: i64,
@@ -860,6 +982,11 @@ struct RouteRow {
 }
 
 #[derive(Row, Deserialize)]
+struct PlayIdRow {
+    play_id: [u8; 16],
+}
+
+#[derive(Row, Deserialize)]
 struct HistoryRow {
     play_id: [u8; 16],
     track_id: [u8; 16],
@@ -907,6 +1034,15 @@ mod tests {
 
         async fn counted_facts(&self) -> i64 {
             let sql = "SELECT COUNT(*) FROM counted_facts";
+            match self.ledger.pool() {
+                SqlPool::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+                SqlPool::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            }
+            .expect("the ledger answers")
+        }
+
+        async fn pending_facts(&self) -> i64 {
+            let sql = "SELECT COUNT(*) FROM pending_facts";
             match self.ledger.pool() {
                 SqlPool::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
                 SqlPool::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
@@ -971,6 +1107,43 @@ mod tests {
     #[tokio::test]
     async fn redelivered_plays_count_once_with_a_postgres_ledger() {
         redelivered_plays_count_once(TestDatabase::postgres().await).await;
+    }
+
+    /// The window a crash opens: the first attempt marked its plays pending and ClickHouse
+    /// took (some of) them, but the claim never committed.
+    async fn plays_inserted_before_their_claim_was_lost_count_once(ledger: TestDatabase) {
+        let fixture = Fixture::new(ledger).await;
+        let warehouse = &fixture.warehouse;
+        let (user, track, at) = (Uuid::now_v7(), Uuid::now_v7(), ms("2026-11-25T13:45:00Z"));
+        let plays: Vec<PlayFact> = (0..3).map(|_| play(Uuid::now_v7(), user, track, at)).collect();
+        let ids: Vec<Uuid> = plays.iter().map(|play| play.play_id).collect();
+        let interrupted = Ledger::mark_pending(&warehouse.ledger, &ids).await.unwrap();
+        assert!(interrupted.is_empty(), "nothing was pending before");
+        let reached: Vec<PlayRow> = plays[..2].iter().map(PlayRow::from).collect();
+        warehouse.insert("plays", &reached).await.unwrap();
+        assert_eq!(fixture.pending_facts().await, 3);
+
+        assert_eq!(warehouse.record_plays(&plays).await.unwrap(), 3);
+        let (page, total) = warehouse.history(user, 10, 0).await.unwrap();
+        assert_eq!((page.len(), total), (3, 3), "each play once: {page:?}");
+        let (top, _) = warehouse.top_tracks(Bucketing::Hour.start_of(at), 10, 0).await.unwrap();
+        assert_eq!(top[0].plays, 3);
+        assert_eq!((fixture.counted_facts().await, fixture.pending_facts().await), (3, 0));
+
+        assert_eq!(warehouse.record_plays(&plays).await.unwrap(), 0);
+        assert_eq!(warehouse.history(user, 10, 0).await.unwrap().1, 3);
+        assert_eq!(fixture.pending_facts().await, 0, "a redelivery leaves nothing pending");
+        fixture.finish().await;
+    }
+
+    #[tokio::test]
+    async fn plays_inserted_before_their_claim_was_lost_count_once_with_a_sqlite_ledger() {
+        plays_inserted_before_their_claim_was_lost_count_once(TestDatabase::sqlite().await).await;
+    }
+
+    #[tokio::test]
+    async fn plays_inserted_before_their_claim_was_lost_count_once_with_a_postgres_ledger() {
+        plays_inserted_before_their_claim_was_lost_count_once(TestDatabase::postgres().await).await;
     }
 
     #[tokio::test]
