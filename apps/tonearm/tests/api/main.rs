@@ -8,6 +8,7 @@
 mod abuse;
 mod accounts;
 mod analytics;
+mod authorization;
 mod catalog;
 mod cluster;
 mod deploy;
@@ -16,6 +17,7 @@ mod faults;
 mod home;
 mod limits;
 mod ops;
+mod outages;
 mod people;
 mod playlists;
 mod probe;
