@@ -321,6 +321,144 @@ impl Drop for OwnKafka {
     }
 }
 
+/// A PostgreSQL server of the test's own, on the given port, keeping its cluster under
+/// `dir`: stopped (dropped) and started again with the same `dir` and port, it comes back
+/// with its databases. The binaries are the machine's (`pg_config --bindir`, else Debian's
+/// `/usr/lib/postgresql/<version>/bin`); as root, the server runs as the `postgres` user,
+/// since PostgreSQL refuses to run as root.
+pub struct OwnPostgres {
+    pub port: u16,
+    child: Child,
+}
+
+impl OwnPostgres {
+    pub async fn start_in(dir: &Path, port: u16) -> Self {
+        let bin = postgres_bindir();
+        let cluster = dir.join("cluster");
+        if !cluster.join("PG_VERSION").exists() {
+            std::fs::create_dir_all(&cluster)
+                .unwrap_or_else(|error| panic!("cannot make PostgreSQL's dir: {error}"));
+            as_postgres_owner(dir);
+            let mut initdb = as_postgres(&bin.join("initdb"));
+            initdb.arg("-D").arg(&cluster).args(["-A", "trust", "-U", "postgres", "--no-sync"]);
+            let output =
+                initdb.output().unwrap_or_else(|error| panic!("cannot run initdb: {error}"));
+            assert!(output.status.success(), "initdb: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let mut server = as_postgres(&bin.join("postgres"));
+        server
+            .arg("-D")
+            .arg(&cluster)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", dir.display()));
+        Self { port, child: start_listening(server, port, "postgres").await }
+    }
+
+    /// The server's URL, without a database name.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(self) {}
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        // SIGKILL, as a crash or a lost host would: what was committed must be there.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn postgres_bindir() -> std::path::PathBuf {
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if output.status.success() && Path::new(&dir).join("initdb").exists() {
+            return dir.into();
+        }
+    }
+    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| entries.filter_map(Result::ok).map(|entry| entry.path()).collect())
+        .unwrap_or_default();
+    versions.sort();
+    versions
+        .pop()
+        .map(|version| version.join("bin"))
+        .unwrap_or_else(|| panic!("no PostgreSQL binaries (pg_config, /usr/lib/postgresql)"))
+}
+
+fn running_as_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.trim_ascii() == b"0")
+}
+
+/// `program`, run as the `postgres` user when this process is root. `setpriv` execs the
+/// program in its own place, so the child killed is the server itself.
+fn as_postgres(program: &Path) -> Command {
+    if running_as_root() {
+        let mut command = Command::new("setpriv");
+        command.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Hands `dir` (and what is under it) to the `postgres` user when this process is root.
+fn as_postgres_owner(dir: &Path) {
+    if running_as_root() {
+        let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir).status();
+        assert!(status.is_ok_and(|status| status.success()), "cannot chown {}", dir.display());
+    }
+}
+
+/// An S3 server of the test's own (s3s-fs, which `scripts/test` installs), on the given
+/// port, keeping its objects under `dir`: stopped (dropped) and started again with the
+/// same `dir` and port, it serves what it held. The binary is `TONEARM_S3S_FS`, else
+/// `s3s-fs` in `~/.cache/tonearm/tools/bin` or on the `PATH`.
+pub struct OwnS3 {
+    pub port: u16,
+    pub bucket: String,
+    child: Child,
+}
+
+impl OwnS3 {
+    pub const ACCESS_KEY: &str = "tonearm";
+    pub const SECRET_KEY: &str = "tonearm-secret";
+
+    pub async fn start_in(dir: &Path, port: u16) -> Self {
+        let bucket = "tonearm-own".to_owned();
+        std::fs::create_dir_all(dir.join(&bucket))
+            .unwrap_or_else(|error| panic!("cannot make the bucket's dir: {error}"));
+        let binary = std::env::var("TONEARM_S3S_FS").unwrap_or_else(|_| {
+            let cached = std::env::var("HOME")
+                .map(|home| Path::new(&home).join(".cache/tonearm/tools/bin/s3s-fs"))
+                .ok()
+                .filter(|path| path.exists());
+            cached.map_or_else(|| "s3s-fs".to_owned(), |path| path.display().to_string())
+        });
+        let mut command = Command::new(&binary);
+        command
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", Self::ACCESS_KEY, "--secret-key", Self::SECRET_KEY])
+            .arg(dir);
+        Self { port, bucket, child: start_listening(command, port, &binary).await }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(self) {}
+}
+
+impl Drop for OwnS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The test S3-compatible server (`scripts/test` starts s3s-fs): endpoint, bucket, access
 /// key and secret, from `TONEARM_TEST_S3_*`.
 pub struct S3Server {
