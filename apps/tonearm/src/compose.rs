@@ -1090,7 +1090,22 @@ pub fn public_api<'a>(services: impl IntoIterator<Item = &'a OpenApi>) -> OpenAp
          shared/API.md for conventions (errors are application/problem+json)."
             .to_owned(),
     );
+    let mut schemas: std::collections::BTreeMap<String, (String, serde_json::Value)> =
+        std::collections::BTreeMap::new();
     for service in services {
+        // Two services naming different schemas alike would leave one of them pointing at
+        // the other's: the merged document keeps only one per name.
+        let title = service.info.title.clone();
+        for (name, schema) in service.components.iter().flat_map(|c| c.schemas.iter()) {
+            let shape = serde_json::to_value(schema).unwrap_or_default();
+            if let Some((first, known)) = schemas.get(name) {
+                assert!(
+                    *known == shape,
+                    "the schema `{name}` of {title} differs from {first}'s: rename one"
+                );
+            }
+            schemas.insert(name.clone(), (title.clone(), shape));
+        }
         document.merge(service.clone());
     }
     let components = document.components.get_or_insert_with(Default::default);

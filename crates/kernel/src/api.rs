@@ -19,14 +19,18 @@ pub const MEDIA_ROUTE: &str = "/media/{track_id}/{path}";
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page, 1 to 100.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
-    /// Items to skip.
+    /// Items to skip, 0 to 2147483647.
+    #[param(minimum = 0, maximum = 2147483647)]
     pub offset: Option<u32>,
 }
 
 impl PageQuery {
     pub const DEFAULT_LIMIT: u32 = 20;
     pub const MAX_LIMIT: u32 = 100;
+    /// Past any list's end; the document says the same (an `int32`).
+    pub const MAX_OFFSET: u32 = i32::MAX as u32;
 
     /// The validated `(limit, offset)`.
     pub fn resolve(self) -> Result<(u32, u32), Problem> {
@@ -34,7 +38,11 @@ impl PageQuery {
         if !(1..=Self::MAX_LIMIT).contains(&limit) {
             return Err(Problem::bad_request(format!("limit must be 1 to {}", Self::MAX_LIMIT)));
         }
-        Ok((limit, self.offset.unwrap_or(0)))
+        let offset = self.offset.unwrap_or(0);
+        if offset > Self::MAX_OFFSET {
+            return Err(Problem::bad_request(format!("offset must be 0 to {}", Self::MAX_OFFSET)));
+        }
+        Ok((limit, offset))
     }
 }
 
@@ -102,6 +110,7 @@ mod tests {
         assert_eq!(PageQuery { limit: None, offset: None }.resolve().unwrap(), (20, 0));
         assert!(PageQuery { limit: Some(101), offset: None }.resolve().is_err());
         assert!(PageQuery { limit: Some(0), offset: None }.resolve().is_err());
+        assert!(PageQuery { limit: None, offset: Some(i32::MAX as u32 + 1) }.resolve().is_err());
         let page = Page::slice((0..5).collect(), 2, 3);
         assert_eq!((page.items, page.total), (vec![3, 4], 5));
     }

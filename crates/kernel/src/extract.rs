@@ -150,22 +150,33 @@ pub fn body_problem(error: &(dyn std::error::Error + 'static)) -> Problem {
 /// Parses a JSON document into `T`: 400 when it is not JSON, 422 when it is but does not
 /// have `T`'s shape, with the path of the field at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
-    let not_json = |error: &serde_json::Error| {
-        Problem::bad_request(format!("the body is not valid JSON: {error}"))
-    };
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let inner = error.inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => Problem::unprocessable(describe(
-                &error.path().to_string(),
-                without_position(&inner.to_string()),
-            )),
-            _ => not_json(inner),
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|error| Problem::bad_request(format!("the body is not valid JSON: {error}")))?;
+    whole_numbers_as_integers(&mut value);
+    from_json_value(value)
+}
+
+/// JSON has one number type: `3.0` is the integer 3 (JSON Schema agrees), which serde
+/// reads into an integer field only when written `3`. Integral values within the range
+/// a double holds exactly become integers before the body meets its type.
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match value {
+        serde_json::Value::Number(number) if !number.is_i64() && !number.is_u64() => {
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                && float.abs() <= EXACT
+            {
+                // Exact: the value is integral and within ±2^53.
+                *value = serde_json::Value::from(float as i64);
+            }
         }
-    })?;
-    deserializer.end().map_err(|error| not_json(&error))?;
-    Ok(value)
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        serde_json::Value::Object(fields) => {
+            fields.values_mut().for_each(whole_numbers_as_integers)
+        }
+        _ => {}
+    }
 }
 
 /// Reads a JSON value already parsed into `T`: 422 naming the field at fault when its
@@ -290,6 +301,16 @@ mod tests {
     }
 
     const ID: &str = "0190f0b0-0000-7000-8000-000000000000";
+
+    #[test]
+    fn whole_numbers_written_with_a_fraction_are_integers() {
+        let reorder: Reorder =
+            parse_json(format!(r#"{{"range_start": 3.0, "track_id": "{ID}"}}"#).as_bytes())
+                .unwrap();
+        assert_eq!(reorder.range_start, 3);
+        let fractional = problem(&format!(r#"{{"range_start": 3.5, "track_id": "{ID}"}}"#));
+        assert_eq!(fractional.status, 422, "{}", fractional.detail);
+    }
 
     #[test]
     fn shape_errors_name_the_field_and_say_what_is_wanted() {

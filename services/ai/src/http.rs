@@ -202,6 +202,7 @@ async fn voice_search(
 #[serde(deny_unknown_fields)]
 pub struct SpeakBody {
     /// At most 1000 characters.
+    #[schema(min_length = 1, max_length = 1000, pattern = "\\S")]
     text: String,
     /// The voice; the one installed when absent.
     voice: Option<String>,
@@ -226,8 +227,10 @@ async fn speak(
 #[into_params(parameter_in = Query)]
 pub struct RecommendationsQuery {
     /// Items per page, 1 to 100.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// Items to skip.
+    #[param(minimum = 0, maximum = 2147483647)]
     offset: Option<u32>,
     /// Also recommend tracks the caller liked or played in the last days (default false).
     include_known: Option<bool>,

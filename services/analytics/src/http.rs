@@ -88,6 +88,7 @@ pub struct PlayBody {
     #[schema(value_type = Option<String>, format = DateTime)]
     started_at: Option<DateTime<Utc>>,
     /// Where it was played from, e.g. `playlist:<id>`, at most 200 characters.
+    #[schema(max_length = 200)]
     context: Option<String>,
 }
 
@@ -114,7 +115,7 @@ pub enum PlaysBody {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Accepted {
+pub struct PlaysAccepted {
     /// Plays not reported before (a retried id is accepted again but not counted).
     accepted: u64,
 }
@@ -159,7 +160,7 @@ impl From<RankedTrack> for TopTrack {
 #[into_params(parameter_in = Query)]
 pub struct TopQuery {
     /// `1h`, `24h` (default), `7d` or `30d`: whole clock hours, ending with the current one.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = "^(1h|24h|7d|30d)$")]
     window: Option<Window>,
 }
 
@@ -167,7 +168,7 @@ pub struct TopQuery {
 #[into_params(parameter_in = Query)]
 pub struct SeriesQuery {
     /// `hour` (default) or `day`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = "^(hour|day)$")]
     interval: Option<Interval>,
     /// RFC 3339; default: 23 hours before `to`. Buckets overlapping `[from, to]` count whole.
     #[param(value_type = Option<String>, format = DateTime)]
@@ -181,7 +182,7 @@ pub struct SeriesQuery {
 #[into_params(parameter_in = Query)]
 pub struct ActiveQuery {
     /// `day` (default), `week` (from Monday) or `month`.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = Option<String>, pattern = "^(day|week|month)$")]
     interval: Option<Period>,
     /// RFC 3339; default: 30 days, 12 weeks or 12 months of buckets before `to`.
     #[param(value_type = Option<String>, format = DateTime)]
@@ -195,6 +196,7 @@ pub struct ActiveQuery {
 #[into_params(parameter_in = Query)]
 pub struct ApiQuery {
     /// `1h` (default) or `24h`.
+    #[param(pattern = "^(1h|24h)$")]
     window: Option<String>,
 }
 
@@ -256,12 +258,12 @@ fn millis_of(us: u64) -> f64 {
 /// Report plays: one, or an array (offline plays sent later).
 #[utoipa::path(post, path = "/v1/me/plays", tag = "analytics", security(("bearer" = [])),
     request_body = PlaysBody,
-    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 202, body = PlaysAccepted), (status = 400, body = Problem), (status = 422, body = Problem)))]
 async fn report_plays(
     State(service): State<AppState>,
     caller: Caller,
     Json(body): Json<serde_json::Value>,
-) -> ApiResult<(StatusCode, Json<Accepted>)> {
+) -> ApiResult<(StatusCode, Json<PlaysAccepted>)> {
     let reports: Vec<PlayReport> = if body.is_array() {
         let plays: Vec<PlayBody> = from_json_value(body)?;
         plays.into_iter().map(PlayReport::from).collect()
@@ -269,7 +271,7 @@ async fn report_plays(
         vec![from_json_value::<PlayBody>(body)?.into()]
     };
     let accepted = service.report_plays(&caller, &reports).await?;
-    Ok((StatusCode::ACCEPTED, Json(Accepted { accepted })))
+    Ok((StatusCode::ACCEPTED, Json(PlaysAccepted { accepted })))
 }
 
 /// The caller's listening history, newest first.

@@ -68,11 +68,16 @@ pub fn internal_router(service: Arc<AuthService>) -> Router {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     email: String,
     #[schema(example = "correct horse battery staple", min_length = 8, max_length = 128)]
     password: String,
     #[schema(example = "Ada")]
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     display_name: String,
 }
 
@@ -89,6 +94,11 @@ pub struct RefreshRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateMeRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     display_name: String,
 }
 

@@ -178,11 +178,16 @@ pub struct ArtistView {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TrackPatch {
+    #[schema(min_length = 1, max_length = 300, pattern = "\\S")]
     title: Option<String>,
+    #[schema(min_length = 1, max_length = 300, pattern = "\\S")]
     artist: Option<String>,
+    #[schema(min_length = 1, max_length = 300, pattern = "\\S")]
     album: Option<String>,
     genre: Option<String>,
+    #[schema(minimum = 1000, maximum = 9999)]
     year: Option<i32>,
+    #[schema(minimum = 1, maximum = 999)]
     track_number: Option<u32>,
 }
 
@@ -190,8 +195,11 @@ pub struct TrackPatch {
 #[into_params(parameter_in = Query)]
 pub struct TrackListQuery {
     /// `recent` (newest first, the default) or `title`.
+    #[param(pattern = "^(recent|title)$")]
     sort: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    #[param(minimum = 0, maximum = 2147483647)]
     offset: Option<u32>,
 }
 
@@ -428,7 +436,15 @@ async fn get_album(
 #[into_params(parameter_in = Query)]
 pub struct ArtworkQuery {
     /// Edge length in pixels: 300 or 640 (the default).
+    #[param(schema_with = artwork_sizes)]
     size: Option<u32>,
+}
+
+fn artwork_sizes() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .enum_values(Some([300, 640]))
+        .build()
 }
 
 /// An album's cover image, taken from its files' embedded pictures.
@@ -501,14 +517,17 @@ async fn get_artist(
 pub struct SearchQuery {
     /// The words to look for; each matches as a prefix or within one edit (two for
     /// words of eight letters or more).
+    #[param(pattern = "[^\\W_]")]
     q: String,
     /// Any of `track`, `album`, `artist`, comma-separated; all three when absent or empty.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", pattern = "^((track|album|artist)(,(track|album|artist))*)?$")]
     kinds: Option<String>,
     /// Results per kind, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// Results of each kind to skip.
+    #[param(minimum = 0, maximum = 2147483647)]
     offset: Option<u32>,
 }
 

@@ -353,6 +353,12 @@ impl CatalogService {
                 *value = Some(checked_name(field, given)?);
             }
         }
+        if edit.track_number.is_some_and(|number| !(1..=999).contains(&number)) {
+            return Err(CatalogError::Invalid {
+                field: "track_number",
+                reason: "must be 1 to 999".into(),
+            });
+        }
         if edit.year.is_some_and(|year| !(1000..=9999).contains(&year)) {
             return Err(CatalogError::Invalid {
                 field: "year",

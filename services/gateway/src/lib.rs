@@ -6,6 +6,7 @@
 
 pub mod breaker;
 pub mod config;
+pub mod document;
 pub mod home;
 pub mod limiter;
 pub mod media;
@@ -119,8 +120,7 @@ pub fn router(parts: GatewayParts) -> (Router, Option<Background>) {
     let api = api.merge(home);
     let mut document = parts.api;
     document.merge(home_api);
-    let document = Arc::new(document);
-    let served = document.clone();
+    let served = Arc::new(document::complete(&document));
     // Only the service routes are API traffic; everything else is marked so that the
     // request recorder, which must wrap the whole router to see unmatched requests,
     // leaves it out.

@@ -118,7 +118,7 @@ pub struct WebhookAck {
 /// event id seen before changes nothing.
 #[utoipa::path(post, path = "/v1/billing/webhook", tag = "billing",
     params(("Stripe-Signature" = String, Header, description = "t=<unix>,v1=<hex hmac>")),
-    request_body(content = serde_json::Value, content_type = "application/json"),
+    request_body(content = WebhookEvent, content_type = "application/json"),
     responses((status = 200, body = WebhookAck), (status = 400, body = Problem),
         (status = 413, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)))]
 async fn billing_webhook(
@@ -184,8 +184,11 @@ impl From<Follow> for FollowView {
 pub struct SearchQuery {
     /// Matches people whose display name has a word starting with it (1 to 100
     /// characters, case-insensitive).
+    #[param(min_length = 1, max_length = 100, pattern = "\\S")]
     q: String,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    #[param(minimum = 0, maximum = 2147483647)]
     offset: Option<u32>,
 }
 
@@ -324,7 +327,9 @@ pub struct NotificationsQuery {
     /// Only unread notifications.
     #[serde(default)]
     unread_only: bool,
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    #[param(minimum = 0, maximum = 2147483647)]
     offset: Option<u32>,
 }
 
@@ -360,12 +365,36 @@ async fn notifications(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct MarkRead {
     /// The notifications to mark read (at most 1000); every one when absent.
+    #[schema(max_items = 1000)]
     ids: Option<Vec<Uuid>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Unread {
     unread: u64,
+}
+
+/// A payment provider's event, as much of it as Tonearm reads; other fields are ignored,
+/// and so are event types it does not act on. For the OpenAPI document.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct WebhookEvent {
+    /// The provider's event id, which makes a redelivery change nothing.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,255}$")]
+    id: String,
+    /// e.g. `checkout.session.completed`, `invoice.paid`, `customer.subscription.deleted`.
+    #[schema(rename = "type")]
+    event_type: String,
+    data: WebhookEventData,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct WebhookEventData {
+    /// The object the event is about, in the provider's shape (read only for the event
+    /// types Tonearm acts on).
+    #[schema(value_type = Value)]
+    object: serde_json::Value,
 }
 
 /// Mark notifications read.
@@ -440,6 +469,7 @@ pub struct Heartbeat {
     track_id: Uuid,
     /// How far into the track the player is.
     #[serde(default)]
+    #[schema(maximum = 86_400_000)]
     position_ms: u64,
     #[serde(default)]
     paused: bool,

@@ -49,6 +49,9 @@ impl From<&Person> for UserRef {
     }
 }
 
+/// How far into a track a heartbeat may say the player is: longer than any track.
+pub const MAX_POSITION_MS: u64 = 86_400_000;
+
 /// What someone is playing, as presence keeps it and the live channel sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NowPlaying {
@@ -344,6 +347,12 @@ impl PeopleService {
         position_ms: u64,
         paused: bool,
     ) -> Result<Option<NowPlaying>, PeopleError> {
+        if position_ms > MAX_POSITION_MS {
+            return Err(PeopleError::Invalid {
+                field: "position_ms",
+                reason: format!("must be at most {MAX_POSITION_MS} (a day)"),
+            });
+        }
         let person = self.person(caller.user_id).await?;
         let track = match self.current(caller.user_id).await {
             Some(current) if current.track.id == track_id => current.track,
@@ -579,6 +588,7 @@ pub struct NotificationView {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = NotifiedPlaylist)]
 pub struct PlaylistView {
     pub id: Uuid,
     pub name: String,

@@ -147,7 +147,9 @@ impl From<Like> for LikeView {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewPlaylistBody {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: String,
+    #[schema(max_length = 1000)]
     description: Option<String>,
     /// Public playlists can be read and followed by anyone; private ones by the owner.
     #[serde(default)]
@@ -156,7 +158,9 @@ pub struct NewPlaylistBody {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PlaylistPatch {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     name: Option<String>,
+    #[schema(max_length = 1000)]
     description: Option<String>,
     public: Option<bool>,
 }
@@ -168,6 +172,7 @@ pub struct Snapshot {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddTracks {
+    #[schema(min_items = 1, max_items = 100)]
     track_ids: Vec<Uuid>,
     /// Where to insert, 0-based; the end when absent.
     position: Option<usize>,
@@ -177,6 +182,7 @@ pub struct AddTracks {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RemoveTracks {
+    #[schema(min_items = 1, max_items = 100)]
     positions: Vec<usize>,
     snapshot_id: Option<String>,
 }
@@ -194,6 +200,9 @@ pub struct ReorderTracks {
 #[into_params(parameter_in = Query)]
 pub struct ContainsQuery {
     /// Comma-separated track ids, at most 100.
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(,[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}){0,99}$"
+    )]
     ids: String,
 }
 

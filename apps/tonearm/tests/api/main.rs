@@ -24,6 +24,7 @@ mod probe;
 mod recommendations;
 mod remote;
 mod request_events;
+mod schema_fuzz;
 mod streaming;
 mod support;
 mod tokens;
