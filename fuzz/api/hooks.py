@@ -91,7 +91,13 @@ def is_positive(case):
 def map_body(context, body):
     """Uploads carry real audio (arbitrary file contents are the tags fuzz target's and the
     probe's concern)."""
-    if operation_of(context) == ("POST", "/v1/tracks") and isinstance(body, dict) and "file" in body:
+    # Only a file that is a string of bytes already: another value (a number, a list) is
+    # a case meant to be refused.
+    if (
+        operation_of(context) == ("POST", "/v1/tracks")
+        and isinstance(body, dict)
+        and isinstance(body.get("file"), (bytes, bytearray, str))
+    ):
         body = {**body, "file": PROBE.make_wav(seconds=0.5)}
     return body
 

@@ -212,6 +212,8 @@ const LINKS: &[Link] = links! {
     "get" "/v1/users" => "following": "get" "/v1/users/{id}/following" FIRST_ID;
     "get" "/v1/users" => "follow": "put" "/v1/me/following/{user_id}" &[("user_id", "$response.body#/items/0/id")];
     "get" "/v1/users" => "unfollow": "delete" "/v1/me/following/{user_id}" &[("user_id", "$response.body#/items/0/id")];
+    // Ending one of the caller's sessions (the fuzzer's own included: it signs in again).
+    "get" "/v1/me/sessions" => "end": "delete" "/v1/me/sessions/{id}" FIRST_ID;
     "get" "/v1/me/likes" => "unlike": "delete" "/v1/me/likes/{track_id}" &[("track_id", "$response.body#/items/0/track/id")];
     "get" "/v1/me/notifications" => "read": "post" "/v1/me/notifications/read" &[], body r#"{"ids": ["$response.body#/items/0/id"]}"#;
     // Signing in leads to refreshing and signing out.

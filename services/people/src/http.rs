@@ -380,7 +380,7 @@ pub struct Unread {
 #[allow(dead_code)]
 struct WebhookEvent {
     /// The provider's event id, which makes a redelivery change nothing.
-    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,255}$")]
+    #[schema(min_length = 1, max_length = 255)]
     id: String,
     /// e.g. `checkout.session.completed`, `invoice.paid`, `customer.subscription.deleted`.
     #[schema(rename = "type")]

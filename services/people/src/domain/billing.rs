@@ -220,7 +220,7 @@ impl ProviderEvent {
     pub fn parse(body: &[u8]) -> Result<Self, WebhookError> {
         let event: Self =
             serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
-        if event.id.is_empty() || event.id.len() > 255 {
+        if event.id.is_empty() || event.id.chars().count() > 255 {
             return Err(WebhookError::Malformed("id must be 1 to 255 characters".into()));
         }
         Ok(event)
