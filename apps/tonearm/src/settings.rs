@@ -68,8 +68,11 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Connections held at once (capped by the open-file limit); more wait to be accepted.
     pub max_connections: usize,
-    /// How long a client may take to send a request's head before it is disconnected.
+    /// How long a new connection may stay silent before it is disconnected.
     pub header_timeout_secs: u64,
+    /// How long a request head may take on a connection already talking (an idle
+    /// kept-alive connection included) before it is disconnected.
+    pub keep_alive_secs: u64,
     /// The largest request head accepted; a larger one gets 431.
     pub max_header_bytes: usize,
 }
@@ -83,6 +86,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: limits.grace.as_secs(),
             max_connections: limits.max_connections,
             header_timeout_secs: limits.header_timeout.as_secs(),
+            keep_alive_secs: limits.keep_alive.as_secs(),
             max_header_bytes: limits.max_header_bytes,
         }
     }
@@ -106,6 +110,7 @@ impl ServerConfig {
             grace: self.grace(),
             max_connections: self.max_connections,
             header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            keep_alive: Duration::from_secs(self.keep_alive_secs.max(1)),
             max_header_bytes: self.max_header_bytes,
         }
     }

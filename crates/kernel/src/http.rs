@@ -494,10 +494,15 @@ pub struct ServerLimits {
     /// one closes. Never more than the open-file limit allows (less a reserve for files,
     /// databases and outgoing calls).
     pub max_connections: usize,
-    /// How long a client may take to send a request's head: from connecting, and from
-    /// the previous response on a kept-alive connection. A client that sends nothing, or
-    /// trickles its head byte by byte (slowloris), is disconnected after it.
+    /// How long a new connection may stay silent: a client that connects and sends
+    /// nothing is disconnected after it, having cost a socket and a small task.
     pub header_timeout: Duration,
+    /// How long a request head may take, from the connection's first byte or the previous
+    /// response: an idle kept-alive connection, or a head trickled byte by byte
+    /// (slowloris), is disconnected after it. Longer than the idle timeout of the pools
+    /// and load balancers in front (60 s is common), so that none of them sends a request
+    /// on a connection the server is closing.
+    pub keep_alive: Duration,
     /// The most bytes a request head may take; a larger one is refused with 431.
     pub max_header_bytes: usize,
 }
@@ -508,6 +513,7 @@ impl Default for ServerLimits {
             grace: Duration::from_secs(30),
             max_connections: 20_000,
             header_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(75),
             max_header_bytes: 32 * 1024,
         }
     }
@@ -533,7 +539,7 @@ impl Server {
     pub async fn bind(addr: SocketAddr, limits: ServerLimits) -> std::io::Result<Self> {
         let max_connections = limits.max_connections.min(connection_budget());
         if max_connections < limits.max_connections {
-            tracing::warn!(
+            tracing::info!(
                 configured = limits.max_connections,
                 max_connections,
                 "the open-file limit allows fewer connections than configured"
@@ -622,7 +628,7 @@ fn connection_builder(
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .header_read_timeout(limits.keep_alive)
         .max_buf_size(limits.max_header_bytes.max(MIN_HEAD_BUFFER));
     builder
         .http2()
@@ -752,11 +758,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn idle_and_trickling_clients_are_disconnected_after_the_header_timeout() {
+    async fn silent_idle_and_trickling_clients_are_disconnected() {
         use tokio::io::AsyncWriteExt as _;
-        let header_timeout = Duration::from_millis(500);
-        let (addr, _stop) =
-            limited(ServerLimits { header_timeout, ..ServerLimits::default() }).await;
+        let timeout = Duration::from_millis(500);
+        let limits = ServerLimits {
+            header_timeout: timeout,
+            keep_alive: timeout,
+            ..ServerLimits::default()
+        };
+        let (addr, _stop) = limited(limits).await;
 
         let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
         let closed = until_closed(&mut silent, Duration::from_secs(10)).await;

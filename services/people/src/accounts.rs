@@ -40,6 +40,8 @@ impl RemoteAccounts {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(2))
+            // Below the server's keep-alive (75 s): never reuse a connection it is closing.
+            .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
         Ok(Self { base_url: base_url.trim_end_matches('/').to_owned(), client, key })
     }

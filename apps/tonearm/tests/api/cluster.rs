@@ -50,8 +50,10 @@ impl Cluster {
 
     fn up(traces: &testkit::otlp::Collector) -> Self {
         let dir = tempfile::TempDir::new().unwrap();
-        // Eighteen ports in a row that nothing else here uses.
-        let base = 20_000 + (std::process::id() % 2_000) as u16 * 20;
+        // Eighteen ports in a row that nothing else here uses: below Linux's ephemeral
+        // ports (32768 and up), so that no other test's outgoing connection or port-0
+        // listener takes one of them before the cluster binds it.
+        let base = 20_000 + (std::process::id() % 600) as u16 * 20;
         let name = format!("tonearm_test_cluster_{}", uuid::Uuid::now_v7().simple());
         let env = vec![
             ("TONEARM_BIN".to_owned(), env!("CARGO_BIN_EXE_tonearm").to_owned()),
