@@ -698,6 +698,27 @@ impl Ledger {
     /// Inserts `ids` not there yet and returns them. Sorted, so that two transactions
     /// claiming overlapping batches take their row locks in one order and cannot deadlock.
     async fn claim(&mut self, ids: &[Uuid]) -> Result<Vec<Uuid>, WarehouseError> {
+        self.insert_new("counted_facts", "counted_at", ids).await
+    }
+
+    /// Writes `ids` to `pending_facts` and commits, before any of them is claimed; returns
+    /// those pending already, whose earlier attempt may have reached ClickHouse.
+    async fn mark_pending(pool: &SqlPool, ids: &[Uuid]) -> Result<HashSet<Uuid>, WarehouseError> {
+        let mut ledger = Self::begin(pool).await?;
+        let marked: HashSet<Uuid> =
+            ledger.insert_new("pending_facts", "pending_at", ids).await?.into_iter().collect();
+        ledger.settle(Ok(())).await?;
+        Ok(ids.iter().copied().filter(|id| !marked.contains(id)).collect())
+    }
+
+    /// Inserts the `ids` (sorted, once each) that `table` does not hold yet, stamped now in
+    /// `at_column`; returns those inserted.
+    async fn insert_new(
+        &mut self,
+        table: &str,
+        at_column: &str,
+        ids: &[Uuid],
+    ) -> Result<Vec<Uuid>, WarehouseError> {
         let mut sorted = ids.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
@@ -705,11 +726,11 @@ impl Ledger {
         let now = Utc::now();
         match self {
             Self::Sqlite(tx) => {
-                let mut claimed = Vec::with_capacity(ids.len());
+                let mut inserted = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(SQLITE_CLAIM_CHUNK) {
-                    let mut query = QueryBuilder::<Sqlite>::new(
-                        "INSERT INTO counted_facts (fact_id, counted_at) ",
-                    );
+                    let mut query = QueryBuilder::<Sqlite>::new(format!(
+                        "INSERT INTO {table} (fact_id, {at_column}) "
+                    ));
                     query.push_values(chunk, |mut row, id| {
                         row.push_bind(*id).push_bind(now);
                     });
@@ -719,68 +740,23 @@ impl Ledger {
                         .fetch_all(&mut **tx)
                         .await
                         .map_err(ledger_error)?;
-                    claimed.extend(rows);
+                    inserted.extend(rows);
                 }
-                Ok(claimed)
+                Ok(inserted)
             }
             // One array parameter for the whole batch: no chunking, one round trip.
-            Self::Postgres(tx) => sqlx::query_scalar(
-                "INSERT INTO counted_facts (fact_id, counted_at)
+            Self::Postgres(tx) => sqlx::query_scalar(&format!(
+                "INSERT INTO {table} (fact_id, {at_column})
                  SELECT id, $2 FROM UNNEST($1::uuid[]) AS batch(id) ORDER BY id
                  ON CONFLICT (fact_id) DO NOTHING
-                 RETURNING fact_id",
-            )
+                 RETURNING fact_id"
+            ))
             .bind(ids)
             .bind(now)
             .fetch_all(&mut **tx)
             .await
             .map_err(ledger_error),
         }
-    }
-
-    /// Writes `ids` to `pending_facts` and commits, before any of them is claimed; returns
-    /// those pending already, whose earlier attempt may have reached ClickHouse.
-    async fn mark_pending(pool: &SqlPool, ids: &[Uuid]) -> Result<HashSet<Uuid>, WarehouseError> {
-        let mut sorted = ids.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let now = Utc::now();
-        let marked: Vec<Uuid> = match pool {
-            SqlPool::Sqlite(pool) => {
-                let mut tx = pool.begin().await.map_err(ledger_error)?;
-                let mut marked = Vec::with_capacity(sorted.len());
-                for chunk in sorted.chunks(SQLITE_CLAIM_CHUNK) {
-                    let mut query = QueryBuilder::<Sqlite>::new(
-                        "INSERT INTO pending_facts (fact_id, pending_at) ",
-                    );
-                    query.push_values(chunk, |mut row, id| {
-                        row.push_bind(*id).push_bind(now);
-                    });
-                    query.push(" ON CONFLICT (fact_id) DO NOTHING RETURNING fact_id");
-                    let rows: Vec<Uuid> = query
-                        .build_query_scalar()
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(ledger_error)?;
-                    marked.extend(rows);
-                }
-                tx.commit().await.map_err(ledger_error)?;
-                marked
-            }
-            SqlPool::Postgres(pool) => sqlx::query_scalar(
-                "INSERT INTO pending_facts (fact_id, pending_at)
-                 SELECT id, $2 FROM UNNEST($1::uuid[]) AS batch(id) ORDER BY id
-                 ON CONFLICT (fact_id) DO NOTHING
-                 RETURNING fact_id",
-            )
-            .bind(&sorted)
-            .bind(now)
-            .fetch_all(pool)
-            .await
-            .map_err(ledger_error)?,
-        };
-        let marked: HashSet<Uuid> = marked.into_iter().collect();
-        Ok(sorted.into_iter().filter(|id| !marked.contains(id)).collect())
     }
 
     /// Removes `ids` from `pending_facts` within the claim, so they stop being pending
