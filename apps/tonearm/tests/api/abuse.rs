@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
 
-use crate::support::{TestApp, UpProcess, assert_problem, redis_settings, unique_email};
+use crate::support::{TestApp, UpProcess, assert_problem, own_redis_settings, unique_email};
 
 /// `auth.login_throttle.max_failures_per_email`, by default.
 const FAILURES_PER_EMAIL: usize = 10;
@@ -49,9 +49,11 @@ fn count(statuses: &[StatusCode], status: StatusCode) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_guesses_gets_the_budget_and_no_more_and_reveals_no_account() {
-    // Redis holds the windows, as in a deployment with several auth replicas.
+    // Redis holds the windows, as in a deployment with several auth replicas; a Redis of
+    // its own, since the burst fills the window of 127.0.0.1, every test's address.
     let dir = Arc::new(TempDir::new().unwrap());
-    let app = TestApp::up_with(redis_settings(dir.path()), Some(dir.clone())).await;
+    let (settings, _redis) = own_redis_settings(dir.path()).await;
+    let app = TestApp::up_with(settings, Some(dir.clone())).await;
     let email = unique_email();
     app.register(&email).await;
 

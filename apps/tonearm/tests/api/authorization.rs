@@ -12,7 +12,7 @@ use tempfile::TempDir;
 use crate::{
     catalog::{upload, wav},
     support::{
-        TestApp, redis_settings, redis_url, settled, succeeded, token, tonearm_cli, unique_email,
+        OwnRedis, TestApp, own_redis_settings, settled, succeeded, token, tonearm_cli, unique_email,
     },
 };
 
@@ -75,6 +75,7 @@ fn expect(spec: &str) -> [Expect; 5] {
 /// The resources of the owner (and of the others) that rows name by placeholder.
 struct World {
     app: TestApp,
+    _redis: OwnRedis,
     tokens: BTreeMap<&'static str, String>,
     ids: BTreeMap<&'static str, String>,
     audio: Vec<u8>,
@@ -184,13 +185,15 @@ async fn json_of(response: reqwest::Response, what: &str) -> Value {
 /// The owner's tracks, playlists, sessions and a notification, and the four callers.
 async fn world() -> World {
     let dir = Arc::new(TempDir::new().unwrap());
-    let mut settings = redis_settings(dir.path());
+    // Its own Redis: the operator commands reach the running gateway through it, and the
+    // table's many anonymous requests spend no other test's budget.
+    let (mut settings, own_redis) = own_redis_settings(dir.path()).await;
     // The table, not the budgets, is under test here (those are in `limits`).
     settings.gateway.rate_limits.free_per_minute = 100_000;
     settings.gateway.rate_limits.premium_per_minute = 100_000;
     settings.gateway.rate_limits.anonymous_per_minute = 100_000;
     let app = TestApp::up_with(settings, Some(dir.clone())).await;
-    let redis = redis_url();
+    let redis = own_redis.url();
     let env = [("TONEARM_AUTH__CACHE_URL", redis.as_str())];
     let mut tokens = BTreeMap::new();
     let mut emails = BTreeMap::new();
@@ -205,7 +208,8 @@ async fn world() -> World {
         &env,
     ));
     succeeded(&tonearm_cli(&["users", "set-role", &emails["admin"], "admin"], dir.path(), &env));
-    let mut world = World { app, tokens, ids: BTreeMap::new(), audio: wav(2, 1) };
+    let mut world =
+        World { app, _redis: own_redis, tokens, ids: BTreeMap::new(), audio: wav(2, 1) };
     let app = &world.app;
     let owner = world.tokens["owner"].clone();
     let me = json_of(app.get("/v1/me", Some(&owner)).await, "me").await;

@@ -48,6 +48,17 @@ pub fn redis_settings(data_dir: &Path) -> Settings {
     settings
 }
 
+/// Settings on a Redis of the test's own, for a test that spends many of the budgets and
+/// login throttles Redis holds: windows are per client address, and every test's client
+/// is 127.0.0.1, so in the shared Redis it would spend other tests' budgets too.
+pub async fn own_redis_settings(data_dir: &Path) -> (Settings, OwnRedis) {
+    let redis = OwnRedis::start().await;
+    let mut settings = test_settings(data_dir);
+    settings.auth.cache_url = Some(kernel::engine::EngineUrl::new(redis.url()));
+    settings.gateway.cache_url = Some(kernel::engine::EngineUrl::new(redis.url()));
+    (settings, redis)
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
