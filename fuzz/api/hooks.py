@@ -113,9 +113,8 @@ def before_call(context, case, kwargs):
         (method, path) == ("POST", "/v1/auth/refresh")
         and is_positive(case)
         and isinstance(body, dict)
-        and random.random() < 0.5
     ):
-        # A refresh token that exists: a new session's.
+        # A refresh token that exists, a new session's: a generated one never does.
         body["refresh_token"] = sign_in()["refresh_token"]
     if (
         (method, path) == ("POST", "/v1/billing/webhook")

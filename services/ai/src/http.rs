@@ -202,7 +202,7 @@ async fn voice_search(
 #[serde(deny_unknown_fields)]
 pub struct SpeakBody {
     /// At most 1000 characters.
-    #[schema(min_length = 1, max_length = 1000, pattern = "\\S")]
+    #[schema(min_length = 1, max_length = 1000, pattern = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$")]
     text: String,
     /// The voice; the one installed when absent.
     voice: Option<String>,

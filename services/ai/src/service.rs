@@ -269,6 +269,13 @@ impl AiService {
         if text.is_empty() {
             return Err(AiError::Invalid { field: "text", reason: "must not be empty".into() });
         }
+        // The phonemizer reads C strings: a NUL would end the text (the fuzzer found it).
+        if text.contains('\0') {
+            return Err(AiError::Invalid {
+                field: "text",
+                reason: "must not contain a NUL character".into(),
+            });
+        }
         let chars = text.chars().count();
         if chars > self.config.max_speak_chars {
             return Err(AiError::Invalid {

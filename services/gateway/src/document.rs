@@ -75,6 +75,9 @@ fn edge_answers(path: &str, operation: &mut Map<String, Value>) {
     }
     if secured {
         answers.push(("401", "No token, or a token that is invalid, expired or revoked"));
+    } else if path.starts_with("/v1/") {
+        // The gateway checks any token it is given, here too.
+        answers.push(("401", "A token was sent that is invalid, expired or revoked"));
     }
     if parameters.iter().any(|p| p == "path") {
         answers.push(("404", "Unknown id (a malformed one included)"));

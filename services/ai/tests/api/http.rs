@@ -91,7 +91,7 @@ async fn speak_answers_wav_and_refuses_empty_or_long_text() {
     let wav = spoken.bytes().await.unwrap();
     assert!(wav.len() > 22_050, "at least half a second of 22.05 kHz audio: {}", wav.len());
 
-    for text in ["", "   ", &"la ".repeat(400)] {
+    for text in ["", "   ", &"la ".repeat(400), "hello\0there"] {
         let refused = speak().json(&serde_json::json!({"text": text})).send().await.unwrap();
         problem(refused, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
