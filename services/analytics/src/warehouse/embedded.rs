@@ -550,13 +550,19 @@ impl Warehouse for EmbeddedWarehouse {
 
     #[tracing::instrument(skip_all, fields(%user_id))]
     async fn forget_user(&self, user_id: Uuid) -> Result<(), WarehouseError> {
+        // Random, and kept nowhere: the rows count as someone's, but as no one's known.
+        let stranger = Uuid::new_v4();
+        // Begins with a write, so that the transaction holds the write lock from its start
+        // (a deferred one that read first could not take it if another writer got in).
         let mut tx = self.writer.begin().await.map_err(failed)?;
-        let plays: Vec<(Uuid, i64)> =
-            sqlx::query_as("SELECT track_id, played_at_ms FROM plays WHERE user_id = ?")
-                .bind(user_id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(failed)?;
+        let plays: Vec<(Uuid, i64)> = sqlx::query_as(
+            "UPDATE plays SET user_id = ?1 WHERE user_id = ?2 RETURNING track_id, played_at_ms",
+        )
+        .bind(stranger)
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(failed)?;
         // The presence rows the user's plays wrote, by their keys.
         let mut track_hours = BTreeSet::new();
         let mut hours = BTreeSet::new();
@@ -567,8 +573,6 @@ impl Warehouse for EmbeddedWarehouse {
             hours.insert(hour);
             days.insert(played_at_ms.div_euclid(DAY_MS));
         }
-        // Random, and kept nowhere: the rows count as someone's, but as no one's known.
-        let stranger = Uuid::new_v4();
         for (hour, track_id) in track_hours {
             sqlx::query(
                 "UPDATE track_listeners SET user_id = ?1
@@ -597,12 +601,6 @@ impl Warehouse for EmbeddedWarehouse {
                     .map_err(failed)?;
             }
         }
-        sqlx::query("UPDATE plays SET user_id = ? WHERE user_id = ?")
-            .bind(stranger)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
         sqlx::query("DELETE FROM active_days WHERE user_id = ?")
             .bind(user_id)
             .execute(&mut *tx)
