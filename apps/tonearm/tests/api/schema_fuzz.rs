@@ -15,6 +15,9 @@ async fn schemathesis_finds_nothing_wrong_with_the_served_document() {
         Command::new("python3")
             .arg(script)
             .args(["--binary", env!("CARGO_BIN_EXE_tonearm")])
+            // A fixed seed, so that a red run is a change's doing and replays as it was;
+            // the nightly run (docs/security.md) draws a new one each time.
+            .args(["--seed", "15"])
             .output()
             .expect("python3 runs scripts/fuzz-api (scripts/test installs schemathesis)")
     })
