@@ -274,18 +274,9 @@ async fn postgres_stopping_for_30_s_under_writes_loses_and_doubles_nothing() {
     settings.playlist.database_url = postgres_database(&postgres, "tonearm_playlist");
     settings.analytics.database_url = postgres_database(&postgres, "tonearm_analytics");
     let app = TestApp::up_with(settings, Some(dir)).await;
-    let (listeners, track) = listeners_and_a_track(&app).await;
 
-    let traffic = Traffic::start(app.url(""), listeners, track);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    postgres.stop();
-    tokio::time::sleep(OUTAGE).await;
-    let ready = app.get("/readyz", None).await;
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "not ready without its database");
-    let _postgres = OwnPostgres::start_in(home.path(), port).await;
-    wait_until_ready(&app).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let ledger = traffic.finish().await;
+    let restart = OwnPostgres::start_in(home.path(), port);
+    let (ledger, _postgres) = through_an_outage(&app, move || postgres.stop(), restart).await;
 
     assert!(ledger.unknown_registrations.is_empty(), "every request got an answer");
     assert!(!ledger.refused_registrations.is_empty(), "sign-ups were refused while it was away");
@@ -306,6 +297,8 @@ async fn through_an_outage<R>(
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop();
     tokio::time::sleep(OUTAGE).await;
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "not ready without the engine");
     let engine = restart.await;
     wait_until_ready(app).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
