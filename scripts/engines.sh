@@ -105,9 +105,12 @@ ensure_s3() {
     mkdir -p "$root/$TONEARM_TEST_S3_BUCKET"
     if ! port_open 127.0.0.1 9900; then
         say "starting the s3s-fs S3 server"
-        nohup "$tools/bin/s3s-fs" --host 127.0.0.1 --port 9900 \
-            --access-key "$TONEARM_TEST_S3_ACCESS_KEY" --secret-key "$TONEARM_TEST_S3_SECRET_KEY" \
-            "$root" </dev/null >"$HOME/.cache/tonearm/s3s-fs.log" 2>&1 &
+        # From a directory that outlives the checkout: s3s-fs resolves every object's path
+        # against its working directory, and a deleted one turns each request into a 500.
+        (cd "$root" &&
+            nohup "$tools/bin/s3s-fs" --host 127.0.0.1 --port 9900 \
+                --access-key "$TONEARM_TEST_S3_ACCESS_KEY" --secret-key "$TONEARM_TEST_S3_SECRET_KEY" \
+                "$root" </dev/null >"$HOME/.cache/tonearm/s3s-fs.log" 2>&1 &)
         wait_for "S3 (s3s-fs)" port_open 127.0.0.1 9900
     fi
 }
