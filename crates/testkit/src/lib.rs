@@ -3,8 +3,11 @@
 //! uses. Tests talk to
 //! real engines; `scripts/test` makes sure they run.
 
+mod link;
 pub mod otlp;
 pub mod voice;
+
+pub use link::Link;
 
 use std::{
     net::TcpListener,
@@ -285,7 +288,10 @@ impl Drop for OwnClickHouse {
 ///
 /// The binary is `TONEARM_TANSU`, else `tansu` on the `PATH` (`scripts/test` sets both).
 pub struct OwnKafka {
+    /// Where the broker listens.
     pub port: u16,
+    /// Where it tells clients to reach it: its own port, or a [`Link`]'s in front of it.
+    advertised: u16,
     child: Child,
 }
 
@@ -295,20 +301,28 @@ impl OwnKafka {
     }
 
     pub async fn start_on(port: u16) -> Self {
+        Self::start_advertising(port, port).await
+    }
+
+    /// A broker on `port` that sends its clients to `advertised`: a broker behind a
+    /// [`Link`], which the test can cut without the broker losing anything.
+    pub async fn start_advertising(port: u16, advertised: u16) -> Self {
         let binary = std::env::var("TONEARM_TANSU").unwrap_or_else(|_| "tansu".to_owned());
         let listener = format!("tcp://127.0.0.1:{port}");
+        let advertised_listener = format!("tcp://127.0.0.1:{advertised}");
         let mut command = Command::new(&binary);
         command
             .arg("broker")
-            .args(["--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args(["--listener-url", &listener, "--advertised-listener-url", &advertised_listener])
             .args(["--storage-engine", "memory://tansu/"])
             // tansu reads a `.env` from its working directory: keep the tree's out of it.
             .current_dir(std::env::temp_dir());
-        Self { port, child: start_listening(command, port, &binary).await }
+        Self { port, advertised, child: start_listening(command, port, &binary).await }
     }
 
+    /// The URL clients use: the advertised address.
     pub fn url(&self) -> String {
-        format!("kafka://127.0.0.1:{}", self.port)
+        format!("kafka://127.0.0.1:{}", self.advertised)
     }
 
     pub fn stop(self) {}

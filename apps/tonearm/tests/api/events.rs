@@ -201,10 +201,15 @@ async fn under_serve_the_events_are_on_kafka_for_any_client() {
     }
 }
 
+/// The broker is out of reach for 30 s and then back with everything it held, as after a
+/// restart that keeps its log or a network partition. (A broker that comes back empty is
+/// the bus's own tests' case: librdkafka 2.12.1 can crash when a consumer fetches across
+/// such a restart, see docs/security.md.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registrations_succeed_while_the_broker_is_down_and_their_events_arrive_once() {
-    let broker = testkit::OwnKafka::start().await;
-    let port = broker.port;
+async fn registrations_succeed_while_the_broker_is_out_of_reach_and_their_events_arrive_once() {
+    let broker_port = testkit::free_port();
+    let link = testkit::Link::to(broker_port).await;
+    let broker = testkit::OwnKafka::start_advertising(broker_port, link.port).await;
     let kafka = broker.url();
     let dir = TempDir::new().unwrap();
     let auth = crate::support::TestApp::serve(
@@ -215,14 +220,16 @@ async fn registrations_succeed_while_the_broker_is_down_and_their_events_arrive_
     let client = reqwest::Client::new();
     register(&client, &auth.url(""), &unique_email()).await;
 
-    broker.stop();
+    link.cut();
     let outage = tokio::time::Instant::now();
     let mut users = Vec::new();
     for _ in 0..5 {
         users.push(register(&client, &auth.url(""), &unique_email()).await);
     }
+    let reached = tokio::net::TcpStream::connect(("127.0.0.1", link.port)).await;
+    assert!(reached.is_err(), "the broker is out of reach while the link is cut");
     tokio::time::sleep_until(outage + Duration::from_secs(30)).await;
-    let _broker = testkit::OwnKafka::start_on(port).await;
+    link.mend().await;
 
     let counts = count_on_kafka(&kafka, &users, Duration::from_secs(90)).await;
     for user in &users {
