@@ -1,7 +1,7 @@
 //! Engines that stop under steady traffic: PostgreSQL, Redis, ClickHouse and the S3 server
 //! go away for 30 s each while clients keep signing up, creating playlists, reporting plays
 //! and uploading. Every write the server accepted is there afterwards exactly once; every
-//! write it refused left nothing behind. (The broker is stopped for 30 s under sign-ups in
+//! write it refused left nothing behind. (The broker is out of reach for 30 s under sign-ups in
 //! `events`, whose events then arrive once; a SIGKILL mid-write there and below.)
 
 use std::{
