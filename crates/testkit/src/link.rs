@@ -56,7 +56,11 @@ impl Link {
         let (target, open) = (self.target, Arc::clone(&self.open));
         let accepting = tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    // Out of descriptors, say: wait rather than spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                };
                 let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
                 while open.try_join_next().is_some() {}
                 open.spawn(async move {
